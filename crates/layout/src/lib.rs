@@ -1,0 +1,446 @@
+//! Voter-file layouts and reference data.
+//!
+//! A *layout* is a TOML file under `config/layouts/` that describes one state's
+//! voter file: how to split it (delimiter, quoting, header), which source
+//! columns feed which canonical column, how dates are written, which values are
+//! sentinels or masks, and the code table of every coded dimension. County lists
+//! come from CSV files under `config/reference/`.
+//!
+//! Everything downstream takes its *public domains* from here: ingestion maps
+//! values onto these tables, and the query server enumerates groups from them.
+//! Nothing in this crate ever looks at voter data.
+//!
+//! ```text
+//! config/layouts/nc.toml ──parse──▶ spec::LayoutFile ──validate──▶ Layout
+//! config/reference/*.csv ──────────────────────────────────────────▲
+//! ```
+
+mod date;
+mod error;
+mod spec;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use date::{DateFormat, SimpleDate};
+pub use error::LayoutError;
+pub use spec::{Encoding, Quoting};
+
+/// The canonical columns written to Parquet, in the order they are written.
+///
+/// This is the allow-list: ingestion writes these columns and nothing else.
+pub const CANONICAL_COLUMNS: [&str; 9] = [
+    "county",
+    "birth_year",
+    "gender",
+    "race",
+    "ethnicity",
+    "party",
+    "status",
+    "registration_year",
+    "congressional_district",
+];
+
+/// A coded dimension: its values come from a code table in the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CodedDim {
+    /// Gender code (NC `gender_code`, FL `Gender`).
+    Gender,
+    /// Race code.
+    Race,
+    /// Ethnicity (Hispanic origin) code.
+    Ethnicity,
+    /// Party affiliation code.
+    Party,
+    /// Registration status code.
+    Status,
+    /// US congressional district.
+    CongressionalDistrict,
+}
+
+impl CodedDim {
+    /// Every coded dimension, in canonical column order.
+    pub const ALL: [CodedDim; 6] = [
+        CodedDim::Gender,
+        CodedDim::Race,
+        CodedDim::Ethnicity,
+        CodedDim::Party,
+        CodedDim::Status,
+        CodedDim::CongressionalDistrict,
+    ];
+
+    /// The canonical column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            CodedDim::Gender => "gender",
+            CodedDim::Race => "race",
+            CodedDim::Ethnicity => "ethnicity",
+            CodedDim::Party => "party",
+            CodedDim::Status => "status",
+            CodedDim::CongressionalDistrict => "congressional_district",
+        }
+    }
+
+    /// Parses a canonical column name.
+    pub fn from_name(name: &str) -> Option<CodedDim> {
+        CodedDim::ALL.into_iter().find(|d| d.name() == name)
+    }
+}
+
+/// One entry of a code table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Code {
+    /// The code as written to Parquet and used in queries (e.g. `DEM`).
+    pub code: String,
+    /// Human-readable label (e.g. `Democratic`).
+    pub label: String,
+}
+
+/// A coded dimension as the layout declares it.
+#[derive(Debug, Clone)]
+pub struct CodedColumn {
+    /// Which canonical dimension this feeds.
+    pub dim: CodedDim,
+    /// Source column name in the voter file.
+    pub column: String,
+    /// The code table, in the order answers list them. Never empty.
+    pub codes: Vec<Code>,
+    /// Index into `codes` of the code that values outside the table become.
+    pub fallback: usize,
+    /// Index into `codes` of the code that a blank value becomes; `None` means a
+    /// blank is an unknown code like any other (it becomes the fallback and is
+    /// counted).
+    pub blank: Option<usize>,
+    /// Source value → code, applied before the table lookup (FL ethnicity is
+    /// derived from the race column this way).
+    pub map: HashMap<String, String>,
+    /// Normalise integers before lookup: `01`, `1` and `1.0` are all `1`.
+    pub numeric: bool,
+}
+
+impl CodedColumn {
+    /// The codes of the table, in order.
+    pub fn code_strs(&self) -> impl Iterator<Item = &str> {
+        self.codes.iter().map(|c| c.code.as_str())
+    }
+}
+
+/// One county of the reference list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct County {
+    /// The code the state uses (`1`, `ALA`).
+    pub code: String,
+    /// The name written to Parquet (`NEW HANOVER`, `Miami-Dade`).
+    pub name: String,
+}
+
+/// How a county value in the file is matched against the reference list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountyMatch {
+    /// Match the reference list's `name` column (case-insensitive).
+    Name,
+    /// Match the reference list's `code` column (case-insensitive).
+    Code,
+}
+
+/// Where the county comes from and the public list of counties.
+#[derive(Debug, Clone)]
+pub struct CountySpec {
+    /// Source column name.
+    pub column: String,
+    /// Match by name or by code.
+    pub matched_by: CountyMatch,
+    /// Normalise integer codes (`01` → `1`) before matching.
+    pub numeric: bool,
+    /// The reference list, in its file order (the order answers list counties).
+    pub counties: Vec<County>,
+}
+
+/// A date (or year) column.
+#[derive(Debug, Clone)]
+pub struct DateSpec {
+    /// Source column name.
+    pub column: String,
+    /// How the value is written.
+    pub format: DateFormat,
+    /// Values that mean "unknown" (e.g. `01/01/1900`): null, silently.
+    pub sentinels: Vec<String>,
+    /// Masked values (e.g. `##/##/####`): null, silently.
+    pub masks: Vec<String>,
+}
+
+/// The file format.
+#[derive(Debug, Clone)]
+pub struct Format {
+    /// Field delimiter, one byte.
+    pub delimiter: u8,
+    /// Whether fields may be wrapped in double quotes.
+    pub quoting: Quoting,
+    /// Whether the first line of each file is a header.
+    pub header: bool,
+    /// How to decode the bytes of kept text fields.
+    pub encoding: Encoding,
+    /// Column names in file order. For header-less files these name the
+    /// fields by position; for files with a header they document the usual
+    /// layout (and `synth` writes them).
+    pub columns: Vec<String>,
+}
+
+/// A validated layout.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// Short name (`nc`).
+    pub name: String,
+    /// One line saying what file this describes.
+    pub description: String,
+    /// Where the layout came from (a path, or `builtin:nc`).
+    pub origin: String,
+    /// How to split the file.
+    pub format: Format,
+    /// Source column of the voter id, used in memory for de-duplication only.
+    pub voter_id: String,
+    /// County column and reference list.
+    pub county: CountySpec,
+    /// Birth year (or full birth date, of which only the year is kept).
+    pub birth_year: Option<DateSpec>,
+    /// Registration date: its year is kept, the full date ranks duplicates.
+    pub registration_date: Option<DateSpec>,
+    /// First public registration year; earlier years are treated as unknown.
+    pub first_registration_year: i16,
+    /// Earliest plausible birth year; earlier years are treated as unknown.
+    pub min_birth_year: i16,
+    /// The coded dimensions this layout has, in canonical order.
+    pub coded: Vec<CodedColumn>,
+}
+
+impl Layout {
+    /// The coded column for `dim`, if the layout records it.
+    pub fn coded(&self, dim: CodedDim) -> Option<&CodedColumn> {
+        self.coded.iter().find(|c| c.dim == dim)
+    }
+
+    /// The canonical columns this layout produces, in Parquet order.
+    pub fn output_columns(&self) -> Vec<&'static str> {
+        CANONICAL_COLUMNS
+            .into_iter()
+            .filter(|name| match *name {
+                "county" => true,
+                "birth_year" => self.birth_year.is_some(),
+                "registration_year" => self.registration_date.is_some(),
+                other => CodedDim::from_name(other).is_some_and(|d| self.coded(d).is_some()),
+            })
+            .collect()
+    }
+
+    /// Loads a layout by built-in name (`nc`, `oh`, `fl`) or by path to a TOML file.
+    ///
+    /// A name is looked up as `<config_dir>/layouts/<name>.toml`, where
+    /// `config_dir` is `$ROLLCALL_CONFIG_DIR` or `./config`; when that file does
+    /// not exist the copy compiled into the binary is used, so the tool works
+    /// from any directory.
+    pub fn resolve(name_or_path: &str) -> Result<Layout, LayoutError> {
+        let looks_like_path = name_or_path.contains('/')
+            || name_or_path.contains(std::path::MAIN_SEPARATOR)
+            || name_or_path.ends_with(".toml");
+        if looks_like_path {
+            return Layout::from_file(Path::new(name_or_path));
+        }
+        let on_disk = config_dir()
+            .join("layouts")
+            .join(format!("{name_or_path}.toml"));
+        if on_disk.is_file() {
+            return Layout::from_file(&on_disk);
+        }
+        match builtin::layout(name_or_path) {
+            Some(text) => Layout::from_toml(text, &format!("builtin:{name_or_path}"), &|rel| {
+                builtin::reference(rel)
+                    .map(str::to_owned)
+                    .ok_or_else(|| LayoutError::Reference {
+                        path: rel.to_owned(),
+                        message: "no such built-in reference file".to_owned(),
+                    })
+            }),
+            None => Err(LayoutError::UnknownLayout {
+                name: name_or_path.to_owned(),
+                known: builtin::NAMES.join(", "),
+            }),
+        }
+    }
+
+    /// Loads a layout from a TOML file; reference paths are relative to it.
+    pub fn from_file(path: &Path) -> Result<Layout, LayoutError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LayoutError::Io {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Layout::from_toml(&text, &path.display().to_string(), &|rel| {
+            let p = base.join(rel);
+            std::fs::read_to_string(&p).map_err(|e| LayoutError::Reference {
+                path: p.display().to_string(),
+                message: e.to_string(),
+            })
+        })
+    }
+
+    /// Parses and validates layout text. `read_reference` loads a reference
+    /// file named in the layout.
+    pub fn from_toml(
+        text: &str,
+        origin: &str,
+        read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
+    ) -> Result<Layout, LayoutError> {
+        let file: spec::LayoutFile = toml::from_str(text).map_err(|e| LayoutError::Toml {
+            origin: origin.to_owned(),
+            message: e.to_string(),
+        })?;
+        spec::validate(file, origin, read_reference)
+    }
+}
+
+/// The configuration directory: `$ROLLCALL_CONFIG_DIR`, or `./config`.
+pub fn config_dir() -> PathBuf {
+    std::env::var_os("ROLLCALL_CONFIG_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("config"))
+}
+
+/// The layouts shipped in `config/`, compiled in as a fallback.
+pub mod builtin {
+    /// Names of the built-in layouts.
+    pub const NAMES: [&str; 3] = ["nc", "oh", "fl"];
+
+    /// The TOML text of a built-in layout.
+    pub fn layout(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "nc" => include_str!("../../../config/layouts/nc.toml"),
+            "oh" => include_str!("../../../config/layouts/oh.toml"),
+            "fl" => include_str!("../../../config/layouts/fl.toml"),
+            _ => return None,
+        })
+    }
+
+    /// A built-in reference file, by the relative path a layout names.
+    pub fn reference(rel: &str) -> Option<&'static str> {
+        let file = rel.rsplit('/').next()?;
+        Some(match file {
+            "nc_counties.csv" => include_str!("../../../config/reference/nc_counties.csv"),
+            "oh_counties.csv" => include_str!("../../../config/reference/oh_counties.csv"),
+            "fl_counties.csv" => include_str!("../../../config/reference/fl_counties.csv"),
+            _ => return None,
+        })
+    }
+}
+
+/// Normalises an integer-looking code: `01` → `1`, `1.0` → `1`, ` 7 ` → `7`.
+/// Anything else is returned trimmed and unchanged.
+pub fn normalize_numeric(value: &str) -> std::borrow::Cow<'_, str> {
+    let v = value.trim();
+    let int_part = v.strip_suffix(".0").unwrap_or(v);
+    if !int_part.is_empty() && int_part.bytes().all(|b| b.is_ascii_digit()) {
+        let stripped = int_part.trim_start_matches('0');
+        let s = if stripped.is_empty() { "0" } else { stripped };
+        if s.len() == v.len() {
+            return std::borrow::Cow::Borrowed(v);
+        }
+        return std::borrow::Cow::Owned(s.to_owned());
+    }
+    std::borrow::Cow::Borrowed(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_layouts_validate() {
+        for name in builtin::NAMES {
+            let layout = Layout::resolve(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(layout.name, name);
+            assert!(!layout.county.counties.is_empty());
+        }
+    }
+
+    #[test]
+    fn county_counts_match_reference() {
+        assert_eq!(Layout::resolve("nc").unwrap().county.counties.len(), 100);
+        assert_eq!(Layout::resolve("oh").unwrap().county.counties.len(), 88);
+        assert_eq!(Layout::resolve("fl").unwrap().county.counties.len(), 67);
+    }
+
+    #[test]
+    fn ohio_declares_race_absent() {
+        let oh = Layout::resolve("oh").unwrap();
+        assert!(oh.coded(CodedDim::Race).is_none());
+        assert!(!oh.output_columns().contains(&"race"));
+        assert!(oh.output_columns().contains(&"congressional_district"));
+    }
+
+    #[test]
+    fn numeric_normalisation() {
+        assert_eq!(normalize_numeric("01"), "1");
+        assert_eq!(normalize_numeric("1.0"), "1");
+        assert_eq!(normalize_numeric(" 12 "), "12");
+        assert_eq!(normalize_numeric("00"), "0");
+        assert_eq!(normalize_numeric("ALA"), "ALA");
+    }
+
+    fn nc_text() -> &'static str {
+        builtin::layout("nc").unwrap()
+    }
+
+    fn load(text: &str) -> Result<Layout, LayoutError> {
+        Layout::from_toml(text, "test", &|rel| {
+            Ok(builtin::reference(rel).unwrap().to_owned())
+        })
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = nc_text().replace("[voter_id]", "[voter_id]\ncolum = \"x\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("colum"), "{err}");
+    }
+
+    #[test]
+    fn fallback_outside_table_is_named() {
+        let text = nc_text().replace("fallback = \"OTH\"", "fallback = \"XYZ\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("dimensions.party.fallback"), "{err}");
+    }
+
+    #[test]
+    fn two_byte_delimiter_is_named() {
+        let text = nc_text().replace("delimiter = \"\\t\"", "delimiter = \"||\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("format.delimiter"), "{err}");
+    }
+
+    #[test]
+    fn missing_dimension_must_be_declared_absent() {
+        let oh = builtin::layout("oh").unwrap();
+        let text = oh.replace(
+            "dimensions = [\"gender\", \"race\", \"ethnicity\"]",
+            "dimensions = [\"gender\", \"race\"]",
+        );
+        let err = Layout::from_toml(&text, "test", &|rel| {
+            Ok(builtin::reference(rel).unwrap().to_owned())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("ethnicity"), "{err}");
+    }
+
+    #[test]
+    fn bad_date_format_is_named() {
+        let text = nc_text().replace("format = \"MM/DD/YYYY\"", "format = \"MM/DD\"");
+        let err = load(&text).unwrap_err().to_string();
+        assert!(err.contains("registration_date.format"), "{err}");
+    }
+
+    #[test]
+    fn unknown_layout_lists_known() {
+        let err = Layout::resolve("zz").unwrap_err().to_string();
+        assert!(err.contains("nc, oh, fl"), "{err}");
+    }
+}
