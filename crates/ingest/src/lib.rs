@@ -1,0 +1,99 @@
+//! Voter file → minimized Parquet.
+//!
+//! ```text
+//!  file(s) ─▶ reader thread ──chunks of whole lines──▶ parse workers ──▶ merger (input order)
+//!            (SHA-256, line                            (split, rules:     │ rows ─▶ spill file
+//!             numbers)                                  county, codes,    │ ids  ─▶ dedup keys
+//!                                                       years, id key)    │ rejects ─▶ rejects.tsv
+//!                                                                         ▼
+//!            sort dedup keys ─▶ dropped-row bitmap ─▶ spill ─▶ Parquet parts (parallel)
+//!            ─▶ manifest.json ─▶ atomic swap of the dataset folder
+//! ```
+//!
+//! Invariants:
+//! - Columns are taken by an allow-list ([`layout::CANONICAL_COLUMNS`]); no
+//!   identifier (name, address, voter id, full birth date, `ssn`, ...) is ever
+//!   written. The voter id lives in memory as a 64-bit key for de-duplication.
+//! - `rejects.tsv` holds file, line number, column and reason, never content.
+//! - Output is built in a temporary folder and swapped into place only on
+//!   success; a failed or interrupted ingest leaves the previous version.
+//! - Memory is bounded: the only state that grows with rows is 16 bytes per
+//!   row for de-duplication (plus one bit per row).
+
+mod manifest;
+mod pipeline;
+pub mod rules;
+pub mod split;
+mod write;
+
+use std::path::{Path, PathBuf};
+
+pub use manifest::{Manifest, SchemaField, Source, now_utc};
+pub use pipeline::{Progress, ingest};
+
+/// What to ingest and where.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Dataset name: the folder under `data_dir`.
+    pub dataset: String,
+    /// Folder holding datasets.
+    pub data_dir: PathBuf,
+    /// Input files, read in order as one dataset.
+    pub files: Vec<PathBuf>,
+    /// Year treated as current for plausibility checks (default: the clock's).
+    pub current_year: Option<i16>,
+    /// Parse threads (default: available cores).
+    pub threads: Option<usize>,
+}
+
+/// Why an ingest failed. On any error the previous dataset is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// An I/O error on a named path.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A column the layout needs is not in a file's header.
+    #[error("{file}: column `{column}` required by layout `{layout}` is not in the header")]
+    MissingColumn {
+        /// The input file.
+        file: String,
+        /// The missing column.
+        column: String,
+        /// The layout name.
+        layout: String,
+    },
+    /// The file has a header per the layout but is empty.
+    #[error("{file}: empty file (layout `{layout}` expects a header line)")]
+    NoHeader {
+        /// The input file.
+        file: String,
+        /// The layout name.
+        layout: String,
+    },
+    /// The dataset name is not a plain folder name.
+    #[error("invalid dataset name `{0}`: use letters, digits, `-` and `_`")]
+    DatasetName(String),
+    /// No input files were given.
+    #[error("no input files")]
+    NoFiles,
+    /// Writing Parquet failed.
+    #[error("writing parquet: {0}")]
+    Parquet(String),
+    /// More rows than the ingest can index.
+    #[error("too many rows (limit {0})")]
+    TooManyRows(u64),
+}
+
+impl IngestError {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> IngestError {
+        IngestError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! The streaming ingest: read, parse in parallel, merge in order, de-duplicate,
+//! write, swap into place.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use layout::Layout;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::manifest::{Manifest, SchemaField, Source, now_utc};
+use crate::rules::{
+    DedupKey, MissingColumn, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
+};
+use crate::write::{self, ROW_BYTES, Spill};
+use crate::{IngestError, IngestOptions};
+
+/// Target size of a chunk of whole lines handed to a parse worker.
+const CHUNK_BYTES: usize = 4 << 20;
+/// At most this many distinct unknown values are listed per column; the rest
+/// are summed under `(other values)`, so a garbage column cannot bloat the
+/// manifest.
+const MAX_UNKNOWN_VALUES: usize = 200;
+
+/// Receives progress from a running ingest (called from one thread, often).
+pub trait Progress: Sync {
+    /// `bytes` of `total` read and parsed so far; `rows` data lines seen.
+    fn update(&self, bytes: u64, total: u64, rows: u64);
+    /// Called once, when the input has been read and the output is being written.
+    fn writing(&self) {}
+}
+
+impl Progress for () {
+    fn update(&self, _: u64, _: u64, _: u64) {}
+}
+
+struct Chunk {
+    seq: u64,
+    file: usize,
+    first_line: u64,
+    bytes: Vec<u8>,
+    rules: Arc<Rules>,
+}
+
+struct ChunkOut {
+    seq: u64,
+    rules: Arc<Rules>,
+    file: usize,
+    bytes: usize,
+    lines: u64,
+    /// Encoded rows, `ROW_BYTES` each.
+    rows: Vec<u8>,
+    keys: Vec<DedupKey>,
+    rejects: Vec<(u64, RejectReason)>,
+    unknown: Vec<(u32, UnknownCode)>,
+    birth_nulls: [u64; 4],
+    reg_nulls: [u64; 4],
+}
+
+/// One dedup entry: 16 bytes per accepted row, the only state that grows.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    id: u64,
+    rank: i32,
+    row: u32,
+}
+
+enum ReaderEvent {
+    Done(usize, Source),
+    Failed(IngestError),
+}
+
+/// Ingests `opts.files` with `layout` into `opts.data_dir/opts.dataset`.
+pub fn ingest(
+    layout: &Layout,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+) -> Result<Manifest, IngestError> {
+    validate_name(&opts.dataset)?;
+    if opts.files.is_empty() {
+        return Err(IngestError::NoFiles);
+    }
+    let (ingested_at, clock_year) = now_utc();
+    let current_year = opts.current_year.unwrap_or(clock_year);
+    fs::create_dir_all(&opts.data_dir).map_err(|e| IngestError::io(&opts.data_dir, e))?;
+    let final_dir = opts.data_dir.join(&opts.dataset);
+    let tmp_dir = opts
+        .data_dir
+        .join(format!(".{}.incoming-{}", opts.dataset, std::process::id()));
+    remove_stale_incoming(&opts.data_dir, &opts.dataset);
+    fs::create_dir_all(&tmp_dir).map_err(|e| IngestError::io(&tmp_dir, e))?;
+
+    let result = build(layout, opts, progress, &tmp_dir, current_year, ingested_at)
+        .and_then(|manifest| swap_into_place(&tmp_dir, &final_dir).map(|()| manifest));
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp_dir);
+    }
+    result
+}
+
+fn build(
+    layout: &Layout,
+    opts: &IngestOptions,
+    progress: &dyn Progress,
+    dir: &Path,
+    current_year: i16,
+    ingested_at: String,
+) -> Result<Manifest, IngestError> {
+    let total_bytes: u64 = opts
+        .files
+        .iter()
+        .map(|f| {
+            fs::metadata(f)
+                .map(|m| m.len())
+                .map_err(|e| IngestError::io(f, e))
+        })
+        .sum::<Result<u64, _>>()?;
+    let threads = opts
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+
+    let spill_path = dir.join("rows.spill");
+    let mut spill = Spill::create(&spill_path)?;
+    let rejects_path = dir.join("rejects.tsv");
+    let mut rejects =
+        BufWriter::new(File::create(&rejects_path).map_err(|e| IngestError::io(&rejects_path, e))?);
+    writeln!(rejects, "file\tline\tcolumn\treason")
+        .map_err(|e| IngestError::io(&rejects_path, e))?;
+
+    let file_names: Vec<String> = opts
+        .files
+        .iter()
+        .map(|f| {
+            f.file_name().map_or_else(
+                || f.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let mut sources: Vec<Option<Source>> = vec![None; opts.files.len()];
+    let mut rows_read_by_file = vec![0u64; opts.files.len()];
+
+    let mut entries: Vec<Entry> = Vec::new();
+    let mut unknown: Vec<(u32, UnknownCode)> = Vec::new();
+    let mut rejects_by_reason: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut birth_nulls, mut reg_nulls) = ([0u64; 4], [0u64; 4]);
+    let (mut rows_accepted, mut rows_read, mut rows_rejected, mut bytes_done) =
+        (0u64, 0u64, 0u64, 0u64);
+
+    let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<Chunk>(threads * 2);
+    let (out_tx, out_rx) = crossbeam_channel::bounded::<ChunkOut>(threads * 2);
+    let (event_tx, event_rx) = crossbeam_channel::unbounded::<ReaderEvent>();
+
+    let mut failure: Option<IngestError> = None;
+    std::thread::scope(|scope| {
+        // Reader: whole-line chunks, in order, with their first line numbers.
+        let reader_files = opts.files.clone();
+        scope.spawn(move || {
+            if let Err(e) = read_all(layout, &reader_files, current_year, &chunk_tx, &event_tx) {
+                let _ = event_tx.send(ReaderEvent::Failed(e));
+            }
+        });
+        for _ in 0..threads {
+            let rx = chunk_rx.clone();
+            let tx = out_tx.clone();
+            scope.spawn(move || {
+                let mut outcome = RowOutcome::default();
+                for chunk in rx {
+                    if tx.send(parse_chunk(chunk, &mut outcome)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(chunk_rx);
+        drop(out_tx);
+
+        // Merger: apply chunk results in input order.
+        let mut pending: BTreeMap<u64, ChunkOut> = BTreeMap::new();
+        let mut next_seq = 0u64;
+        let mut merge = |out: ChunkOut| -> Result<(), IngestError> {
+            let base = rows_accepted;
+            if base + out.keys.len() as u64 > u32::MAX as u64 {
+                return Err(IngestError::TooManyRows(u32::MAX as u64));
+            }
+            spill.append(&out.rows, &spill_path)?;
+            entries.extend(out.keys.iter().enumerate().map(|(i, k)| Entry {
+                id: k.id,
+                rank: k.rank,
+                row: (base + i as u64) as u32,
+            }));
+            unknown.extend(out.unknown.into_iter().map(|(i, u)| (base as u32 + i, u)));
+            let rules = &out.rules;
+            for (line, reason) in &out.rejects {
+                let (column, text, key) = describe(reason, rules, layout);
+                *rejects_by_reason.entry(key.to_owned()).or_default() += 1;
+                writeln!(
+                    rejects,
+                    "{}\t{line}\t{column}\t{text}",
+                    file_names[out.file]
+                )
+                .map_err(|e| IngestError::io(&rejects_path, e))?;
+            }
+            for i in 0..4 {
+                birth_nulls[i] += out.birth_nulls[i];
+                reg_nulls[i] += out.reg_nulls[i];
+            }
+            rows_accepted += out.keys.len() as u64;
+            rows_rejected += out.rejects.len() as u64;
+            rows_read += out.lines;
+            rows_read_by_file[out.file] += out.lines;
+            bytes_done += out.bytes as u64;
+            progress.update(bytes_done, total_bytes, rows_read);
+            Ok(())
+        };
+        let mut outputs_open = true;
+        loop {
+            // A reader error (e.g. a missing column) stops the ingest.
+            while let Ok(ev) = event_rx.try_recv() {
+                match ev {
+                    ReaderEvent::Failed(e) => {
+                        failure.get_or_insert(e);
+                    }
+                    ReaderEvent::Done(i, source) => sources[i] = Some(source),
+                }
+            }
+            if failure.is_some() {
+                break;
+            }
+            if !outputs_open {
+                break;
+            }
+            match out_rx.recv() {
+                Ok(out) => {
+                    pending.insert(out.seq, out);
+                }
+                Err(_) => outputs_open = false,
+            }
+            while let Some(out) = pending.remove(&next_seq) {
+                next_seq += 1;
+                if let Err(e) = merge(out) {
+                    failure.get_or_insert(e);
+                    break;
+                }
+            }
+        }
+        // On failure, drain so the reader and workers can finish.
+        drop(out_rx);
+    });
+    while let Ok(ev) = event_rx.try_recv() {
+        match ev {
+            ReaderEvent::Done(i, source) => sources[i] = Some(source),
+            ReaderEvent::Failed(e) => {
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    progress.writing();
+    rejects
+        .flush()
+        .map_err(|e| IngestError::io(&rejects_path, e))?;
+    rejects
+        .into_inner()
+        .map_err(|e| IngestError::io(&rejects_path, e.into_error()))?
+        .sync_all()
+        .map_err(|e| IngestError::io(&rejects_path, e))?;
+
+    // De-duplicate: within each voter id, the latest registration date wins;
+    // on a tie, the row later in the input (higher row index) wins.
+    let dropped = dedup(entries, rows_accepted);
+    let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
+    let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
+
+    let mut unknown_codes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (row, u) in unknown {
+        if is_dropped(row) {
+            continue;
+        }
+        let column = unknown_codes
+            .entry(layout.coded[u.column as usize].dim.name().to_owned())
+            .or_default();
+        if column.len() < MAX_UNKNOWN_VALUES || column.contains_key(&u.value) {
+            *column.entry(u.value).or_default() += 1;
+        } else {
+            *column.entry("(other values)".to_owned()).or_default() += 1;
+        }
+    }
+
+    // Write Parquet parts in parallel over the spill.
+    let spill_file = spill.finish(&spill_path)?;
+    let parts = if rows_accepted < (1 << 20) {
+        1
+    } else {
+        threads.min(8) as u64
+    };
+    let per_part = rows_accepted.div_ceil(parts).max(1);
+    let names: Vec<String> = (0..parts).map(|i| format!("part-{i:05}.parquet")).collect();
+    let written: Vec<u64> = names
+        .par_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let start = (i as u64 * per_part).min(rows_accepted);
+            let end = ((i as u64 + 1) * per_part).min(rows_accepted);
+            write::write_part(
+                layout,
+                &spill_file,
+                &spill_path,
+                start..end,
+                &dropped,
+                &dir.join(name),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    drop(spill_file);
+    fs::remove_file(&spill_path).map_err(|e| IngestError::io(&spill_path, e))?;
+    let rows_written: u64 = written.iter().sum();
+
+    let null_reasons = |counts: [u64; 4]| -> BTreeMap<String, u64> {
+        ["blank", "sentinel_or_mask", "unparseable", "out_of_range"]
+            .iter()
+            .zip(counts)
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (k.to_string(), n))
+            .collect()
+    };
+    let mut null_years = BTreeMap::new();
+    if layout.birth_year.is_some() {
+        null_years.insert("birth_year".to_owned(), null_reasons(birth_nulls));
+    }
+    if layout.registration_date.is_some() {
+        null_years.insert("registration_year".to_owned(), null_reasons(reg_nulls));
+    }
+    let schema = write::schema(layout);
+    let manifest = Manifest {
+        format_version: 1,
+        dataset: opts.dataset.clone(),
+        layout: layout.name.clone(),
+        layout_origin: layout.origin.clone(),
+        ingested_at,
+        current_year,
+        rows_read,
+        rows_written,
+        rows_rejected,
+        duplicates_dropped,
+        rejects_by_reason,
+        unknown_codes,
+        null_years,
+        sources: sources
+            .into_iter()
+            .zip(rows_read_by_file)
+            .map(|(s, n)| {
+                let mut s = s.expect("every file was read");
+                s.rows_read = n;
+                s
+            })
+            .collect(),
+        files: names,
+        schema: schema
+            .fields()
+            .iter()
+            .map(|f| SchemaField {
+                name: f.name().clone(),
+                data_type: match f.data_type() {
+                    arrow::datatypes::DataType::Dictionary(_, v) => format!("{v} (dictionary)"),
+                    t => t.to_string(),
+                },
+                nullable: f.is_nullable(),
+            })
+            .collect(),
+    };
+    debug_assert_eq!(rows_written + duplicates_dropped, rows_accepted);
+    let path = dir.join("manifest.json");
+    let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
+    let mut f = File::create(&path).map_err(|e| IngestError::io(&path, e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.write_all(b"\n"))
+        .and_then(|()| f.sync_all())
+        .map_err(|e| IngestError::io(&path, e))?;
+    Ok(manifest)
+}
+
+/// Marks every row that loses to a duplicate. Returns a bitmap over rows.
+fn dedup(mut entries: Vec<Entry>, rows: u64) -> Vec<u64> {
+    let mut dropped = vec![0u64; (rows as usize).div_ceil(64).max(1)];
+    entries.par_sort_unstable();
+    for group in entries.chunk_by(|a, b| a.id == b.id) {
+        // Sorted by (rank, row): the last entry is the latest date, latest row.
+        for e in &group[..group.len() - 1] {
+            dropped[(e.row / 64) as usize] |= 1 << (e.row % 64);
+        }
+    }
+    dropped
+}
+
+fn describe(
+    reason: &RejectReason,
+    rules: &Rules,
+    layout: &Layout,
+) -> (String, String, &'static str) {
+    match *reason {
+        RejectReason::FieldCount { found, expected } => (
+            "-".to_owned(),
+            format!("expected {expected} fields, found {found}"),
+            "field_count",
+        ),
+        RejectReason::UnclosedQuote(i) => (
+            rules
+                .column_names
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("field {}", i + 1)),
+            "quote opened and never closed".to_owned(),
+            "broken_quoting",
+        ),
+        RejectReason::UnknownCounty => (
+            layout.county.column.clone(),
+            "county not in the reference list".to_owned(),
+            "unknown_county",
+        ),
+    }
+}
+
+fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
+    let mut out = ChunkOut {
+        seq: chunk.seq,
+        file: chunk.file,
+        bytes: chunk.bytes.len(),
+        rows: Vec::with_capacity(chunk.bytes.len() / 40 * ROW_BYTES),
+        rules: chunk.rules.clone(),
+        lines: 0,
+        keys: Vec::new(),
+        rejects: Vec::new(),
+        unknown: Vec::new(),
+        birth_nulls: [0; 4],
+        reg_nulls: [0; 4],
+    };
+    let data = &chunk.bytes[..];
+    let mut start = 0usize;
+    let mut line_no = chunk.first_line;
+    let mut encoded = [0u8; ROW_BYTES];
+    while start < data.len() {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+        let mut line = &data[start..end];
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        match chunk.rules.apply(line, outcome) {
+            Ok((row, key)) => {
+                let index = out.keys.len() as u32;
+                write::encode(&row, &mut encoded);
+                out.rows.extend_from_slice(&encoded);
+                out.keys.push(key);
+                for u in outcome.unknown.drain(..) {
+                    out.unknown.push((index, u));
+                }
+                if let Some(why) = outcome.birth_null {
+                    out.birth_nulls[null_index(why)] += 1;
+                }
+                if let Some(why) = outcome.reg_null {
+                    out.reg_nulls[null_index(why)] += 1;
+                }
+            }
+            Err(reason) => out.rejects.push((line_no, reason)),
+        }
+        out.lines += 1;
+        line_no += 1;
+        start = end + 1;
+    }
+    out
+}
+
+fn null_index(why: NullYear) -> usize {
+    match why {
+        NullYear::Blank => 0,
+        NullYear::SentinelOrMask => 1,
+        NullYear::Unparseable => 2,
+        NullYear::OutOfRange => 3,
+    }
+}
+
+/// Reads every file in order, sending chunks of whole lines.
+fn read_all(
+    layout: &Layout,
+    files: &[PathBuf],
+    current_year: i16,
+    chunks: &crossbeam_channel::Sender<Chunk>,
+    events: &crossbeam_channel::Sender<ReaderEvent>,
+) -> Result<(), IngestError> {
+    let mut seq = 0u64;
+    for (index, path) in files.iter().enumerate() {
+        let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+        let mut hasher = Sha256::new();
+        let mut carry: Vec<u8> = Vec::new();
+        let mut rules: Option<Arc<Rules>> = None;
+        let mut line = 1u64;
+        let mut eof = false;
+        while !eof {
+            let mut buf = std::mem::take(&mut carry);
+            buf.reserve(CHUNK_BYTES);
+            let before = buf.len();
+            buf.resize(before + CHUNK_BYTES, 0);
+            let n =
+                read_full(&mut file, &mut buf[before..]).map_err(|e| IngestError::io(path, e))?;
+            buf.truncate(before + n);
+            hasher.update(&buf[before..]);
+            eof = n == 0;
+            if rules.is_none() {
+                let header_end = if layout.format.header {
+                    match memchr::memchr(b'\n', &buf) {
+                        Some(i) => Some(i + 1),
+                        None if eof => Some(buf.len()),
+                        None => {
+                            carry = buf; // header longer than a chunk: read more
+                            continue;
+                        }
+                    }
+                } else {
+                    Some(0)
+                };
+                let end = header_end.unwrap_or(0);
+                rules = Some(Arc::new(compile(layout, path, &buf[..end], current_year)?));
+                if layout.format.header {
+                    line = 2;
+                }
+                buf.drain(..end);
+            }
+            let cut = if eof {
+                buf.len()
+            } else {
+                match memchr::memrchr(b'\n', &buf) {
+                    Some(i) => i + 1,
+                    None => {
+                        carry = buf; // a line longer than a chunk: read more
+                        continue;
+                    }
+                }
+            };
+            carry = buf.split_off(cut);
+            if buf.is_empty() {
+                continue;
+            }
+            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64
+                + u64::from(*buf.last().unwrap() != b'\n');
+            let chunk = Chunk {
+                seq,
+                file: index,
+                first_line: line,
+                bytes: buf,
+                rules: rules.clone().expect("set above"),
+            };
+            seq += 1;
+            line += lines;
+            if chunks.send(chunk).is_err() {
+                return Ok(()); // the merger stopped after a failure
+            }
+        }
+        let _ = events.send(ReaderEvent::Done(
+            index,
+            Source {
+                file: path.file_name().map_or_else(
+                    || path.display().to_string(),
+                    |n| n.to_string_lossy().into_owned(),
+                ),
+                bytes,
+                sha256: hex::encode(hasher.finalize()),
+                rows_read: 0,
+            },
+        ));
+    }
+    Ok(())
+}
+
+fn compile(
+    layout: &Layout,
+    path: &Path,
+    header: &[u8],
+    current_year: i16,
+) -> Result<Rules, IngestError> {
+    let names: Vec<String> = if layout.format.header {
+        let mut line = header.strip_suffix(b"\n").unwrap_or(header);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line); // UTF-8 BOM
+        if line.is_empty() {
+            return Err(IngestError::NoHeader {
+                file: path.display().to_string(),
+                layout: layout.name.clone(),
+            });
+        }
+        let mut names = Vec::new();
+        let mut scratch = Vec::new();
+        // A header with broken quoting still names columns; take it as split.
+        let _ = crate::split::split_line(
+            line,
+            layout.format.delimiter,
+            layout.format.quoting,
+            |_, span| {
+                let f = crate::split::field(line, span, &mut scratch);
+                names.push(String::from_utf8_lossy(crate::split::trim(f)).into_owned());
+            },
+        );
+        names
+    } else {
+        layout.format.columns.clone()
+    };
+    Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
+        IngestError::MissingColumn {
+            file: path.display().to_string(),
+            column,
+            layout: layout.name.clone(),
+        }
+    })
+}
+
+fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match file.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
+}
+
+fn validate_name(name: &str) -> Result<(), IngestError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(IngestError::DatasetName(name.to_owned()))
+    }
+}
+
+/// Removes temporary folders left by an ingest of this dataset that was
+/// killed (its process is gone).
+fn remove_stale_incoming(data_dir: &Path, dataset: &str) {
+    let prefix = format!(".{dataset}.incoming-");
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(pid) = name.strip_prefix(&prefix) {
+            let alive = Path::new("/proc").join(pid).exists();
+            if !alive {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+/// Puts the finished folder in place of the previous version in one atomic
+/// step (Linux `RENAME_EXCHANGE`), then deletes the previous version. Where the
+/// filesystem cannot exchange, falls back to two renames.
+fn swap_into_place(tmp: &Path, dest: &Path) -> Result<(), IngestError> {
+    sync_dir(tmp)?;
+    if dest.exists() {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        match renameat_with(CWD, tmp, CWD, dest, RenameFlags::EXCHANGE) {
+            Ok(()) => {
+                // `tmp` now holds the previous version.
+                let _ = fs::remove_dir_all(tmp);
+            }
+            Err(_) => {
+                let old = dest.with_file_name(format!(
+                    ".{}.previous-{}",
+                    dest.file_name().unwrap_or_default().to_string_lossy(),
+                    std::process::id()
+                ));
+                fs::rename(dest, &old).map_err(|e| IngestError::io(dest, e))?;
+                fs::rename(tmp, dest).map_err(|e| IngestError::io(dest, e))?;
+                let _ = fs::remove_dir_all(&old);
+            }
+        }
+    } else {
+        fs::rename(tmp, dest).map_err(|e| IngestError::io(dest, e))?;
+    }
+    if let Some(parent) = dest.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), IngestError> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IngestError::io(dir, e))
+}

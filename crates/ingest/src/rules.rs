@@ -1,0 +1,635 @@
+//! The per-row rules of a layout, compiled for the hot path: which fields to
+//! look at, and how a field's bytes become a county, a code or a year.
+
+use hashbrown::HashMap;
+use layout::{CodedDim, CountyMatch, DateSpec, Encoding, Layout};
+
+use crate::split::{self, Span, trim};
+
+/// Marks a null year in a [`Row`].
+pub const NULL_YEAR: i16 = i16::MIN;
+/// Registration-date rank of a row whose registration year is unknown: below
+/// every real date, so it loses to any dated duplicate.
+pub const OLDEST: i32 = i32::MIN;
+
+/// One accepted line, reduced to what the Parquet file holds. 12 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Row {
+    /// Index into the layout's county list.
+    pub county: u16,
+    /// Birth year or [`NULL_YEAR`].
+    pub birth_year: i16,
+    /// Registration year or [`NULL_YEAR`].
+    pub registration_year: i16,
+    /// Index into each coded column's table, in `Layout::coded` order.
+    pub codes: [u8; 6],
+}
+
+/// What the de-duplication step needs of a row. Never written anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct DedupKey {
+    /// The voter id packed into 64 bits (see [`pack_id`]).
+    pub id: u64,
+    /// Registration date as `YYYYMMDD`, or [`OLDEST`].
+    pub rank: i32,
+}
+
+/// Why a year came out null (for the manifest).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NullYear {
+    /// Empty field.
+    Blank,
+    /// A sentinel or masked value declared by the layout.
+    SentinelOrMask,
+    /// Not a date in the layout's format.
+    Unparseable,
+    /// A date, but its year is outside the plausible range.
+    OutOfRange,
+}
+
+/// A reason a line is rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    /// The line has a different number of fields from the header.
+    FieldCount {
+        /// Fields found.
+        found: usize,
+        /// Fields expected.
+        expected: usize,
+    },
+    /// A quote that is never closed; holds the field index.
+    UnclosedQuote(usize),
+    /// The county is not in the reference list.
+    UnknownCounty,
+}
+
+/// A coded value that was not in the table: which coded column, and the raw
+/// (trimmed) value. Counted in the manifest only if the row is written.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UnknownCode {
+    /// Index into `Layout::coded`.
+    pub column: u8,
+    /// The trimmed value, decoded for display.
+    pub value: String,
+}
+
+/// Slots of the fields a row needs, by role.
+const SLOT_ID: usize = 0;
+const SLOT_COUNTY: usize = 1;
+const SLOT_BIRTH: usize = 2;
+const SLOT_REG: usize = 3;
+const SLOT_CODED: usize = 4; // 4..4+6
+
+struct CodeTable {
+    slot: usize,
+    lookup: HashMap<Vec<u8>, u8>,
+    fallback: u8,
+    blank: Option<u8>,
+    numeric: bool,
+}
+
+struct DateRule {
+    format: layout::DateFormat,
+    nulls: Vec<Vec<u8>>,
+    min_year: i16,
+}
+
+/// A layout compiled against one file's header.
+pub struct Rules {
+    /// For each source column index, the slots it feeds (a column can feed two
+    /// slots: FL's `Race` gives race and ethnicity).
+    slots_of_column: Vec<[u8; 2]>,
+    /// Number of fields every line must have.
+    pub expected_fields: usize,
+    /// Source column names (for reject messages).
+    pub column_names: Vec<String>,
+    county_lookup: HashMap<Vec<u8>, u16>,
+    county_numeric: bool,
+    birth: Option<DateRule>,
+    reg: Option<DateRule>,
+    coded: Vec<CodeTable>,
+    delimiter: u8,
+    quoting: layout::Quoting,
+    encoding: Encoding,
+    current_year: i16,
+}
+
+const NO_SLOT: u8 = u8::MAX;
+
+/// A required column is missing from a file's header.
+#[derive(Debug, Clone)]
+pub struct MissingColumn(pub String);
+
+impl Rules {
+    /// Compiles `layout` for a file whose columns are `header` (the header
+    /// line's names, or the layout's positional names).
+    pub fn new(
+        layout: &Layout,
+        header: &[String],
+        current_year: i16,
+    ) -> Result<Rules, MissingColumn> {
+        let find = |name: &str| -> Result<usize, MissingColumn> {
+            header
+                .iter()
+                .position(|h| h.trim().eq_ignore_ascii_case(name.trim()))
+                .ok_or_else(|| MissingColumn(name.to_owned()))
+        };
+        let mut slots_of_column = vec![[NO_SLOT; 2]; header.len()];
+        let mut assign = |column: usize, slot: usize| {
+            let s = &mut slots_of_column[column];
+            if s[0] == NO_SLOT {
+                s[0] = slot as u8;
+            } else {
+                s[1] = slot as u8;
+            }
+        };
+        assign(find(&layout.voter_id)?, SLOT_ID);
+        assign(find(&layout.county.column)?, SLOT_COUNTY);
+        let date_rule = |d: &DateSpec, min_year: i16| DateRule {
+            format: d.format.clone(),
+            nulls: d
+                .sentinels
+                .iter()
+                .chain(&d.masks)
+                .map(|s| s.as_bytes().to_vec())
+                .collect(),
+            min_year,
+        };
+        let birth = match &layout.birth_year {
+            Some(d) => {
+                assign(find(&d.column)?, SLOT_BIRTH);
+                Some(date_rule(d, layout.min_birth_year))
+            }
+            None => None,
+        };
+        let reg = match &layout.registration_date {
+            Some(d) => {
+                assign(find(&d.column)?, SLOT_REG);
+                Some(date_rule(d, layout.first_registration_year))
+            }
+            None => None,
+        };
+        let mut coded = Vec::new();
+        for (i, c) in layout.coded.iter().enumerate() {
+            let slot = SLOT_CODED + i;
+            assign(find(&c.column)?, slot);
+            let mut lookup = HashMap::new();
+            for (idx, code) in c.codes.iter().enumerate() {
+                lookup.insert(code.code.as_bytes().to_vec(), idx as u8);
+            }
+            for (from, to) in &c.map {
+                let idx = c
+                    .codes
+                    .iter()
+                    .position(|code| &code.code == to)
+                    .expect("validated");
+                lookup.insert(from.trim().as_bytes().to_vec(), idx as u8);
+            }
+            coded.push(CodeTable {
+                slot,
+                lookup,
+                fallback: c.fallback as u8,
+                blank: c.blank.map(|b| b as u8),
+                numeric: c.numeric,
+            });
+        }
+        let mut county_lookup = HashMap::new();
+        for (idx, county) in layout.county.counties.iter().enumerate() {
+            let key = match layout.county.matched_by {
+                CountyMatch::Name => &county.name,
+                CountyMatch::Code => &county.code,
+            };
+            let key = if layout.county.numeric {
+                layout::normalize_numeric(key).into_owned()
+            } else {
+                key.clone()
+            };
+            let upper = key.to_uppercase();
+            county_lookup.insert(upper.as_bytes().to_vec(), idx as u16);
+            // The same name as Latin-1 bytes, so `DOÑA ANA` matches in either encoding.
+            if let Some(latin1) = upper
+                .chars()
+                .map(|c| u8::try_from(c as u32).ok())
+                .collect::<Option<Vec<u8>>>()
+            {
+                county_lookup.insert(latin1, idx as u16);
+            }
+        }
+        Ok(Rules {
+            slots_of_column,
+            expected_fields: header.len(),
+            column_names: header.to_vec(),
+            county_lookup,
+            county_numeric: layout.county.numeric,
+            birth,
+            reg,
+            coded,
+            delimiter: layout.format.delimiter,
+            quoting: layout.format.quoting,
+            encoding: layout.format.encoding,
+            current_year,
+        })
+    }
+
+    /// Applies the rules to one line (without its terminator).
+    pub fn apply(
+        &self,
+        line: &[u8],
+        out: &mut RowOutcome,
+    ) -> Result<(Row, DedupKey), RejectReason> {
+        let mut spans = [Span::default(); SLOT_CODED + 6];
+        let result = split::split_line(line, self.delimiter, self.quoting, |i, span| {
+            if let Some(slots) = self.slots_of_column.get(i) {
+                for s in *slots {
+                    if s != NO_SLOT {
+                        spans[s as usize] = span;
+                    }
+                }
+            }
+        });
+        let found = match result {
+            Ok(n) => n,
+            Err(split::SplitError::UnclosedQuote(i)) => return Err(RejectReason::UnclosedQuote(i)),
+        };
+        if found != self.expected_fields {
+            return Err(RejectReason::FieldCount {
+                found,
+                expected: self.expected_fields,
+            });
+        }
+        let mut scratch = std::mem::take(&mut out.scratch);
+        let result = self.extract(line, &spans, &mut scratch, out);
+        out.scratch = scratch;
+        result
+    }
+
+    fn extract(
+        &self,
+        line: &[u8],
+        spans: &[Span],
+        scratch: &mut Vec<u8>,
+        out: &mut RowOutcome,
+    ) -> Result<(Row, DedupKey), RejectReason> {
+        let mut row = Row::default();
+
+        let county = trim(split::field(line, spans[SLOT_COUNTY], scratch));
+        row.county = self.county(county).ok_or(RejectReason::UnknownCounty)?;
+
+        let id = trim(split::field(line, spans[SLOT_ID], scratch));
+        let id = pack_id(id);
+
+        out.birth_null = None;
+        out.reg_null = None;
+        row.birth_year = match &self.birth {
+            Some(rule) => {
+                let v = trim(split::field(line, spans[SLOT_BIRTH], scratch));
+                match self.year(rule, v) {
+                    Ok(y) => y,
+                    Err(why) => {
+                        out.birth_null = Some(why);
+                        NULL_YEAR
+                    }
+                }
+            }
+            None => NULL_YEAR,
+        };
+        let mut rank = OLDEST;
+        row.registration_year = match &self.reg {
+            Some(rule) => {
+                let v = trim(split::field(line, spans[SLOT_REG], scratch));
+                match self.date(rule, v) {
+                    Ok(d) => {
+                        rank = d.key();
+                        d.year
+                    }
+                    Err(why) => {
+                        out.reg_null = Some(why);
+                        NULL_YEAR
+                    }
+                }
+            }
+            None => NULL_YEAR,
+        };
+
+        out.unknown.clear();
+        for (i, table) in self.coded.iter().enumerate() {
+            let raw = trim(split::field(line, spans[table.slot], scratch));
+            row.codes[i] = if raw.is_empty() && table.blank.is_some() {
+                table.blank.unwrap_or(table.fallback)
+            } else {
+                let key = if table.numeric {
+                    normalize_numeric_bytes(raw, &mut out.numeric)
+                } else {
+                    raw
+                };
+                match table.lookup.get(key) {
+                    Some(&code) => code,
+                    None => {
+                        out.unknown.push(UnknownCode {
+                            column: i as u8,
+                            value: self.decode(raw),
+                        });
+                        table.fallback
+                    }
+                }
+            };
+        }
+        Ok((row, DedupKey { id, rank }))
+    }
+
+    fn county(&self, raw: &[u8]) -> Option<u16> {
+        let mut buf = [0u8; 64];
+        let value = if self.county_numeric {
+            let mut tmp = Vec::new();
+            let v = normalize_numeric_bytes(raw, &mut tmp);
+            if v.len() > buf.len() {
+                return None;
+            }
+            buf[..v.len()].copy_from_slice(v);
+            &mut buf[..v.len()]
+        } else {
+            if raw.len() > buf.len() {
+                return None;
+            }
+            buf[..raw.len()].copy_from_slice(raw);
+            &mut buf[..raw.len()]
+        };
+        value.make_ascii_uppercase();
+        self.county_lookup.get(&*value).copied()
+    }
+
+    fn date(&self, rule: &DateRule, v: &[u8]) -> Result<layout::SimpleDate, NullYear> {
+        if v.is_empty() {
+            return Err(NullYear::Blank);
+        }
+        if rule.nulls.iter().any(|n| n == v) {
+            return Err(NullYear::SentinelOrMask);
+        }
+        let d = rule.format.parse_date(v).ok_or(NullYear::Unparseable)?;
+        if d.year < rule.min_year || d.year > self.current_year {
+            return Err(NullYear::OutOfRange);
+        }
+        Ok(d)
+    }
+
+    fn year(&self, rule: &DateRule, v: &[u8]) -> Result<i16, NullYear> {
+        self.date(rule, v).map(|d| d.year)
+    }
+
+    /// Decodes bytes for display (manifest), per the layout's encoding.
+    pub fn decode(&self, raw: &[u8]) -> String {
+        match (self.encoding, std::str::from_utf8(raw)) {
+            (Encoding::Utf8, Ok(s)) => s.to_owned(),
+            (_, Ok(s)) if s.is_ascii() => s.to_owned(),
+            _ => raw.iter().map(|&b| b as char).collect(),
+        }
+    }
+
+    /// The name of the coded dimension at `index` of `Layout::coded`.
+    pub fn coded_dim(layout: &Layout, index: u8) -> CodedDim {
+        layout.coded[index as usize].dim
+    }
+}
+
+/// Per-worker scratch space and side outputs of [`Rules::apply`].
+#[derive(Default)]
+pub struct RowOutcome {
+    scratch: Vec<u8>,
+    numeric: Vec<u8>,
+    /// Unknown codes found in the last row.
+    pub unknown: Vec<UnknownCode>,
+    /// Why the last row's birth year is null, if it is.
+    pub birth_null: Option<NullYear>,
+    /// Why the last row's registration year is null, if it is.
+    pub reg_null: Option<NullYear>,
+}
+
+/// `01` → `1`, `4.0` → `4`; other values unchanged (see `layout::normalize_numeric`).
+fn normalize_numeric_bytes<'a>(raw: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
+    let int_part = raw.strip_suffix(b".0").unwrap_or(raw);
+    if int_part.is_empty() || !int_part.iter().all(u8::is_ascii_digit) {
+        return raw;
+    }
+    let first = int_part.iter().position(|&b| b != b'0');
+    let s = match first {
+        Some(i) => &int_part[i..],
+        None => b"0",
+    };
+    buf.clear();
+    buf.extend_from_slice(s);
+    buf
+}
+
+/// Packs a voter id into 64 bits for de-duplication.
+///
+/// Ids of up to 12 characters from `0-9A-Z` (every known state format: NC
+/// `AA123456`, OH `OH0012345678`, FL `1234567890`) are packed exactly in base
+/// 37, so two different ids never share a key. Other ids are hashed (SHA-256,
+/// truncated) into a separate key space marked by the top bit; a collision
+/// there needs about 2^31 distinct ids to become likely.
+pub fn pack_id(id: &[u8]) -> u64 {
+    if id.len() <= 12 {
+        let mut v: u64 = 0;
+        let mut ok = true;
+        for &b in id {
+            let d = match b {
+                b'0'..=b'9' => b - b'0' + 1,
+                b'A'..=b'Z' => b - b'A' + 11,
+                _ => {
+                    ok = false;
+                    break;
+                }
+            };
+            v = v * 37 + d as u64;
+        }
+        if ok {
+            return v; // < 37^12 < 2^63
+        }
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(id);
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(bytes) | (1 << 63)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_ids_are_distinct() {
+        let ids: [&[u8]; 6] = [b"", b"0", b"00", b"A", b"AA123456", b"OH0012345678"];
+        let keys: std::collections::HashSet<u64> = ids.iter().map(|i| pack_id(i)).collect();
+        assert_eq!(keys.len(), ids.len());
+        assert!(pack_id(b"OH0012345678") < 1 << 63);
+        assert!(pack_id(b"lower-case-id") >= 1 << 63);
+        assert_eq!(pack_id(b"x-1"), pack_id(b"x-1"));
+    }
+
+    #[test]
+    fn numeric_codes() {
+        let mut buf = Vec::new();
+        assert_eq!(normalize_numeric_bytes(b"04", &mut buf), b"4");
+        assert_eq!(normalize_numeric_bytes(b"4.0", &mut buf), b"4");
+        assert_eq!(normalize_numeric_bytes(b"000", &mut buf), b"0");
+        assert_eq!(normalize_numeric_bytes(b"A1", &mut buf), b"A1");
+    }
+
+    fn nc_rules() -> (Layout, Rules) {
+        let layout = Layout::resolve("nc").unwrap();
+        let header = layout.format.columns.clone();
+        let rules = Rules::new(&layout, &header, 2026).unwrap();
+        (layout, rules)
+    }
+
+    fn nc_line(layout: &Layout, set: &[(&str, &str)]) -> Vec<u8> {
+        let cols: Vec<String> = layout
+            .format
+            .columns
+            .iter()
+            .map(|c| {
+                set.iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| v.to_string())
+                    .unwrap_or_default()
+            })
+            .map(|v| format!("\"{v}\""))
+            .collect();
+        cols.join("\t").into_bytes()
+    }
+
+    #[test]
+    fn nc_row_rules() {
+        let (layout, rules) = nc_rules();
+        let line = nc_line(
+            &layout,
+            &[
+                ("county_desc", "NEW HANOVER"),
+                ("ncid", "AB1"),
+                ("birth_year", "1970"),
+                ("registr_dt", "03/04/2001"),
+                ("party_cd", " DEM "),
+                ("race_code", "Q"),
+                ("gender_code", ""),
+                ("status_cd", "A"),
+                ("ethnic_code", "NL"),
+                ("cong_dist_abbrv", "07"),
+            ],
+        );
+        let mut out = RowOutcome::default();
+        let (row, key) = rules.apply(&line, &mut out).unwrap();
+        let county = &layout.county.counties[row.county as usize].name;
+        assert_eq!(county, "NEW HANOVER");
+        assert_eq!(row.birth_year, 1970);
+        assert_eq!(row.registration_year, 2001);
+        assert_eq!(key.rank, 20010304);
+        let code = |dim: CodedDim, i: usize| {
+            layout.coded(dim).unwrap().codes[row.codes[i] as usize]
+                .code
+                .clone()
+        };
+        assert_eq!(code(CodedDim::Party, 3), "DEM");
+        assert_eq!(
+            code(CodedDim::Race, 1),
+            "U",
+            "unknown race becomes the fallback"
+        );
+        assert_eq!(
+            code(CodedDim::Gender, 0),
+            "U",
+            "blank gender becomes the blank code"
+        );
+        assert_eq!(code(CodedDim::CongressionalDistrict, 5), "7");
+        assert_eq!(
+            out.unknown,
+            vec![UnknownCode {
+                column: 1,
+                value: "Q".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn nc_nulls_and_rejects() {
+        let (layout, rules) = nc_rules();
+        let mut out = RowOutcome::default();
+        for (reg, birth) in [
+            ("##/##/####", ""),
+            ("01/01/1900", "1850"),
+            ("XX-XX-XXXX", "2999"),
+            ("13/45/2001", "19x0"),
+        ] {
+            let line = nc_line(
+                &layout,
+                &[
+                    ("county_desc", "WAKE"),
+                    ("registr_dt", reg),
+                    ("birth_year", birth),
+                ],
+            );
+            let (row, key) = rules.apply(&line, &mut out).unwrap();
+            assert_eq!(row.registration_year, NULL_YEAR, "{reg}");
+            assert_eq!(key.rank, OLDEST, "{reg}");
+            assert_eq!(row.birth_year, NULL_YEAR, "{birth}");
+        }
+        let line = nc_line(&layout, &[("county_desc", "ATLANTIS")]);
+        assert_eq!(
+            rules.apply(&line, &mut out),
+            Err(RejectReason::UnknownCounty)
+        );
+        let short = b"\"1\"\t\"WAKE\"";
+        assert_eq!(
+            rules.apply(short, &mut out),
+            Err(RejectReason::FieldCount {
+                found: 2,
+                expected: 67
+            })
+        );
+        let mut broken = nc_line(&layout, &[("county_desc", "WAKE")]);
+        broken.truncate(broken.len() - 1);
+        assert_eq!(
+            rules.apply(&broken, &mut out),
+            Err(RejectReason::UnclosedQuote(66))
+        );
+    }
+
+    #[test]
+    fn county_match_is_case_insensitive_and_latin1_safe() {
+        let (layout, rules) = nc_rules();
+        let mut out = RowOutcome::default();
+        let mut line = nc_line(&layout, &[("county_desc", "wake"), ("last_name", "MU?OZ")]);
+        let pos = line.iter().position(|&b| b == b'?').unwrap();
+        line[pos] = 0xD1; // Latin-1 Ñ in a name never matters
+        assert!(rules.apply(&line, &mut out).is_ok());
+    }
+
+    #[test]
+    fn ohio_numeric_counties() {
+        let layout = Layout::resolve("oh").unwrap();
+        let mut header = layout.format.columns.clone();
+        header.push("GENERAL-11/03/2020".into());
+        let rules = Rules::new(&layout, &header, 2026).unwrap();
+        let county_at = header.iter().position(|h| h == "COUNTY_NUMBER").unwrap();
+        let mut fields = vec![String::new(); header.len()];
+        fields[county_at] = "09".into();
+        let line = fields.join(",");
+        let mut out = RowOutcome::default();
+        let (row, _) = rules.apply(line.as_bytes(), &mut out).unwrap();
+        assert_eq!(layout.county.counties[row.county as usize].code, "9");
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let layout = Layout::resolve("nc").unwrap();
+        let header: Vec<String> = layout
+            .format
+            .columns
+            .iter()
+            .filter(|c| *c != "party_cd")
+            .cloned()
+            .collect();
+        let err = Rules::new(&layout, &header, 2026).err().unwrap();
+        assert_eq!(err.0, "party_cd");
+    }
+}

@@ -1,0 +1,198 @@
+//! The spill file of compact rows, and Parquet output.
+//!
+//! Accepted rows go to a spill file (12 bytes each) while the input streams
+//! past, because whether a row survives de-duplication is known only at the
+//! end. The spill lives in the dataset's temporary folder and is removed
+//! before the folder is renamed into place; it holds only the minimized
+//! columns, never an identifier.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array, UInt16Array};
+use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
+use arrow::record_batch::RecordBatch;
+use layout::Layout;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::IngestError;
+use crate::rules::{NULL_YEAR, Row};
+
+/// Bytes per spilled row.
+pub const ROW_BYTES: usize = 12;
+/// Rows per Parquet row group (and per Arrow batch).
+pub const ROW_GROUP: usize = 1 << 20;
+
+/// Encodes a row into its 12-byte spill form.
+#[inline]
+pub fn encode(row: &Row, out: &mut [u8]) {
+    out[0..2].copy_from_slice(&row.county.to_le_bytes());
+    out[2..4].copy_from_slice(&row.birth_year.to_le_bytes());
+    out[4..6].copy_from_slice(&row.registration_year.to_le_bytes());
+    out[6..12].copy_from_slice(&row.codes);
+}
+
+#[inline]
+fn decode(b: &[u8]) -> Row {
+    Row {
+        county: u16::from_le_bytes([b[0], b[1]]),
+        birth_year: i16::from_le_bytes([b[2], b[3]]),
+        registration_year: i16::from_le_bytes([b[4], b[5]]),
+        codes: [b[6], b[7], b[8], b[9], b[10], b[11]],
+    }
+}
+
+/// Appends encoded rows to the spill file.
+pub struct Spill {
+    out: BufWriter<File>,
+}
+
+impl Spill {
+    /// Creates the spill file.
+    pub fn create(path: &Path) -> Result<Spill, IngestError> {
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|e| IngestError::io(path, e))?;
+        Ok(Spill {
+            out: BufWriter::with_capacity(1 << 20, file),
+        })
+    }
+
+    /// Appends already-encoded rows.
+    pub fn append(&mut self, bytes: &[u8], path: &Path) -> Result<(), IngestError> {
+        self.out
+            .write_all(bytes)
+            .map_err(|e| IngestError::io(path, e))
+    }
+
+    /// Flushes and returns the file for reading.
+    pub fn finish(self, path: &Path) -> Result<File, IngestError> {
+        self.out
+            .into_inner()
+            .map_err(|e| IngestError::io(path, e.into_error()))
+    }
+}
+
+/// The Arrow schema of a layout's minimized output.
+pub fn schema(layout: &Layout) -> Arc<Schema> {
+    let mut fields = Vec::new();
+    for name in layout.output_columns() {
+        fields.push(match name {
+            "county" => Field::new(
+                name,
+                DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8)),
+                false,
+            ),
+            "birth_year" | "registration_year" => Field::new(name, DataType::Int16, true),
+            _ => Field::new(
+                name,
+                DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8)),
+                false,
+            ),
+        });
+    }
+    Arc::new(Schema::new(fields))
+}
+
+/// Writes rows `range` of the spill (skipping dropped ones) to `path`.
+pub fn write_part(
+    layout: &Layout,
+    spill: &File,
+    spill_path: &Path,
+    range: std::ops::Range<u64>,
+    dropped: &[u64],
+    path: &Path,
+) -> Result<u64, IngestError> {
+    let schema = schema(layout);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .build();
+    let file = File::create(path).map_err(|e| IngestError::io(path, e))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
+        .map_err(|e| IngestError::Parquet(e.to_string()))?;
+
+    let county_names: ArrayRef = Arc::new(StringArray::from_iter_values(
+        layout.county.counties.iter().map(|c| c.name.as_str()),
+    ));
+    let code_values: Vec<ArrayRef> = layout
+        .coded
+        .iter()
+        .map(|c| Arc::new(StringArray::from_iter_values(c.code_strs())) as ArrayRef)
+        .collect();
+
+    let mut buf = vec![0u8; ROW_GROUP * ROW_BYTES];
+    let mut written = 0u64;
+    let mut at = range.start;
+    while at < range.end {
+        let n = ((range.end - at) as usize).min(ROW_GROUP);
+        let bytes = &mut buf[..n * ROW_BYTES];
+        spill
+            .read_exact_at(bytes, at * ROW_BYTES as u64)
+            .map_err(|e| IngestError::io(spill_path, e))?;
+        let mut county = Vec::with_capacity(n);
+        let mut birth = Vec::with_capacity(n);
+        let mut reg = Vec::with_capacity(n);
+        let mut codes: Vec<Vec<u8>> = vec![Vec::with_capacity(n); layout.coded.len()];
+        for (i, chunk) in bytes.chunks_exact(ROW_BYTES).enumerate() {
+            let row_index = at + i as u64;
+            if dropped[(row_index / 64) as usize] & (1 << (row_index % 64)) != 0 {
+                continue;
+            }
+            let row = decode(chunk);
+            county.push(row.county);
+            birth.push((row.birth_year != NULL_YEAR).then_some(row.birth_year));
+            reg.push((row.registration_year != NULL_YEAR).then_some(row.registration_year));
+            for (c, out) in codes.iter_mut().enumerate() {
+                out.push(row.codes[c]);
+            }
+        }
+        at += n as u64;
+        if county.is_empty() {
+            continue;
+        }
+        written += county.len() as u64;
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let mut codes = codes.into_iter();
+        let mut code_values = code_values.iter();
+        for name in layout.output_columns() {
+            columns.push(match name {
+                "county" => Arc::new(
+                    DictionaryArray::<UInt16Type>::try_new(
+                        UInt16Array::from(std::mem::take(&mut county)),
+                        county_names.clone(),
+                    )
+                    .map_err(|e| IngestError::Parquet(e.to_string()))?,
+                ),
+                "birth_year" => Arc::new(Int16Array::from(std::mem::take(&mut birth))),
+                "registration_year" => Arc::new(Int16Array::from(std::mem::take(&mut reg))),
+                _ => Arc::new(
+                    DictionaryArray::<UInt8Type>::try_new(
+                        UInt8Array::from(codes.next().expect("one per coded column")),
+                        code_values.next().expect("one per coded column").clone(),
+                    )
+                    .map_err(|e| IngestError::Parquet(e.to_string()))?,
+                ),
+            });
+        }
+        let batch = RecordBatch::try_new(schema.clone(), columns)
+            .map_err(|e| IngestError::Parquet(e.to_string()))?;
+        writer
+            .write(&batch)
+            .map_err(|e| IngestError::Parquet(e.to_string()))?;
+    }
+    let file = writer
+        .into_inner()
+        .map_err(|e| IngestError::Parquet(e.to_string()))?;
+    file.sync_all().map_err(|e| IngestError::io(path, e))?;
+    Ok(written)
+}

@@ -1,0 +1,109 @@
+//! `rollcall ingest`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Ingest voter file(s) into `DATA_DIR/DATASET/`.
+///
+/// Keeps only county, birth year, gender, race, ethnicity, party, status,
+/// registration year and congressional district; names, addresses, ids and
+/// full dates never reach the output. Writes `*.parquet`, `manifest.json`
+/// and `rejects.tsv` (line numbers and reasons of malformed lines, never their
+/// content). The dataset is replaced atomically, only if the ingest succeeds.
+#[derive(Args)]
+#[command(
+    after_help = "Example:\n  rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt"
+)]
+pub struct IngestArgs {
+    /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
+    #[arg(long)]
+    layout: String,
+    /// Dataset name (the folder created under --data-dir).
+    #[arg(long)]
+    dataset: String,
+    /// Folder that holds datasets.
+    #[arg(long, default_value = "data")]
+    data_dir: PathBuf,
+    /// Parse threads (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// No progress bar and no summary line (errors are still printed).
+    #[arg(long, short)]
+    quiet: bool,
+    /// Voter file(s), read in order as one dataset (e.g. Ohio's four parts).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+struct Bar(ProgressBar);
+
+impl ingest::Progress for Bar {
+    fn update(&self, bytes: u64, total: u64, rows: u64) {
+        self.0.set_length(total);
+        self.0.set_position(bytes);
+        let secs = self.0.elapsed().as_secs_f64().max(1e-3);
+        self.0.set_message(format!(
+            "{} rows, {:.0}k rows/s",
+            rows,
+            rows as f64 / secs / 1e3
+        ));
+    }
+
+    fn writing(&self) {
+        self.0.set_message("writing parquet");
+    }
+}
+
+/// Runs the subcommand.
+pub fn run(args: IngestArgs) -> anyhow::Result<()> {
+    let layout = layout::Layout::resolve(&args.layout)?;
+    let opts = ingest::IngestOptions {
+        dataset: args.dataset.clone(),
+        data_dir: args.data_dir.clone(),
+        files: args.files.clone(),
+        current_year: None,
+        threads: args.threads,
+    };
+    let started = Instant::now();
+    let show_bar = !args.quiet && std::io::stderr().is_terminal();
+    let manifest = if show_bar {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
+                .expect("valid template"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        let bar = Bar(bar);
+        let result = ingest::ingest(&layout, &opts, &bar);
+        bar.0.finish_and_clear();
+        result
+    } else {
+        ingest::ingest(&layout, &opts, &())
+    }
+    .with_context(|| format!("ingest of dataset `{}` failed; any previous version is untouched", args.dataset))?;
+    if !args.quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "ingested {}: {} rows read, {} written, {} rejected, {} duplicates dropped, {} unknown codes in {:.1} s ({:.0}k rows/s) -> {}",
+            manifest.dataset,
+            manifest.rows_read,
+            manifest.rows_written,
+            manifest.rows_rejected,
+            manifest.duplicates_dropped,
+            manifest
+                .unknown_codes
+                .values()
+                .flat_map(|m| m.values())
+                .sum::<u64>(),
+            secs,
+            manifest.rows_read as f64 / secs.max(1e-9) / 1e3,
+            args.data_dir.join(&manifest.dataset).display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,45 @@
+//! `rollcall`: the command-line front end. Each subcommand parses its
+//! arguments and calls a library crate; nothing else lives here.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod ingest_cmd;
+// mod synth_cmd; (enabled when crates/synth lands)
+
+/// Differentially private statistics over a voter registration file.
+///
+/// An election office ingests its voter file once (`rollcall ingest`), keeping
+/// only the columns aggregate statistics need; analysts then query noisy
+/// counts over HTTP (`rollcall serve`) within a privacy budget that cannot be
+/// overspent.
+#[derive(Parser)]
+#[command(name = "rollcall", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Ingest voter file(s) into a minimized Parquet dataset.
+    Ingest(ingest_cmd::IngestArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ingest(args) => ingest_cmd::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("rollcall: error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
