@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Write};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use layout::Layout;
 use rayon::prelude::*;
-use sha2::{Digest, Sha256};
 
 use crate::manifest::{Manifest, SchemaField, Source, now_utc};
 use crate::rules::{
@@ -41,7 +41,9 @@ struct Chunk {
     seq: u64,
     file: usize,
     first_line: u64,
-    bytes: Vec<u8>,
+    /// A buffer shared with the hashing thread; the chunk is `range` of it.
+    bytes: Arc<Vec<u8>>,
+    range: Range<usize>,
     rules: Arc<Rules>,
 }
 
@@ -123,6 +125,7 @@ fn build(
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
         .max(1);
 
+    let t_start = std::time::Instant::now();
     let spill_path = dir.join("rows.spill");
     let mut spill = Spill::create(&spill_path)?;
     let rejects_path = dir.join("rejects.tsv");
@@ -262,6 +265,7 @@ fn build(
     if let Some(e) = failure {
         return Err(e);
     }
+    let t_parsed = std::time::Instant::now();
     progress.writing();
     rejects
         .flush()
@@ -275,6 +279,7 @@ fn build(
     // De-duplicate: within each voter id, the latest registration date wins;
     // on a tie, the row later in the input (higher row index) wins.
     let dropped = dedup(entries, rows_accepted);
+    let t_dedup = std::time::Instant::now();
     let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
     let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
 
@@ -295,7 +300,7 @@ fn build(
 
     // Write Parquet parts in parallel over the spill.
     let spill_file = spill.finish(&spill_path)?;
-    let parts = if rows_accepted < (1 << 20) {
+    let parts = if rows_accepted < (1 << 18) {
         1
     } else {
         threads.min(8) as u64
@@ -321,6 +326,14 @@ fn build(
     drop(spill_file);
     fs::remove_file(&spill_path).map_err(|e| IngestError::io(&spill_path, e))?;
     let rows_written: u64 = written.iter().sum();
+    if std::env::var_os("ROLLCALL_INGEST_TIMINGS").is_some() {
+        eprintln!(
+            "timings: read+parse {:.3}s dedup {:.3}s parquet {:.3}s",
+            (t_parsed - t_start).as_secs_f64(),
+            (t_dedup - t_parsed).as_secs_f64(),
+            t_dedup.elapsed().as_secs_f64()
+        );
+    }
 
     let null_reasons = |counts: [u64; 4]| -> BTreeMap<String, u64> {
         ["blank", "sentinel_or_mask", "unparseable", "out_of_range"]
@@ -431,8 +444,8 @@ fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
     let mut out = ChunkOut {
         seq: chunk.seq,
         file: chunk.file,
-        bytes: chunk.bytes.len(),
-        rows: Vec::with_capacity(chunk.bytes.len() / 40 * ROW_BYTES),
+        bytes: chunk.range.len(),
+        rows: Vec::with_capacity(chunk.range.len() / 40 * ROW_BYTES),
         rules: chunk.rules.clone(),
         lines: 0,
         keys: Vec::new(),
@@ -441,7 +454,7 @@ fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
         birth_nulls: [0; 4],
         reg_nulls: [0; 4],
     };
-    let data = &chunk.bytes[..];
+    let data = &chunk.bytes[chunk.range.clone()];
     let mut start = 0usize;
     let mut line_no = chunk.first_line;
     let mut encoded = [0u8; ROW_BYTES];
@@ -493,89 +506,155 @@ fn read_all(
     chunks: &crossbeam_channel::Sender<Chunk>,
     events: &crossbeam_channel::Sender<ReaderEvent>,
 ) -> Result<(), IngestError> {
-    let mut seq = 0u64;
-    for (index, path) in files.iter().enumerate() {
-        let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-        let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
-        let mut hasher = Sha256::new();
-        let mut carry: Vec<u8> = Vec::new();
-        let mut rules: Option<Arc<Rules>> = None;
-        let mut line = 1u64;
-        let mut eof = false;
-        while !eof {
-            let mut buf = std::mem::take(&mut carry);
-            buf.reserve(CHUNK_BYTES);
-            let before = buf.len();
-            buf.resize(before + CHUNK_BYTES, 0);
-            let n =
-                read_full(&mut file, &mut buf[before..]).map_err(|e| IngestError::io(path, e))?;
-            buf.truncate(before + n);
-            hasher.update(&buf[before..]);
-            eof = n == 0;
-            if rules.is_none() {
-                let header_end = if layout.format.header {
-                    match memchr::memchr(b'\n', &buf) {
-                        Some(i) => Some(i + 1),
-                        None if eof => Some(buf.len()),
-                        None => {
-                            carry = buf; // header longer than a chunk: read more
-                            continue;
-                        }
-                    }
-                } else {
-                    Some(0)
-                };
-                let end = header_end.unwrap_or(0);
-                rules = Some(Arc::new(compile(layout, path, &buf[..end], current_year)?));
-                if layout.format.header {
-                    line = 2;
-                }
-                buf.drain(..end);
+    // Hashing runs beside reading: it is the one sequential pass over every
+    // byte, and on a machine with few cores it would otherwise set the pace.
+    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<HashMsg>(16);
+    // `hash_tx` moves into the closure and drops when it returns, which ends
+    // the hashing thread before the scope joins it.
+    std::thread::scope(move |scope| {
+        scope.spawn(move || hash_files(hash_rx, events));
+        let mut seq = 0u64;
+        for (index, path) in files.iter().enumerate() {
+            if !read_file(
+                layout,
+                index,
+                path,
+                current_year,
+                &mut seq,
+                chunks,
+                &hash_tx,
+            )? {
+                break;
             }
-            let cut = if eof {
-                buf.len()
-            } else {
-                match memchr::memrchr(b'\n', &buf) {
+        }
+        Ok(())
+    })
+}
+
+enum HashMsg {
+    Bytes(Arc<Vec<u8>>, Range<usize>),
+    End(usize, Source),
+}
+
+fn hash_files(
+    rx: crossbeam_channel::Receiver<HashMsg>,
+    events: &crossbeam_channel::Sender<ReaderEvent>,
+) {
+    let mut hasher = openssl::sha::Sha256::new();
+    for msg in rx {
+        match msg {
+            HashMsg::Bytes(buf, range) => hasher.update(&buf[range]),
+            HashMsg::End(index, mut source) => {
+                let done = std::mem::replace(&mut hasher, openssl::sha::Sha256::new());
+                source.sha256 = hex::encode(done.finish());
+                let _ = events.send(ReaderEvent::Done(index, source));
+            }
+        }
+    }
+}
+
+/// Reads one file into chunks of whole lines. Returns `Ok(false)` when the
+/// merger has stopped (after a failure elsewhere).
+fn read_file(
+    layout: &Layout,
+    index: usize,
+    path: &Path,
+    current_year: i16,
+    seq: &mut u64,
+    chunks: &crossbeam_channel::Sender<Chunk>,
+    hash_tx: &crossbeam_channel::Sender<HashMsg>,
+) -> Result<bool, IngestError> {
+    let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut rules: Option<Arc<Rules>> = None;
+    let mut line = 1u64;
+    let mut eof = false;
+    while !eof {
+        let mut buf = Vec::with_capacity(carry.len() + CHUNK_BYTES);
+        buf.extend_from_slice(&carry);
+        let before = buf.len();
+        // `read_to_end` fills spare capacity without zeroing it first.
+        let n = (&mut file)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| IngestError::io(path, e))?;
+        eof = n == 0;
+        let buf = Arc::new(buf);
+        if n > 0
+            && hash_tx
+                .send(HashMsg::Bytes(buf.clone(), before..before + n))
+                .is_err()
+        {
+            return Ok(false);
+        }
+        let mut start = 0;
+        if rules.is_none() {
+            let header_end = if layout.format.header {
+                match memchr::memchr(b'\n', &buf) {
                     Some(i) => i + 1,
+                    None if eof => buf.len(),
                     None => {
-                        carry = buf; // a line longer than a chunk: read more
+                        carry = buf.to_vec(); // header longer than a chunk: read more
                         continue;
                     }
                 }
+            } else {
+                0
             };
-            carry = buf.split_off(cut);
-            if buf.is_empty() {
-                continue;
+            rules = Some(Arc::new(compile(
+                layout,
+                path,
+                &buf[..header_end],
+                current_year,
+            )?));
+            if layout.format.header {
+                line = 2;
             }
-            let lines = memchr::memchr_iter(b'\n', &buf).count() as u64
-                + u64::from(*buf.last().unwrap() != b'\n');
-            let chunk = Chunk {
-                seq,
-                file: index,
-                first_line: line,
-                bytes: buf,
-                rules: rules.clone().expect("set above"),
-            };
-            seq += 1;
-            line += lines;
-            if chunks.send(chunk).is_err() {
-                return Ok(()); // the merger stopped after a failure
-            }
+            start = header_end;
         }
-        let _ = events.send(ReaderEvent::Done(
-            index,
-            Source {
-                file: path.file_name().map_or_else(
-                    || path.display().to_string(),
-                    |n| n.to_string_lossy().into_owned(),
-                ),
-                bytes,
-                sha256: hex::encode(hasher.finalize()),
-                rows_read: 0,
-            },
-        ));
+        let cut = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf[start..]) {
+                Some(i) => start + i + 1,
+                None => {
+                    carry = buf[start..].to_vec(); // a line longer than a chunk: read more
+                    continue;
+                }
+            }
+        };
+        carry = buf[cut..].to_vec();
+        if cut == start {
+            continue;
+        }
+        let body = &buf[start..cut];
+        let lines = memchr::memchr_iter(b'\n', body).count() as u64
+            + u64::from(body.last() != Some(&b'\n'));
+        let chunk = Chunk {
+            seq: *seq,
+            file: index,
+            first_line: line,
+            bytes: buf.clone(),
+            range: start..cut,
+            rules: rules.clone().expect("set above"),
+        };
+        *seq += 1;
+        line += lines;
+        if chunks.send(chunk).is_err() {
+            return Ok(false);
+        }
     }
-    Ok(())
+    let source = Source {
+        file: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        bytes,
+        sha256: String::new(),
+        rows_read: 0,
+    };
+    Ok(hash_tx.send(HashMsg::End(index, source)).is_ok())
 }
 
 fn compile(
@@ -617,19 +696,6 @@ fn compile(
             layout: layout.name.clone(),
         }
     })
-}
-
-fn read_full(file: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 fn validate_name(name: &str) -> Result<(), IngestError> {

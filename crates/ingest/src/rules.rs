@@ -446,8 +446,7 @@ pub fn pack_id(id: &[u8]) -> u64 {
             return v; // < 37^12 < 2^63
         }
     }
-    use sha2::Digest;
-    let digest = sha2::Sha256::digest(id);
+    let digest = openssl::sha::sha256(id);
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(bytes) | (1 << 63)
