@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod ingest_cmd;
-// mod synth_cmd; (enabled when crates/synth lands)
+mod synth_cmd;
 
 /// Differentially private statistics over a voter registration file.
 ///
@@ -25,12 +25,15 @@ struct Cli {
 enum Command {
     /// Ingest voter file(s) into a minimized Parquet dataset.
     Ingest(ingest_cmd::IngestArgs),
+    /// Write a synthetic voter file in a layout's exact format.
+    Synth(synth_cmd::SynthArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(args),
+        Command::Synth(args) => synth_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,7 +14,9 @@ use clap::Args;
 /// blank birth years, masked dates, unknown codes. `--truth` writes what a
 /// correct ingest must produce from the file (for tests).
 #[derive(Args)]
-#[command(after_help = "Example:\n  rollcall synth --layout nc --rows 1000000 --seed 1 --out data/ncvoter_synth.txt")]
+#[command(
+    after_help = "Example:\n  rollcall synth --layout nc --rows 1000000 --seed 1 --out data/ncvoter_synth.txt"
+)]
 pub struct SynthArgs {
     /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
     #[arg(long)]
@@ -44,9 +46,11 @@ pub struct SynthArgs {
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     let layout = layout::Layout::resolve(&args.layout)?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let file = std::fs::File::create(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let file = std::fs::File::create(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let opts = synth::SynthOptions {
         rows: args.rows,
@@ -55,7 +59,8 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         current_year: args.current_year.unwrap_or_else(|| ingest::now_utc().1),
     };
     let truth = synth::generate(&layout, &opts, &mut out)?;
-    out.flush().with_context(|| format!("writing {}", args.out.display()))?;
+    out.flush()
+        .with_context(|| format!("writing {}", args.out.display()))?;
     if let Some(path) = &args.truth {
         let text = serde_json::to_string(&truth)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -1,0 +1,400 @@
+//! End-to-end: `rollcall synth --quirks` → `rollcall ingest` → read the Parquet
+//! back with arrow and compare every count with the generator's ground truth.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use common::{Tuple, multiset, read_dataset, rollcall, rollcall_ok};
+use synth::GroundTruth;
+
+/// Columns that must never reach Parquet, whatever the layout calls them.
+const IDENTIFIER_HINTS: [&str; 12] = [
+    "name",
+    "addr",
+    "street",
+    "phone",
+    "email",
+    "zip",
+    "ssn",
+    "ncid",
+    "voter_id",
+    "sos_voterid",
+    "date_of_birth",
+    "birth date",
+];
+
+fn synth_and_ingest(
+    layout: &str,
+    rows: u64,
+    seed: u64,
+    dir: &Path,
+) -> (GroundTruth, serde_json::Value) {
+    let file = dir.join(format!("{layout}.txt"));
+    let truth_path = dir.join(format!("{layout}.truth.json"));
+    let data = dir.join("data");
+    rollcall_ok(&[
+        "synth",
+        "--layout",
+        layout,
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--quirks",
+        "--out",
+        file.to_str().unwrap(),
+        "--truth",
+        truth_path.to_str().unwrap(),
+    ]);
+    rollcall_ok(&[
+        "ingest",
+        "--quiet",
+        "--layout",
+        layout,
+        "--dataset",
+        layout,
+        "--data-dir",
+        data.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let truth: GroundTruth =
+        serde_json::from_str(&std::fs::read_to_string(truth_path).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(data.join(layout).join("manifest.json")).unwrap(),
+    )
+    .unwrap();
+    (truth, manifest)
+}
+
+fn check_layout(layout_name: &str, rows: u64, seed: u64) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (truth, manifest) = synth_and_ingest(layout_name, rows, seed, tmp.path());
+    let dataset = tmp.path().join("data").join(layout_name);
+
+    // The manifest's books equal the generator's.
+    for key in [
+        "rows_read",
+        "rows_written",
+        "rows_rejected",
+        "duplicates_dropped",
+    ] {
+        let want = match key {
+            "rows_read" => truth.rows_read,
+            "rows_written" => truth.rows_written,
+            "rows_rejected" => truth.rows_rejected,
+            _ => truth.duplicates_dropped,
+        };
+        assert_eq!(
+            manifest[key].as_u64(),
+            Some(want),
+            "{layout_name}: manifest {key}"
+        );
+    }
+    assert!(
+        truth.rows_rejected > 0 && truth.duplicates_dropped > 0,
+        "the quirks were exercised"
+    );
+    let unknown: HashMap<String, HashMap<String, u64>> =
+        serde_json::from_value(manifest["unknown_codes"].clone()).unwrap();
+    let want_unknown: HashMap<String, HashMap<String, u64>> = truth
+        .unknown_codes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.iter().map(|(a, b)| (a.clone(), *b)).collect()))
+        .collect();
+    assert_eq!(
+        unknown, want_unknown,
+        "{layout_name}: unknown codes by column and value"
+    );
+    assert_eq!(
+        manifest["sources"][0]["bytes"].as_u64(),
+        Some(
+            std::fs::metadata(tmp.path().join(format!("{layout_name}.txt")))
+                .unwrap()
+                .len()
+        )
+    );
+    assert_eq!(
+        manifest["sources"][0]["sha256"].as_str().map(str::len),
+        Some(64)
+    );
+
+    // rejects.tsv: exactly the generator's rejected lines, and no content.
+    let rejects = std::fs::read_to_string(dataset.join("rejects.tsv")).unwrap();
+    let mut lines = rejects.lines();
+    assert_eq!(lines.next(), Some("file\tline\tcolumn\treason"));
+    let numbers: Vec<u64> = lines
+        .map(|l| {
+            let fields: Vec<&str> = l.split('\t').collect();
+            assert_eq!(fields.len(), 4, "{l}");
+            assert!(
+                [
+                    "county not in the reference list",
+                    "quote opened and never closed"
+                ]
+                .contains(&fields[3])
+                    || fields[3].starts_with("expected "),
+                "reject reason is a rule, not content: {l}"
+            );
+            fields[1].parse().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        numbers, truth.rejected_lines,
+        "{layout_name}: rejected line numbers"
+    );
+
+    // Parquet: exactly the allow-listed columns, and every row the truth has.
+    let layout = layout::Layout::resolve(layout_name).unwrap();
+    let (columns, rows) = read_dataset(&dataset);
+    assert_eq!(
+        columns,
+        layout.output_columns(),
+        "{layout_name}: columns are the allow-list"
+    );
+    for c in &columns {
+        let lower = c.to_lowercase();
+        assert!(
+            !IDENTIFIER_HINTS.iter().any(|h| lower.contains(h)),
+            "identifier-like column {c}"
+        );
+    }
+    let got = multiset(rows.clone());
+    let mut want: HashMap<Tuple, u64> = HashMap::new();
+    for r in &truth.rows {
+        let all = [
+            ("county", Some(r.county.clone())),
+            ("birth_year", r.birth_year.map(|y| y.to_string())),
+            ("gender", r.gender.clone()),
+            ("race", r.race.clone()),
+            ("ethnicity", r.ethnicity.clone()),
+            ("party", r.party.clone()),
+            ("status", r.status.clone()),
+            (
+                "registration_year",
+                r.registration_year.map(|y| y.to_string()),
+            ),
+            ("congressional_district", r.congressional_district.clone()),
+        ];
+        let tuple: Tuple = columns
+            .iter()
+            .map(|c| all.iter().find(|(n, _)| n == c).unwrap().1.clone())
+            .collect();
+        *want.entry(tuple).or_default() += r.count;
+    }
+    let missing: Vec<_> = want
+        .iter()
+        .filter(|(k, v)| got.get(*k) != Some(v))
+        .take(5)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{layout_name}: rows differ from the truth, e.g. {missing:?}"
+    );
+    assert_eq!(got.len(), want.len(), "{layout_name}: no extra rows");
+
+    // No identifier value the generator wrote appears anywhere in the output.
+    assert!(!truth.identifiers.is_empty());
+    let values: std::collections::HashSet<&str> = rows
+        .iter()
+        .flatten()
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    for id in &truth.identifiers {
+        assert!(
+            !values.contains(id.as_str()),
+            "identifier {id} reached Parquet"
+        );
+    }
+    let manifest_text = std::fs::read_to_string(dataset.join("manifest.json")).unwrap();
+    for id in &truth.identifiers {
+        assert!(
+            !manifest_text.contains(id.as_str()) && !rejects.contains(id.as_str()),
+            "identifier {id} leaked"
+        );
+    }
+}
+
+#[test]
+fn north_carolina_matches_ground_truth() {
+    check_layout("nc", 40_000, 11);
+}
+
+#[test]
+fn ohio_matches_ground_truth() {
+    check_layout("oh", 40_000, 12);
+}
+
+#[test]
+fn florida_matches_ground_truth() {
+    check_layout("fl", 40_000, 13);
+}
+
+#[test]
+fn several_files_make_one_dataset() {
+    // The same file twice: every voter is a duplicate of itself with an equal
+    // registration date, so the later copy wins and the rows are those of one.
+    let tmp = tempfile::tempdir().unwrap();
+    let (truth, _) = synth_and_ingest("fl", 5_000, 21, tmp.path());
+    let file = tmp.path().join("fl.txt");
+    let data = tmp.path().join("data2");
+    rollcall_ok(&[
+        "ingest",
+        "--quiet",
+        "--layout",
+        "fl",
+        "--dataset",
+        "two",
+        "--data-dir",
+        data.to_str().unwrap(),
+        file.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("two/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["rows_read"].as_u64(), Some(2 * truth.rows_read));
+    assert_eq!(m["rows_written"].as_u64(), Some(truth.rows_written));
+    assert_eq!(m["rows_rejected"].as_u64(), Some(2 * truth.rows_rejected));
+    assert_eq!(
+        m["duplicates_dropped"].as_u64(),
+        Some(2 * truth.duplicates_dropped + truth.rows_written)
+    );
+    assert_eq!(m["sources"].as_array().map(Vec::len), Some(2));
+    let rejects = std::fs::read_to_string(data.join("two/rejects.tsv")).unwrap();
+    assert_eq!(rejects.lines().count() as u64, 1 + 2 * truth.rows_rejected);
+}
+
+#[test]
+fn failed_ingest_leaves_previous_version() {
+    let tmp = tempfile::tempdir().unwrap();
+    synth_and_ingest("nc", 2_000, 5, tmp.path());
+    let dataset = tmp.path().join("data/nc");
+    let before = std::fs::read_to_string(dataset.join("manifest.json")).unwrap();
+    // A file whose header lacks `party_cd`: the ingest must fail, naming it.
+    let bad = tmp.path().join("bad.txt");
+    std::fs::write(&bad, "\"county_desc\"\t\"ncid\"\n\"WAKE\"\t\"AA1\"\n").unwrap();
+    let out = rollcall(&[
+        "ingest",
+        "--quiet",
+        "--layout",
+        "nc",
+        "--dataset",
+        "nc",
+        "--data-dir",
+        tmp.path().join("data").to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is not in the header") && stderr.contains("untouched"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dataset.join("manifest.json")).unwrap(),
+        before
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec![std::ffi::OsString::from("nc")],
+        "no temporary folder is left behind"
+    );
+}
+
+#[test]
+fn layout_mistake_fails_before_reading_naming_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo_root().join("config/layouts/oh.toml"))
+        .unwrap()
+        .replace("fallback = \"OTH\"", "fallback = \"ZZZ\"")
+        .replace(
+            "../reference/",
+            &format!(
+                "{}/",
+                common::repo_root().join("config/reference").display()
+            ),
+        );
+    let custom = tmp.path().join("mystate.toml");
+    std::fs::write(&custom, text).unwrap();
+    let out = rollcall(&[
+        "ingest",
+        "--layout",
+        custom.to_str().unwrap(),
+        "--dataset",
+        "x",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "/nonexistent/file.txt",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("dimensions.party.fallback"), "{stderr}");
+}
+
+#[test]
+fn custom_layout_from_a_path_works() {
+    // An office in another state copies a layout and points --layout at it.
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(common::repo_root().join("config/layouts/fl.toml"))
+        .unwrap()
+        .replace("name = \"fl\"", "name = \"mystate\"")
+        .replace(
+            "../reference/",
+            &format!(
+                "{}/",
+                common::repo_root().join("config/reference").display()
+            ),
+        );
+    let custom = tmp.path().join("mystate.toml");
+    std::fs::write(&custom, text).unwrap();
+    let file = tmp.path().join("f.txt");
+    let layout = custom.to_str().unwrap();
+    rollcall_ok(&[
+        "synth",
+        "--layout",
+        layout,
+        "--rows",
+        "500",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    rollcall_ok(&[
+        "ingest",
+        "--quiet",
+        "--layout",
+        layout,
+        "--dataset",
+        "m",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tmp.path().join("m/manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(m["layout"], "mystate");
+    assert_eq!(m["rows_written"].as_u64(), Some(500));
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for args in [
+        vec!["--help"],
+        vec!["ingest", "--help"],
+        vec!["synth", "--help"],
+    ] {
+        let out = rollcall_ok(&args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Usage:") && text.len() > 200,
+            "{args:?}: {text}"
+        );
+    }
+}
