@@ -767,3 +767,34 @@ fn sync_dir(dir: &Path) -> Result<(), IngestError> {
         .and_then(|f| f.sync_all())
         .map_err(|e| IngestError::io(dir, e))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// De-duplication keeps, for every id, exactly the row with the
+        /// latest date, the later row on a tie, and drops every other row.
+        #[test]
+        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((0u64..20, prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
+            let entries: Vec<Entry> = rows.iter().enumerate().map(|(i, &(id, rank))| Entry { id, rank, row: i as u32 }).collect();
+            let dropped = dedup(entries, rows.len() as u64);
+            let kept = |i: usize| dropped[i / 64] & (1 << (i % 64)) == 0;
+            for (i, &(id, rank)) in rows.iter().enumerate() {
+                let beaten = rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
+                prop_assert_eq!(kept(i), !beaten, "row {} id {} rank {}", i, id, rank);
+            }
+        }
+    }
+
+    const OLDEST_RANK: i32 = crate::rules::OLDEST;
+
+    #[test]
+    fn dataset_names_are_plain() {
+        assert!(validate_name("nc_2026-11").is_ok());
+        for bad in ["", "..", ".hidden", "a/b", "a b", "ü"] {
+            assert!(validate_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -618,6 +618,38 @@ mod tests {
         assert_eq!(layout.county.counties[row.county as usize].code, "9");
     }
 
+    proptest::proptest! {
+        /// Surrounding spaces never change a code, and any value maps to a
+        /// code of the table (the fallback when unknown): no group key comes
+        /// from the data.
+        #[test]
+        fn codes_are_trimmed_and_always_in_the_table(party in "[ A-Z]{0,5}", pad_l in 0usize..3, pad_r in 0usize..3) {
+            let (layout, rules) = nc_rules();
+            let mut out = RowOutcome::default();
+            let padded = format!("{}{}{}", " ".repeat(pad_l), party, " ".repeat(pad_r));
+            let plain = nc_line(&layout, &[("county_desc", "WAKE"), ("party_cd", party.trim())]);
+            let spaced = nc_line(&layout, &[("county_desc", "WAKE"), ("party_cd", &padded)]);
+            let (a, _) = rules.apply(&plain, &mut out).unwrap();
+            let (b, _) = rules.apply(&spaced, &mut out).unwrap();
+            proptest::prop_assert_eq!(a.codes, b.codes);
+            let parties = layout.coded(CodedDim::Party).unwrap().codes.len();
+            proptest::prop_assert!((a.codes[3] as usize) < parties);
+        }
+
+        /// Any bytes in any field: a line is accepted or rejected, never a panic.
+        #[test]
+        fn any_field_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), column in 0usize..67) {
+            let (layout, rules) = nc_rules();
+            let mut out = RowOutcome::default();
+            let mut line = nc_line(&layout, &[("county_desc", "WAKE")]);
+            // Replace one field's content with arbitrary bytes (no newline).
+            let mut fields: Vec<Vec<u8>> = line.split(|&b| b == b'\t').map(<[u8]>::to_vec).collect();
+            fields[column] = bytes.into_iter().filter(|&b| b != b'\n').collect();
+            line = fields.join(&b'\t');
+            let _ = rules.apply(&line, &mut out);
+        }
+    }
+
     #[test]
     fn missing_column_is_named() {
         let layout = Layout::resolve("nc").unwrap();
