@@ -147,7 +147,9 @@ fn build(
     let mut sources: Vec<Option<Source>> = vec![None; opts.files.len()];
     let mut rows_read_by_file = vec![0u64; opts.files.len()];
 
-    let mut entries: Vec<Entry> = Vec::new();
+    // One exact-size vector per chunk, joined once at the end: a single
+    // growing vector would briefly hold its old and new buffers (3x).
+    let mut entries: Vec<Vec<Entry>> = Vec::new();
     let mut unknown: Vec<(u32, UnknownCode)> = Vec::new();
     let mut rejects_by_reason: BTreeMap<String, u64> = BTreeMap::new();
     let (mut birth_nulls, mut reg_nulls) = ([0u64; 4], [0u64; 4]);
@@ -191,11 +193,17 @@ fn build(
                 return Err(IngestError::TooManyRows(u32::MAX as u64));
             }
             spill.append(&out.rows, &spill_path)?;
-            entries.extend(out.keys.iter().enumerate().map(|(i, k)| Entry {
-                id: k.id,
-                rank: k.rank,
-                row: (base + i as u64) as u32,
-            }));
+            entries.push(
+                out.keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| Entry {
+                        id: k.id,
+                        rank: k.rank,
+                        row: (base + i as u64) as u32,
+                    })
+                    .collect(),
+            );
             unknown.extend(out.unknown.into_iter().map(|(i, u)| (base as u32 + i, u)));
             let rules = &out.rules;
             for (line, reason) in &out.rejects {
@@ -278,7 +286,11 @@ fn build(
 
     // De-duplicate: within each voter id, the latest registration date wins;
     // on a tie, the row later in the input (higher row index) wins.
-    let dropped = dedup(entries, rows_accepted);
+    let mut all = Vec::with_capacity(rows_accepted as usize);
+    for chunk in entries {
+        all.extend(chunk); // each chunk is freed as it is moved
+    }
+    let dropped = dedup(all, rows_accepted);
     let t_dedup = std::time::Instant::now();
     let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
     let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
