@@ -1,0 +1,576 @@
+//! Public domains: the values every dimension can take, from the layout and
+//! the domain specification alone, never from data.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use layout::{CodedDim, Layout};
+
+use crate::EngineError;
+
+/// The most cells a single query may have; the server usually caps lower.
+pub const MAX_CELLS: u64 = 1 << 24;
+
+/// A queryable dimension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dim {
+    /// County (reference list name).
+    County,
+    /// Age band on the reference year, from the birth year.
+    AgeBand,
+    /// Gender code.
+    Gender,
+    /// Race code.
+    Race,
+    /// Ethnicity code.
+    Ethnicity,
+    /// Party code.
+    Party,
+    /// Registration status code.
+    Status,
+    /// Year of registration.
+    RegistrationYear,
+    /// US congressional district.
+    CongressionalDistrict,
+}
+
+impl Dim {
+    /// Every dimension, in the canonical order domains list them.
+    pub const ALL: [Dim; 9] = [
+        Dim::County,
+        Dim::AgeBand,
+        Dim::Gender,
+        Dim::Race,
+        Dim::Ethnicity,
+        Dim::Party,
+        Dim::Status,
+        Dim::RegistrationYear,
+        Dim::CongressionalDistrict,
+    ];
+
+    /// The name used in queries and answers (`age_band`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dim::County => "county",
+            Dim::AgeBand => "age_band",
+            Dim::Gender => "gender",
+            Dim::Race => "race",
+            Dim::Ethnicity => "ethnicity",
+            Dim::Party => "party",
+            Dim::Status => "status",
+            Dim::RegistrationYear => "registration_year",
+            Dim::CongressionalDistrict => "congressional_district",
+        }
+    }
+
+    /// Parses a dimension name.
+    pub fn from_name(name: &str) -> Option<Dim> {
+        Dim::ALL.into_iter().find(|d| d.name() == name)
+    }
+
+    /// The Parquet column the dimension is computed from.
+    pub fn column(self) -> &'static str {
+        match self {
+            Dim::AgeBand => "birth_year",
+            other => other.name(),
+        }
+    }
+
+    /// The layout's coded dimension, for the coded ones.
+    pub fn coded(self) -> Option<CodedDim> {
+        match self {
+            Dim::Gender => Some(CodedDim::Gender),
+            Dim::Race => Some(CodedDim::Race),
+            Dim::Ethnicity => Some(CodedDim::Ethnicity),
+            Dim::Party => Some(CodedDim::Party),
+            Dim::Status => Some(CodedDim::Status),
+            Dim::CongressionalDistrict => Some(CodedDim::CongressionalDistrict),
+            Dim::County | Dim::AgeBand | Dim::RegistrationYear => None,
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Dim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The public domain of one dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DimDomain {
+    /// Which dimension.
+    pub dim: Dim,
+    /// The values used as query and answer keys, in answer order.
+    pub values: Vec<String>,
+    /// Human-readable labels, one per value.
+    pub labels: Vec<String>,
+}
+
+/// What the layout does not say: how ages are banded, and on which year.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainSpec {
+    /// Lower edges of the age bands, strictly increasing, e.g.
+    /// `[18, 25, 35, 45, 55, 65, 75]`.
+    pub age_bands: Vec<u16>,
+    /// The reference year: age = `as_of_year − birth_year`; registration
+    /// years run up to it.
+    pub as_of_year: i16,
+}
+
+/// A validated query over public domains.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CountQuery {
+    /// Dimensions to group by; cells are row-major in this order.
+    pub group_by: Vec<Dim>,
+    /// Per dimension, the domain values to keep: AND across dimensions, OR
+    /// within one.
+    pub filter: Vec<(Dim, Vec<String>)>,
+}
+
+/// The public domains of a dataset's dimensions. Built only from the layout
+/// and the [`DomainSpec`]; shared read-only across threads.
+#[derive(Debug, Clone)]
+pub struct Domains {
+    dims: Vec<DimDomain>,
+    /// `Dim::index()` → position in `dims`.
+    slot: [Option<usize>; 9],
+    /// Per position in `dims`: value → code.
+    lookup: Vec<HashMap<String, u16>>,
+    /// Per `Dim::index()`: the code of a value outside the table (coded dims).
+    fallback: [Option<u16>; 9],
+    /// Per `Dim::index()`: the code of a null value (coded dims).
+    null_code: [Option<u16>; 9],
+    /// Birth year (as `u16` bits) → age band code.
+    age_table: Vec<u8>,
+    /// Registration year (as `u16` bits) → code.
+    registration_table: Vec<u16>,
+    spec: DomainSpec,
+}
+
+/// The validated plan of a query: what the counting loop needs.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// Per grouped dimension, in group-by order: the kept codes in domain order.
+    pub group: Vec<(Dim, Vec<u16>)>,
+    /// Per filtered dimension not grouped: which codes pass.
+    pub filters: Vec<(Dim, Vec<bool>)>,
+    /// Number of cells.
+    pub cells: usize,
+}
+
+fn age_labels(edges: &[u16]) -> Vec<String> {
+    let mut labels = Vec::with_capacity(edges.len() + 2);
+    labels.push(format!("<{}", edges[0]));
+    for pair in edges.windows(2) {
+        labels.push(format!("{}-{}", pair[0], pair[1] - 1));
+    }
+    labels.push(format!("{}+", edges[edges.len() - 1]));
+    labels.push("unknown".to_owned());
+    labels
+}
+
+impl Domains {
+    /// Builds the domains of every dimension `layout` records.
+    ///
+    /// - `county`: the reference list's names in file order;
+    /// - `age_band`: `<e0`, `e0-(e1-1)`, …, `eN+`, `unknown` (values = labels);
+    ///   a null birth year, one before the layout's `min_birth_year` or one
+    ///   after `as_of_year` is `unknown`;
+    /// - coded dimensions: the layout's codes and labels, in table order;
+    /// - `registration_year`: the layout's first year ..= `as_of_year`, then
+    ///   `unknown` (null or out of range).
+    pub fn new(layout: &Layout, spec: &DomainSpec) -> Result<Domains, EngineError> {
+        if spec.age_bands.is_empty() {
+            return Err(EngineError::InvalidSpec(
+                "age_bands must list at least one edge".into(),
+            ));
+        }
+        if spec.age_bands.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(EngineError::InvalidSpec(format!(
+                "age_bands must be strictly increasing, got {:?}",
+                spec.age_bands
+            )));
+        }
+        if spec.age_bands.len() > 200 {
+            return Err(EngineError::InvalidSpec("at most 200 age bands".into()));
+        }
+        if !(1800..=2200).contains(&spec.as_of_year) {
+            return Err(EngineError::InvalidSpec(format!(
+                "as_of year {} is not plausible",
+                spec.as_of_year
+            )));
+        }
+        if layout.registration_date.is_some() && spec.as_of_year < layout.first_registration_year {
+            return Err(EngineError::InvalidSpec(format!(
+                "as_of year {} is before the layout's first registration year {}",
+                spec.as_of_year, layout.first_registration_year
+            )));
+        }
+
+        let mut dims = Vec::new();
+        let mut fallback = [None; 9];
+        let mut null_code = [None; 9];
+        for dim in Dim::ALL {
+            let domain = match dim {
+                Dim::County => {
+                    let names: Vec<String> = layout
+                        .county
+                        .counties
+                        .iter()
+                        .map(|c| c.name.clone())
+                        .collect();
+                    DimDomain {
+                        dim,
+                        values: names.clone(),
+                        labels: names,
+                    }
+                }
+                Dim::AgeBand => {
+                    if layout.birth_year.is_none() {
+                        continue;
+                    }
+                    let labels = age_labels(&spec.age_bands);
+                    DimDomain {
+                        dim,
+                        values: labels.clone(),
+                        labels,
+                    }
+                }
+                Dim::RegistrationYear => {
+                    if layout.registration_date.is_none() {
+                        continue;
+                    }
+                    let mut values: Vec<String> = (layout.first_registration_year
+                        ..=spec.as_of_year)
+                        .map(|y| y.to_string())
+                        .collect();
+                    values.push("unknown".to_owned());
+                    DimDomain {
+                        dim,
+                        values: values.clone(),
+                        labels: values,
+                    }
+                }
+                coded => {
+                    let Some(column) = coded.coded().and_then(|c| layout.coded(c)) else {
+                        continue;
+                    };
+                    fallback[dim.index()] = Some(column.fallback as u16);
+                    null_code[dim.index()] = Some(column.blank.unwrap_or(column.fallback) as u16);
+                    DimDomain {
+                        dim,
+                        values: column.codes.iter().map(|c| c.code.clone()).collect(),
+                        labels: column.codes.iter().map(|c| c.label.clone()).collect(),
+                    }
+                }
+            };
+            if domain.values.len() > u16::MAX as usize {
+                return Err(EngineError::InvalidSpec(format!(
+                    "dimension `{dim}` has {} values; at most {} are supported",
+                    domain.values.len(),
+                    u16::MAX
+                )));
+            }
+            dims.push(domain);
+        }
+
+        let mut slot = [None; 9];
+        for (i, d) in dims.iter().enumerate() {
+            slot[d.dim.index()] = Some(i);
+        }
+        let lookup = dims
+            .iter()
+            .map(|d| {
+                d.values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (v.clone(), i as u16))
+                    .collect()
+            })
+            .collect();
+
+        let edges = &spec.age_bands;
+        let unknown_age = (edges.len() + 1) as u8;
+        let age_table = (0..=u16::MAX)
+            .map(|bits| {
+                let year = bits as i16;
+                if year < layout.min_birth_year || year > spec.as_of_year {
+                    return unknown_age;
+                }
+                let age = i32::from(spec.as_of_year) - i32::from(year);
+                edges.partition_point(|&e| i32::from(e) <= age) as u8
+            })
+            .collect();
+        let first = layout.first_registration_year;
+        let unknown_year = (spec.as_of_year - first + 1).max(0) as u16;
+        let registration_table = (0..=u16::MAX)
+            .map(|bits| {
+                let year = bits as i16;
+                if (first..=spec.as_of_year).contains(&year) {
+                    (year - first) as u16
+                } else {
+                    unknown_year
+                }
+            })
+            .collect();
+
+        Ok(Domains {
+            dims,
+            slot,
+            lookup,
+            fallback,
+            null_code,
+            age_table,
+            registration_table,
+            spec: spec.clone(),
+        })
+    }
+
+    /// The dimensions this dataset has, in canonical order.
+    pub fn dims(&self) -> &[DimDomain] {
+        &self.dims
+    }
+
+    /// The domain of `dim`, if the layout records it.
+    pub fn get(&self, dim: Dim) -> Option<&DimDomain> {
+        self.slot[dim.index()].map(|i| &self.dims[i])
+    }
+
+    /// The spec these domains were built with.
+    pub fn spec(&self) -> &DomainSpec {
+        &self.spec
+    }
+
+    /// Names of the dimensions this dataset has.
+    pub fn dim_names(&self) -> Vec<String> {
+        self.dims.iter().map(|d| d.dim.name().to_owned()).collect()
+    }
+
+    /// Parses a dimension name given by a client: `UnknownDimension` (listing
+    /// this dataset's dimensions) for a name that is no dimension, or one the
+    /// layout does not record.
+    pub fn dim(&self, name: &str) -> Result<Dim, EngineError> {
+        match Dim::from_name(name) {
+            Some(dim) if self.get(dim).is_some() => Ok(dim),
+            _ => Err(EngineError::UnknownDimension {
+                name: name.to_owned(),
+                allowed: self.dim_names(),
+            }),
+        }
+    }
+
+    /// The code of `value` in `dim`'s domain.
+    pub fn code(&self, dim: Dim, value: &str) -> Result<u16, EngineError> {
+        let i = self.slot[dim.index()].ok_or(EngineError::DimensionAbsent(dim))?;
+        self.lookup[i]
+            .get(value)
+            .copied()
+            .ok_or_else(|| EngineError::InvalidValue {
+                dim,
+                value: value.to_owned(),
+                allowed: self.dims[i].values.clone(),
+            })
+    }
+
+    pub(crate) fn domain_len(&self, dim: Dim) -> usize {
+        self.get(dim).map_or(0, |d| d.values.len())
+    }
+
+    pub(crate) fn value_code(&self, dim: Dim, value: &str) -> Option<u16> {
+        self.slot[dim.index()].and_then(|i| self.lookup[i].get(value).copied())
+    }
+
+    pub(crate) fn fallback(&self, dim: Dim) -> Option<u16> {
+        self.fallback[dim.index()]
+    }
+
+    pub(crate) fn null_code(&self, dim: Dim) -> Option<u16> {
+        self.null_code[dim.index()]
+    }
+
+    pub(crate) fn age_table(&self) -> &[u8] {
+        &self.age_table
+    }
+
+    pub(crate) fn registration_table(&self) -> &[u16] {
+        &self.registration_table
+    }
+
+    /// Validates `q` against these domains and works out its cells.
+    pub(crate) fn plan(&self, q: &CountQuery) -> Result<Plan, EngineError> {
+        let mut seen = [false; 9];
+        for &dim in &q.group_by {
+            if self.get(dim).is_none() {
+                return Err(EngineError::DimensionAbsent(dim));
+            }
+            if std::mem::replace(&mut seen[dim.index()], true) {
+                return Err(EngineError::DuplicateDimension(dim));
+            }
+        }
+        let mut masks: Vec<(Dim, Vec<bool>)> = Vec::with_capacity(q.filter.len());
+        let mut filtered = [false; 9];
+        for (dim, values) in &q.filter {
+            let dim = *dim;
+            if self.get(dim).is_none() {
+                return Err(EngineError::DimensionAbsent(dim));
+            }
+            if std::mem::replace(&mut filtered[dim.index()], true) {
+                return Err(EngineError::DuplicateDimension(dim));
+            }
+            if values.is_empty() {
+                return Err(EngineError::EmptyFilter(dim));
+            }
+            let mut mask = vec![false; self.domain_len(dim)];
+            for v in values {
+                mask[self.code(dim, v)? as usize] = true;
+            }
+            masks.push((dim, mask));
+        }
+        let mut cells: u64 = 1;
+        let mut group = Vec::with_capacity(q.group_by.len());
+        for &dim in &q.group_by {
+            let kept: Vec<u16> = match masks.iter().find(|(d, _)| *d == dim) {
+                Some((_, mask)) => (0..mask.len() as u16)
+                    .filter(|&c| mask[c as usize])
+                    .collect(),
+                None => (0..self.domain_len(dim) as u16).collect(),
+            };
+            cells = cells.saturating_mul(kept.len() as u64);
+            group.push((dim, kept));
+        }
+        if cells > MAX_CELLS {
+            return Err(EngineError::TooManyCells {
+                cells,
+                max: MAX_CELLS,
+            });
+        }
+        let filters = masks
+            .into_iter()
+            .filter(|(d, _)| !q.group_by.contains(d))
+            .collect();
+        Ok(Plan {
+            group,
+            filters,
+            cells: cells as usize,
+        })
+    }
+
+    /// Number of cells `q` answers with (the cross product of the grouped
+    /// dimensions, each narrowed by its filter). Validates `q`, except that
+    /// a query over [`MAX_CELLS`] reports its size rather than failing.
+    pub fn cell_count(&self, q: &CountQuery) -> Result<u64, EngineError> {
+        match self.plan(q) {
+            Ok(plan) => Ok(plan.cells as u64),
+            Err(EngineError::TooManyCells { cells, .. }) => Ok(cells),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The key of each cell (one value per grouped dimension, in group-by
+    /// order), in the order [`crate::Dataset::count`] returns counts.
+    pub fn cells(&self, q: &CountQuery) -> Result<Vec<Vec<String>>, EngineError> {
+        let plan = self.plan(q)?;
+        let mut keys = Vec::with_capacity(plan.cells);
+        let mut current = Vec::with_capacity(plan.group.len());
+        self.push_cells(&plan.group, &mut current, &mut keys);
+        Ok(keys)
+    }
+
+    fn push_cells(
+        &self,
+        group: &[(Dim, Vec<u16>)],
+        current: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) {
+        let Some(((dim, kept), rest)) = group.split_first() else {
+            out.push(current.clone());
+            return;
+        };
+        let values = &self.get(*dim).expect("planned dims are present").values;
+        for &c in kept {
+            current.push(values[c as usize].clone());
+            self.push_cells(rest, current, out);
+            current.pop();
+        }
+    }
+
+    /// The canonical form of `q`: filters in canonical dimension order, each
+    /// filter's values deduplicated in domain order. `group_by` keeps its
+    /// order (it fixes the order of the answer). Validates `q`.
+    pub fn canonical(&self, q: &CountQuery) -> Result<CountQuery, EngineError> {
+        self.plan(q)?;
+        let mut filter: Vec<(Dim, Vec<String>)> = q
+            .filter
+            .iter()
+            .map(|(dim, values)| {
+                let domain = &self.get(*dim).expect("planned dims are present").values;
+                let mut codes: Vec<u16> = values
+                    .iter()
+                    .map(|v| {
+                        self.value_code(*dim, v)
+                            .expect("planned values are in the domain")
+                    })
+                    .collect();
+                codes.sort_unstable();
+                codes.dedup();
+                (
+                    *dim,
+                    codes
+                        .into_iter()
+                        .map(|c| domain[c as usize].clone())
+                        .collect(),
+                )
+            })
+            .collect();
+        filter.sort_by_key(|(d, _)| *d);
+        Ok(CountQuery {
+            group_by: q.group_by.clone(),
+            filter,
+        })
+    }
+
+    /// A stable text key for `q` (with its ε) that is the same for identical
+    /// queries: same group-by *set*, same filter *sets*, same ε. Use it as the
+    /// ledger's query key. Validates `q`.
+    pub fn query_key(&self, q: &CountQuery, epsilon: f64) -> Result<String, EngineError> {
+        let c = self.canonical(q)?;
+        let mut group: Vec<Dim> = c.group_by.clone();
+        group.sort();
+        let group: Vec<&str> = group.iter().map(|d| d.name()).collect();
+        let filter: Vec<String> = c
+            .filter
+            .iter()
+            .map(|(d, vs)| {
+                format!(
+                    "{}={}",
+                    d.name(),
+                    vs.iter().map(|v| escape(v)).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect();
+        // `{:?}` of an f64 round-trips exactly, so equal ε give equal keys.
+        Ok(format!(
+            "v1|group={}|filter={}|epsilon={:?}",
+            group.join(","),
+            filter.join(";"),
+            epsilon
+        ))
+    }
+}
+
+/// Escapes the key separators in a domain value.
+fn escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for ch in v.chars() {
+        if matches!(ch, '\\' | ',' | ';' | '|' | '=') {
+            out.push('\\');
+        }
+        out.push(ch);
+    }
+    out
+}

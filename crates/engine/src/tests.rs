@@ -1,0 +1,780 @@
+//! Unit tests: domains from the built-in layouts, counts against a naive
+//! count over hand-made Parquet files, and properties over random data.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array};
+use arrow::datatypes::{DataType, Field, Schema, UInt8Type};
+use arrow::record_batch::RecordBatch;
+use layout::Layout;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+use proptest::prelude::*;
+
+use crate::*;
+
+fn spec() -> DomainSpec {
+    DomainSpec {
+        age_bands: vec![18, 25, 35, 45, 55, 65, 75],
+        as_of_year: 2026,
+    }
+}
+
+fn nc() -> (Layout, Arc<Domains>) {
+    let layout = Layout::resolve("nc").unwrap();
+    let domains = Arc::new(Domains::new(&layout, &spec()).unwrap());
+    (layout, domains)
+}
+
+/// One voter row as the Parquet file holds it.
+#[derive(Debug, Clone)]
+struct Row {
+    county: String,
+    birth_year: Option<i16>,
+    gender: String,
+    race: String,
+    ethnicity: String,
+    party: String,
+    status: String,
+    registration_year: Option<i16>,
+    congressional_district: String,
+}
+
+/// Writes `rows` to `dir/part-0.parquet` in nc's columns. String columns are
+/// dictionary-encoded when `dictionary` (as ingestion writes them), plain
+/// Utf8 otherwise. `row_group` rows per row group.
+fn write_parquet(dir: &Path, rows: &[Row], dictionary: bool, row_group: usize) {
+    let string_type = if dictionary {
+        DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
+    } else {
+        DataType::Utf8
+    };
+    let strings = |f: &dyn Fn(&Row) -> &str| -> ArrayRef {
+        let plain = StringArray::from_iter_values(rows.iter().map(f));
+        if dictionary {
+            let dict: DictionaryArray<UInt8Type> = rows.iter().map(f).collect();
+            Arc::new(dict)
+        } else {
+            Arc::new(plain)
+        }
+    };
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("county", string_type.clone(), false),
+        Field::new("birth_year", DataType::Int16, true),
+        Field::new("gender", string_type.clone(), false),
+        Field::new("race", string_type.clone(), false),
+        Field::new("ethnicity", string_type.clone(), false),
+        Field::new("party", string_type.clone(), false),
+        Field::new("status", string_type.clone(), false),
+        Field::new("registration_year", DataType::Int16, true),
+        Field::new("congressional_district", string_type, false),
+    ]));
+    let columns: Vec<ArrayRef> = vec![
+        strings(&|r| &r.county),
+        Arc::new(Int16Array::from(
+            rows.iter().map(|r| r.birth_year).collect::<Vec<_>>(),
+        )),
+        strings(&|r| &r.gender),
+        strings(&|r| &r.race),
+        strings(&|r| &r.ethnicity),
+        strings(&|r| &r.party),
+        strings(&|r| &r.status),
+        Arc::new(Int16Array::from(
+            rows.iter().map(|r| r.registration_year).collect::<Vec<_>>(),
+        )),
+        strings(&|r| &r.congressional_district),
+    ];
+    let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(row_group))
+        .build();
+    let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// A small deterministic generator (tests must not depend on `rand`).
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    fn pick<'a>(&mut self, values: &'a [String]) -> &'a str {
+        &values[(self.next() as usize) % values.len()]
+    }
+}
+
+fn values(domains: &Domains, dim: Dim) -> Vec<String> {
+    domains.get(dim).unwrap().values.clone()
+}
+
+/// Rows drawn over a few counties (so most county cells are empty).
+fn sample_rows(domains: &Domains, n: usize, seed: u64) -> Vec<Row> {
+    let mut g = Lcg(seed);
+    let counties: Vec<String> = values(domains, Dim::County)[..5].to_vec();
+    let (gender, race, eth, party, status, cd) = (
+        values(domains, Dim::Gender),
+        values(domains, Dim::Race),
+        values(domains, Dim::Ethnicity),
+        values(domains, Dim::Party),
+        values(domains, Dim::Status),
+        values(domains, Dim::CongressionalDistrict),
+    );
+    (0..n)
+        .map(|_| Row {
+            county: g.pick(&counties).to_owned(),
+            birth_year: match g.next() % 10 {
+                0 => None,
+                _ => Some(1900 + (g.next() % 126) as i16),
+            },
+            gender: g.pick(&gender).to_owned(),
+            race: g.pick(&race).to_owned(),
+            ethnicity: g.pick(&eth).to_owned(),
+            party: g.pick(&party).to_owned(),
+            status: g.pick(&status).to_owned(),
+            registration_year: match g.next() % 8 {
+                0 => None,
+                1 => Some(1850),
+                _ => Some(1950 + (g.next() % 80) as i16),
+            },
+            congressional_district: g.pick(&cd).to_owned(),
+        })
+        .collect()
+}
+
+/// The public key of a row on `dim`, computed the slow, obvious way.
+fn key_of(row: &Row, dim: Dim) -> String {
+    let band = |by: Option<i16>| -> String {
+        let Some(by) = by else {
+            return "unknown".into();
+        };
+        let age = 2026 - i32::from(by);
+        match age {
+            a if a < 18 => "<18".into(),
+            a if a < 25 => "18-24".into(),
+            a if a < 35 => "25-34".into(),
+            a if a < 45 => "35-44".into(),
+            a if a < 55 => "45-54".into(),
+            a if a < 65 => "55-64".into(),
+            a if a < 75 => "65-74".into(),
+            _ => "75+".into(),
+        }
+    };
+    match dim {
+        Dim::County => row.county.clone(),
+        Dim::AgeBand => band(row.birth_year),
+        Dim::Gender => row.gender.clone(),
+        Dim::Race => row.race.clone(),
+        Dim::Ethnicity => row.ethnicity.clone(),
+        Dim::Party => row.party.clone(),
+        Dim::Status => row.status.clone(),
+        Dim::RegistrationYear => match row.registration_year {
+            Some(y) if (1900..=2026).contains(&y) => y.to_string(),
+            _ => "unknown".into(),
+        },
+        Dim::CongressionalDistrict => row.congressional_district.clone(),
+    }
+}
+
+/// For each cell of `q`, the number of rows that match it.
+fn naive_count(domains: &Domains, rows: &[Row], q: &CountQuery) -> Vec<u64> {
+    let cells = domains.cells(q).unwrap();
+    let passes = |row: &Row| {
+        q.filter
+            .iter()
+            .all(|(dim, vs)| vs.iter().any(|v| *v == key_of(row, *dim)))
+    };
+    cells
+        .iter()
+        .map(|key| {
+            rows.iter()
+                .filter(|r| passes(r))
+                .filter(|r| q.group_by.iter().zip(key).all(|(d, k)| key_of(r, *d) == *k))
+                .count() as u64
+        })
+        .collect()
+}
+
+fn query(group_by: &[Dim], filter: &[(Dim, &[&str])]) -> CountQuery {
+    CountQuery {
+        group_by: group_by.to_vec(),
+        filter: filter
+            .iter()
+            .map(|(d, vs)| (*d, vs.iter().map(|v| v.to_string()).collect()))
+            .collect(),
+    }
+}
+
+#[test]
+fn nc_domains() {
+    let (_, d) = nc();
+    let names: Vec<&str> = d.dims().iter().map(|d| d.dim.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "county",
+            "age_band",
+            "gender",
+            "race",
+            "ethnicity",
+            "party",
+            "status",
+            "registration_year",
+            "congressional_district"
+        ]
+    );
+    let county = d.get(Dim::County).unwrap();
+    assert_eq!(county.values.len(), 100);
+    assert_eq!(county.values[0], "ALAMANCE");
+    assert_eq!(county.labels, county.values);
+    assert_eq!(
+        d.get(Dim::AgeBand).unwrap().values,
+        [
+            "<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+", "unknown"
+        ]
+    );
+    let years = &d.get(Dim::RegistrationYear).unwrap().values;
+    assert_eq!(years.len(), 2026 - 1900 + 2);
+    assert_eq!(years.first().unwrap(), "1900");
+    assert_eq!(years[years.len() - 2], "2026");
+    assert_eq!(years.last().unwrap(), "unknown");
+    let party = d.get(Dim::Party).unwrap();
+    assert_eq!(party.values[..3], ["DEM", "REP", "UNA"]);
+    assert_eq!(party.labels[0], "Democratic");
+    assert_eq!(d.get(Dim::CongressionalDistrict).unwrap().values.len(), 15);
+}
+
+#[test]
+fn every_builtin_layout_has_domains() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        let d = Domains::new(&layout, &spec()).unwrap();
+        let county = d.get(Dim::County).unwrap();
+        assert_eq!(county.values.len(), layout.county.counties.len(), "{name}");
+        for dd in d.dims() {
+            assert_eq!(dd.values.len(), dd.labels.len(), "{name}.{}", dd.dim);
+            assert!(!dd.values.is_empty(), "{name}.{}", dd.dim);
+        }
+        for coded in &layout.coded {
+            let dim = Dim::from_name(coded.dim.name()).unwrap();
+            assert_eq!(d.get(dim).unwrap().values.len(), coded.codes.len());
+        }
+    }
+    let oh = Domains::new(&Layout::resolve("oh").unwrap(), &spec()).unwrap();
+    assert_eq!(oh.get(Dim::County).unwrap().values.len(), 88);
+    assert!(oh.get(Dim::Race).is_none(), "Ohio records no race");
+    let err = oh.dim("race").unwrap_err();
+    assert!(matches!(err, EngineError::UnknownDimension { .. }), "{err}");
+    let err = oh.cells(&query(&[Dim::Race], &[])).unwrap_err();
+    assert_eq!(err, EngineError::DimensionAbsent(Dim::Race));
+    let fl = Domains::new(&Layout::resolve("fl").unwrap(), &spec()).unwrap();
+    assert_eq!(fl.get(Dim::County).unwrap().values.len(), 67);
+}
+
+#[test]
+fn dim_names_round_trip() {
+    for dim in Dim::ALL {
+        assert_eq!(Dim::from_name(dim.name()), Some(dim));
+        assert_eq!(dim.to_string(), dim.name());
+    }
+    assert_eq!(Dim::from_name("age"), None);
+}
+
+#[test]
+fn bad_specs_are_refused() {
+    let layout = Layout::resolve("nc").unwrap();
+    for (bands, year) in [
+        (vec![], 2026),
+        (vec![18, 18], 2026),
+        (vec![25, 18], 2026),
+        (vec![18], 1500),
+    ] {
+        let err = Domains::new(
+            &layout,
+            &DomainSpec {
+                age_bands: bands.clone(),
+                as_of_year: year,
+            },
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, EngineError::InvalidSpec(_)),
+            "{bands:?} {year}: {err}"
+        );
+    }
+    let one = Domains::new(
+        &layout,
+        &DomainSpec {
+            age_bands: vec![18],
+            as_of_year: 2026,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        one.get(Dim::AgeBand).unwrap().values,
+        ["<18", "18+", "unknown"]
+    );
+}
+
+#[test]
+fn unknown_dimension_lists_allowed_names() {
+    let (_, d) = nc();
+    let err = d.dim("shoe_size").unwrap_err();
+    let EngineError::UnknownDimension { name, allowed } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(name, "shoe_size");
+    assert_eq!(allowed.len(), 9);
+    let message = err.to_string();
+    assert!(
+        message.contains("shoe_size") && message.contains("age_band, gender"),
+        "{message}"
+    );
+}
+
+#[test]
+fn invalid_value_lists_allowed_values() {
+    let (_, d) = nc();
+    let err = d
+        .cells(&query(&[Dim::County], &[(Dim::Party, &["DEM", "WHIG"])]))
+        .unwrap_err();
+    let EngineError::InvalidValue {
+        dim,
+        value,
+        allowed,
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((*dim, value.as_str()), (Dim::Party, "WHIG"));
+    assert!(allowed.contains(&"DEM".to_owned()));
+    assert!(err.to_string().contains("DEM, REP, UNA"), "{err}");
+}
+
+#[test]
+fn malformed_queries_are_refused() {
+    let (_, d) = nc();
+    assert_eq!(
+        d.cells(&query(&[Dim::County, Dim::County], &[]))
+            .unwrap_err(),
+        EngineError::DuplicateDimension(Dim::County)
+    );
+    assert_eq!(
+        d.cells(&query(&[], &[(Dim::Party, &[])])).unwrap_err(),
+        EngineError::EmptyFilter(Dim::Party)
+    );
+    let huge = query(
+        &[
+            Dim::County,
+            Dim::RegistrationYear,
+            Dim::AgeBand,
+            Dim::Race,
+            Dim::Party,
+            Dim::Gender,
+        ],
+        &[],
+    );
+    assert_eq!(d.cell_count(&huge).unwrap(), 100 * 128 * 9 * 8 * 9 * 3);
+    assert!(
+        matches!(d.cells(&huge), Err(EngineError::TooManyCells { .. })),
+        "a query over MAX_CELLS must be refused"
+    );
+}
+
+#[test]
+fn cells_are_row_major_and_narrowed_by_filters() {
+    let (_, d) = nc();
+    let q = query(
+        &[Dim::Party, Dim::Gender],
+        &[(Dim::Party, &["REP", "DEM", "REP"]), (Dim::Status, &["A"])],
+    );
+    assert_eq!(d.cell_count(&q).unwrap(), 6);
+    let cells = d.cells(&q).unwrap();
+    let expected: Vec<Vec<String>> = [
+        ("DEM", "F"),
+        ("DEM", "M"),
+        ("DEM", "U"),
+        ("REP", "F"),
+        ("REP", "M"),
+        ("REP", "U"),
+    ]
+    .iter()
+    .map(|(p, g)| vec![p.to_string(), g.to_string()])
+    .collect();
+    assert_eq!(
+        cells, expected,
+        "domain order, not filter order; deduplicated"
+    );
+    assert_eq!(
+        d.cells(&query(&[], &[])).unwrap(),
+        vec![Vec::<String>::new()]
+    );
+}
+
+#[test]
+fn query_key_ignores_order_and_repeats() {
+    let (_, d) = nc();
+    let a = query(
+        &[Dim::County, Dim::AgeBand],
+        &[(Dim::Status, &["A"]), (Dim::Party, &["REP", "DEM"])],
+    );
+    let b = query(
+        &[Dim::AgeBand, Dim::County],
+        &[(Dim::Party, &["DEM", "REP", "DEM"]), (Dim::Status, &["A"])],
+    );
+    assert_eq!(d.query_key(&a, 0.5).unwrap(), d.query_key(&b, 0.5).unwrap());
+    assert_ne!(
+        d.query_key(&a, 0.5).unwrap(),
+        d.query_key(&a, 0.25).unwrap()
+    );
+    let c = query(
+        &[Dim::County, Dim::AgeBand],
+        &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
+    );
+    assert_ne!(d.query_key(&a, 0.5).unwrap(), d.query_key(&c, 0.5).unwrap());
+    let canonical = d.canonical(&b).unwrap();
+    assert_eq!(
+        canonical.filter[0],
+        (Dim::Party, vec!["DEM".to_owned(), "REP".to_owned()])
+    );
+}
+
+fn load_rows(rows: &[Row], dictionary: bool, row_group: usize) -> (tempfile::TempDir, Dataset) {
+    let (layout, domains) = nc();
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(dir.path(), rows, dictionary, row_group);
+    let ds = Dataset::load(dir.path(), &layout, domains).unwrap();
+    (dir, ds)
+}
+
+#[test]
+fn counts_equal_a_naive_count() {
+    let (_, domains) = nc();
+    let rows = sample_rows(&domains, 3000, 7);
+    for (dictionary, row_group) in [(true, 1000), (false, 700), (true, 100_000)] {
+        let (_dir, ds) = load_rows(&rows, dictionary, row_group);
+        assert_eq!(ds.rows(), rows.len());
+        let queries = [
+            query(&[], &[]),
+            query(&[Dim::County], &[]),
+            query(
+                &[Dim::County, Dim::AgeBand],
+                &[(Dim::Status, &["A"]), (Dim::Party, &["DEM", "REP"])],
+            ),
+            query(
+                &[Dim::AgeBand, Dim::County],
+                &[(Dim::County, &["CABARRUS", "ALAMANCE"])],
+            ),
+            query(&[Dim::RegistrationYear], &[(Dim::Gender, &["F"])]),
+            query(
+                &[Dim::Race, Dim::Ethnicity, Dim::CongressionalDistrict],
+                &[(Dim::AgeBand, &["unknown", "75+"])],
+            ),
+            query(
+                &[],
+                &[
+                    (Dim::Party, &["LIB"]),
+                    (Dim::RegistrationYear, &["unknown"]),
+                ],
+            ),
+        ];
+        for q in &queries {
+            let got = ds.count(q).unwrap();
+            assert_eq!(got.len() as u64, domains.cell_count(q).unwrap());
+            assert_eq!(
+                got,
+                naive_count(&domains, &rows, q),
+                "query {q:?}, dictionary {dictionary}"
+            );
+        }
+        // Empty cells are present as zeros: rows use only five counties.
+        let by_county = ds.count(&query(&[Dim::County], &[])).unwrap();
+        assert_eq!(by_county.len(), 100);
+        assert_eq!(by_county.iter().filter(|&&c| c == 0).count(), 95);
+        assert_eq!(by_county.iter().sum::<u64>(), 3000);
+    }
+}
+
+#[test]
+fn filters_narrow_the_count() {
+    let (_, domains) = nc();
+    let rows = sample_rows(&domains, 2000, 11);
+    let (_dir, ds) = load_rows(&rows, true, 512);
+    let all = ds.count(&query(&[], &[])).unwrap()[0];
+    let active = ds.count(&query(&[], &[(Dim::Status, &["A"])])).unwrap()[0];
+    let active_dem = ds
+        .count(&query(
+            &[],
+            &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
+        ))
+        .unwrap()[0];
+    assert_eq!(all, 2000);
+    assert!(0 < active_dem && active_dem < active && active < all);
+    let expected = rows
+        .iter()
+        .filter(|r| r.status == "A" && r.party == "DEM")
+        .count() as u64;
+    assert_eq!(active_dem, expected);
+}
+
+#[test]
+fn out_of_table_codes_become_the_fallback_and_nulls_unknown() {
+    let (_, domains) = nc();
+    let mut rows = sample_rows(&domains, 10, 3);
+    rows[0].party = "WHIG".into();
+    rows[1].gender = "X".into();
+    rows[2].birth_year = Some(2030); // after the reference year
+    rows[3].registration_year = Some(2100);
+    let (_dir, ds) = load_rows(&rows, true, 100);
+    let mut fixed = rows.clone();
+    fixed[0].party = "OTH".into();
+    fixed[1].gender = "U".into();
+    fixed[2].birth_year = None;
+    for q in [
+        query(&[Dim::Party], &[]),
+        query(&[Dim::Gender], &[]),
+        query(&[Dim::AgeBand], &[]),
+        query(&[Dim::RegistrationYear], &[]),
+    ] {
+        assert_eq!(
+            ds.count(&q).unwrap(),
+            naive_count(&domains, &fixed, &q),
+            "{q:?}"
+        );
+    }
+}
+
+#[test]
+fn county_outside_the_list_fails_the_load() {
+    let (layout, domains) = nc();
+    let mut rows = sample_rows(&domains, 10, 5);
+    rows[4].county = "ATLANTIS".into();
+    for dictionary in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        write_parquet(dir.path(), &rows, dictionary, 100);
+        let err = Dataset::load(dir.path(), &layout, domains.clone()).unwrap_err();
+        let message = err.to_string();
+        assert!(matches!(err, EngineError::Schema { .. }), "{message}");
+        assert!(
+            message.contains("ATLANTIS") && message.contains("part-0.parquet"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn missing_column_and_wrong_manifest_fail_the_load() {
+    let (layout, domains) = nc();
+    let rows = sample_rows(&domains, 10, 5);
+    let dir = tempfile::tempdir().unwrap();
+    write_parquet(dir.path(), &rows, true, 100);
+    let manifest = dir.path().join("manifest.json");
+    std::fs::write(
+        &manifest,
+        r#"{"dataset":"x","layout":"oh","rows_written":10}"#,
+    )
+    .unwrap();
+    let err = Dataset::load(dir.path(), &layout, domains.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`oh`"), "{err}");
+    std::fs::write(
+        &manifest,
+        r#"{"dataset":"x","layout":"nc","rows_written":11}"#,
+    )
+    .unwrap();
+    let err = Dataset::load(dir.path(), &layout, domains.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("rows_written"), "{err}");
+    std::fs::write(
+        &manifest,
+        r#"{"dataset":"x","layout":"nc","rows_written":10}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        Dataset::load(dir.path(), &layout, domains.clone())
+            .unwrap()
+            .rows(),
+        10
+    );
+
+    // Ohio's layout has no race but the file lacks a column Ohio needs? Use
+    // a layout whose columns the file does not have: drop a column instead.
+    let empty = tempfile::tempdir().unwrap();
+    let err = Dataset::load(empty.path(), &layout, domains.clone()).unwrap_err();
+    assert!(matches!(err, EngineError::Io { .. }), "{err}");
+
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "county",
+        DataType::Utf8,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec!["ALAMANCE"])) as ArrayRef],
+    )
+    .unwrap();
+    let only_county = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(only_county.path().join("a.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema, None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    let err = Dataset::load(only_county.path(), &layout, domains)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("birth_year") && err.contains("age_band"),
+        "{err}"
+    );
+}
+
+#[test]
+fn ingest_style_dictionary_keys_load() {
+    // Ingestion writes counties as Dictionary(UInt16, Utf8) over the whole
+    // reference list; codes as Dictionary(UInt8, Utf8) over the code table.
+    let (layout, domains) = nc();
+    let names =
+        StringArray::from_iter_values(layout.county.counties.iter().map(|c| c.name.as_str()));
+    let county = DictionaryArray::<arrow::datatypes::UInt16Type>::try_new(
+        arrow::array::UInt16Array::from(vec![0u16, 99, 99, 3]),
+        Arc::new(names),
+    )
+    .unwrap();
+    let party = DictionaryArray::<UInt8Type>::try_new(
+        UInt8Array::from(vec![0u8, 1, 1, 8]),
+        Arc::new(StringArray::from_iter_values([
+            "DEM", "REP", "UNA", "LIB", "GRE", "CST", "NLB", "JFA", "OTH",
+        ])),
+    )
+    .unwrap();
+    let mut fields = vec![];
+    let mut columns: Vec<ArrayRef> = vec![];
+    for name in layout.output_columns() {
+        let (field, col): (Field, ArrayRef) = match name {
+            "county" => (
+                Field::new(name, county.data_type().clone(), false),
+                Arc::new(county.clone()),
+            ),
+            "birth_year" | "registration_year" => (
+                Field::new(name, DataType::Int16, true),
+                Arc::new(Int16Array::from(vec![
+                    Some(1990),
+                    None,
+                    Some(2001),
+                    Some(1930),
+                ])),
+            ),
+            "party" => (
+                Field::new(name, party.data_type().clone(), false),
+                Arc::new(party.clone()),
+            ),
+            other => {
+                let coded = layout
+                    .coded(layout::CodedDim::from_name(other).unwrap())
+                    .unwrap();
+                let first = coded.codes[0].code.clone();
+                (
+                    Field::new(name, DataType::Utf8, false),
+                    Arc::new(StringArray::from(vec![first.as_str(); 4])),
+                )
+            }
+        };
+        fields.push(field);
+        columns.push(col);
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let dir = tempfile::tempdir().unwrap();
+    let file = std::fs::File::create(dir.path().join("x.parquet")).unwrap();
+    let mut w = ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+    w.write(&RecordBatch::try_new(schema, columns).unwrap())
+        .unwrap();
+    w.close().unwrap();
+    let ds = Dataset::load(dir.path(), &layout, domains.clone()).unwrap();
+    let by_county = ds.count(&query(&[Dim::County], &[])).unwrap();
+    assert_eq!((by_county[0], by_county[3], by_county[99]), (1, 1, 2));
+    let by_party = ds.count(&query(&[Dim::Party], &[])).unwrap();
+    assert_eq!(by_party, [1, 2, 0, 0, 0, 0, 0, 0, 1]);
+    let by_age = ds.count(&query(&[Dim::AgeBand], &[])).unwrap();
+    // 2026-1990 = 36 → 35-44; 2001 → 25 → 25-34; 1930 → 96 → 75+.
+    assert_eq!(by_age, [0, 0, 1, 1, 0, 0, 0, 1, 1]);
+}
+
+#[test]
+fn from_codes_checks_its_input() {
+    let (_, d) = nc();
+    let cols = |n: usize| -> Vec<(Dim, Vec<u16>)> {
+        d.dims().iter().map(|dd| (dd.dim, vec![0u16; n])).collect()
+    };
+    assert_eq!(Dataset::from_codes(d.clone(), cols(5)).unwrap().rows(), 5);
+    let mut bad = cols(5);
+    bad[0].1[2] = 100; // only 100 counties: 0..=99
+    assert!(Dataset::from_codes(d.clone(), bad).is_err());
+    let mut short = cols(5);
+    short[3].1.pop();
+    assert!(Dataset::from_codes(d.clone(), short).is_err());
+    let mut missing = cols(5);
+    missing.pop();
+    assert!(Dataset::from_codes(d, missing).is_err());
+}
+
+/// A random query over nc's dimensions: up to 3 group-by dimensions and up
+/// to 3 filters of 1–3 values each (indices into the domain).
+fn arb_query() -> impl Strategy<Value = (Vec<usize>, Vec<(usize, Vec<usize>)>)> {
+    (
+        proptest::sample::subsequence((0..9).collect::<Vec<usize>>(), 0..=3).prop_shuffle(),
+        proptest::collection::vec(
+            (0usize..9, proptest::collection::vec(0usize..200, 1..=3)),
+            0..=3,
+        ),
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// count() sums to the number of rows passing the filters, agrees with a
+    /// naive count, and every cell key is a public domain value.
+    #[test]
+    fn counts_total_the_filtered_rows(
+        seed in any::<u64>(),
+        n in 0usize..400,
+        (group, filter) in arb_query(),
+    ) {
+        let (_, domains) = nc();
+        let rows = sample_rows(&domains, n, seed);
+        let dims = domains.dims();
+        let mut q = CountQuery { group_by: group.iter().map(|&i| dims[i].dim).collect(), filter: vec![] };
+        for (di, picks) in filter {
+            let dim = dims[di].dim;
+            if q.filter.iter().any(|(d, _)| *d == dim) { continue; }
+            let vs = &dims[di].values;
+            q.filter.push((dim, picks.iter().map(|&p| vs[p % vs.len()].clone()).collect()));
+        }
+        // In memory from codes: the same rows through Dataset::from_codes.
+        let columns: Vec<(Dim, Vec<u16>)> = dims.iter().map(|dd| {
+            (dd.dim, rows.iter().map(|r| domains.code(dd.dim, &key_of(r, dd.dim)).unwrap()).collect())
+        }).collect();
+        let ds = Dataset::from_codes(domains.clone(), columns).unwrap();
+        let counts = ds.count(&q).unwrap();
+        let cells = domains.cells(&q).unwrap();
+        prop_assert_eq!(counts.len(), cells.len());
+        let passing = rows.iter().filter(|r| q.filter.iter().all(|(d, vs)| vs.contains(&key_of(r, *d)))).count();
+        prop_assert_eq!(counts.iter().sum::<u64>(), passing as u64);
+        for key in &cells {
+            prop_assert_eq!(key.len(), q.group_by.len());
+            for (d, v) in q.group_by.iter().zip(key) {
+                prop_assert!(domains.get(*d).unwrap().values.contains(v), "{} not in {}", v, d);
+            }
+        }
+        prop_assert_eq!(counts, naive_count(&domains, &rows, &q));
+    }
+}

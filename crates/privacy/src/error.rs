@@ -1,0 +1,62 @@
+//! The privacy crate's errors.
+
+use std::fmt;
+
+/// Whose budget a refused spend would have exceeded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetScope {
+    /// The analyst's own budget on the dataset.
+    Analyst,
+    /// The dataset's cap on the sum spent by all analysts together.
+    Dataset,
+}
+
+impl fmt::Display for BudgetScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BudgetScope::Analyst => "analyst",
+            BudgetScope::Dataset => "dataset",
+        })
+    }
+}
+
+/// Everything that can go wrong when releasing or accounting.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyError {
+    /// ε (or a budget) is not a positive finite number, or is otherwise unusable.
+    #[error("invalid epsilon {epsilon}: {reason}")]
+    InvalidEpsilon {
+        /// The value given.
+        epsilon: f64,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The spend would exceed a budget; nothing was spent or released.
+    #[error("{scope} privacy budget exhausted: {remaining} epsilon remains")]
+    BudgetExhausted {
+        /// Which budget.
+        scope: BudgetScope,
+        /// What remains of it (never negative).
+        remaining: f64,
+    },
+    /// opendp refused to build or run a measurement.
+    #[error("opendp: {0}")]
+    OpenDp(String),
+    /// The ledger database failed; nothing was released.
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+impl From<opendp::error::Error> for PrivacyError {
+    fn from(e: opendp::error::Error) -> Self {
+        // Only the variant and message: opendp's backtrace is noise in a log.
+        let message = e.message.unwrap_or_default();
+        PrivacyError::OpenDp(format!("{:?}: {message}", e.variant))
+    }
+}
+
+impl From<rusqlite::Error> for PrivacyError {
+    fn from(e: rusqlite::Error) -> Self {
+        PrivacyError::Ledger(e.to_string())
+    }
+}
