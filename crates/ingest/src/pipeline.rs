@@ -325,14 +325,19 @@ fn build(
         .map(|(i, name)| {
             let start = (i as u64 * per_part).min(rows_accepted);
             let end = ((i as u64 + 1) * per_part).min(rows_accepted);
-            write::write_part(
+            let t = std::time::Instant::now();
+            let r = write::write_part(
                 layout,
                 &spill_file,
                 &spill_path,
                 start..end,
                 &dropped,
                 &dir.join(name),
-            )
+            );
+            if std::env::var_os("ROLLCALL_INGEST_TIMINGS").is_some() {
+                eprintln!("part {i}: {:.3}s", t.elapsed().as_secs_f64());
+            }
+            r
         })
         .collect::<Result<_, _>>()?;
     drop(spill_file);

@@ -82,7 +82,7 @@ const SLOT_CODED: usize = 4; // 4..4+6
 
 struct CodeTable {
     slot: usize,
-    lookup: HashMap<Vec<u8>, u8>,
+    lookup: Lookup<u8>,
     fallback: u8,
     blank: Option<u8>,
     numeric: bool,
@@ -90,8 +90,55 @@ struct CodeTable {
 
 struct DateRule {
     format: layout::DateFormat,
-    nulls: Vec<Vec<u8>>,
+    /// Sentinels that are dates (`01/01/1900`), as `YYYYMMDD` keys: compared
+    /// after parsing, as integers.
+    sentinel_keys: Vec<i32>,
+    /// Sentinels and masks that are not dates (`##/##/####`), as bytes.
+    masks: Vec<Vec<u8>>,
     min_year: i16,
+}
+
+/// A byte-string → value map for short keys (codes, county names): keys of up
+/// to 15 bytes are packed into a `u128`, so a lookup hashes and compares one
+/// integer instead of calling `memcmp`.
+struct Lookup<T> {
+    short: HashMap<u128, T>,
+    long: HashMap<Vec<u8>, T>,
+}
+
+impl<T: Copy> Lookup<T> {
+    fn new() -> Self {
+        Lookup {
+            short: HashMap::new(),
+            long: HashMap::new(),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], value: T) {
+        match pack16(key) {
+            Some(k) => self.short.insert(k, value),
+            None => self.long.insert(key.to_vec(), value),
+        };
+    }
+
+    #[inline]
+    fn get(&self, key: &[u8]) -> Option<T> {
+        match pack16(key) {
+            Some(k) => self.short.get(&k).copied(),
+            None => self.long.get(key).copied(),
+        }
+    }
+}
+
+#[inline]
+fn pack16(b: &[u8]) -> Option<u128> {
+    if b.len() > 15 {
+        return None;
+    }
+    let mut a = [0u8; 16];
+    a[..b.len()].copy_from_slice(b);
+    a[15] = b.len() as u8;
+    Some(u128::from_le_bytes(a))
 }
 
 /// A layout compiled against one file's header.
@@ -103,7 +150,7 @@ pub struct Rules {
     pub expected_fields: usize,
     /// Source column names (for reject messages).
     pub column_names: Vec<String>,
-    county_lookup: HashMap<Vec<u8>, u16>,
+    county_lookup: Lookup<u16>,
     county_numeric: bool,
     birth: Option<DateRule>,
     reg: Option<DateRule>,
@@ -145,15 +192,20 @@ impl Rules {
         };
         assign(find(&layout.voter_id)?, SLOT_ID);
         assign(find(&layout.county.column)?, SLOT_COUNTY);
-        let date_rule = |d: &DateSpec, min_year: i16| DateRule {
-            format: d.format.clone(),
-            nulls: d
-                .sentinels
-                .iter()
-                .chain(&d.masks)
-                .map(|s| s.as_bytes().to_vec())
-                .collect(),
-            min_year,
+        let date_rule = |d: &DateSpec, min_year: i16| {
+            let (mut sentinel_keys, mut masks) = (Vec::new(), Vec::new());
+            for value in d.sentinels.iter().chain(&d.masks) {
+                match d.format.parse_date(value.as_bytes()) {
+                    Some(date) => sentinel_keys.push(date.key()),
+                    None => masks.push(value.as_bytes().to_vec()),
+                }
+            }
+            DateRule {
+                format: d.format.clone(),
+                sentinel_keys,
+                masks,
+                min_year,
+            }
         };
         let birth = match &layout.birth_year {
             Some(d) => {
@@ -173,9 +225,9 @@ impl Rules {
         for (i, c) in layout.coded.iter().enumerate() {
             let slot = SLOT_CODED + i;
             assign(find(&c.column)?, slot);
-            let mut lookup = HashMap::new();
+            let mut lookup = Lookup::new();
             for (idx, code) in c.codes.iter().enumerate() {
-                lookup.insert(code.code.as_bytes().to_vec(), idx as u8);
+                lookup.insert(code.code.as_bytes(), idx as u8);
             }
             for (from, to) in &c.map {
                 let idx = c
@@ -183,7 +235,7 @@ impl Rules {
                     .iter()
                     .position(|code| &code.code == to)
                     .expect("validated");
-                lookup.insert(from.trim().as_bytes().to_vec(), idx as u8);
+                lookup.insert(from.trim().as_bytes(), idx as u8);
             }
             coded.push(CodeTable {
                 slot,
@@ -193,7 +245,7 @@ impl Rules {
                 numeric: c.numeric,
             });
         }
-        let mut county_lookup = HashMap::new();
+        let mut county_lookup = Lookup::new();
         for (idx, county) in layout.county.counties.iter().enumerate() {
             let key = match layout.county.matched_by {
                 CountyMatch::Name => &county.name,
@@ -205,14 +257,14 @@ impl Rules {
                 key.clone()
             };
             let upper = key.to_uppercase();
-            county_lookup.insert(upper.as_bytes().to_vec(), idx as u16);
+            county_lookup.insert(upper.as_bytes(), idx as u16);
             // The same name as Latin-1 bytes, so `DOÑA ANA` matches in either encoding.
             if let Some(latin1) = upper
                 .chars()
                 .map(|c| u8::try_from(c as u32).ok())
                 .collect::<Option<Vec<u8>>>()
             {
-                county_lookup.insert(latin1, idx as u16);
+                county_lookup.insert(&latin1, idx as u16);
             }
         }
         Ok(Rules {
@@ -323,7 +375,7 @@ impl Rules {
                     raw
                 };
                 match table.lookup.get(key) {
-                    Some(&code) => code,
+                    Some(code) => code,
                     None => {
                         out.unknown.push(UnknownCode {
                             column: i as u8,
@@ -355,17 +407,24 @@ impl Rules {
             &mut buf[..raw.len()]
         };
         value.make_ascii_uppercase();
-        self.county_lookup.get(&*value).copied()
+        self.county_lookup.get(value)
     }
 
     fn date(&self, rule: &DateRule, v: &[u8]) -> Result<layout::SimpleDate, NullYear> {
         if v.is_empty() {
             return Err(NullYear::Blank);
         }
-        if rule.nulls.iter().any(|n| n == v) {
+        let Some(d) = rule.format.parse_date(v) else {
+            let masked = rule.masks.iter().any(|m| m == v);
+            return Err(if masked {
+                NullYear::SentinelOrMask
+            } else {
+                NullYear::Unparseable
+            });
+        };
+        if rule.sentinel_keys.contains(&d.key()) {
             return Err(NullYear::SentinelOrMask);
         }
-        let d = rule.format.parse_date(v).ok_or(NullYear::Unparseable)?;
         if d.year < rule.min_year || d.year > self.current_year {
             return Err(NullYear::OutOfRange);
         }
