@@ -1,0 +1,38 @@
+"""Python client for rollcall: differentially private voter counts as pandas DataFrames.
+
+    >>> from rollcall_client import Client
+    >>> rc = Client("http://127.0.0.1:8080", token="...")   # or ROLLCALL_URL / ROLLCALL_TOKEN
+    >>> rc.datasets()                                        # public dimensions and values
+    >>> df = rc.count("nc", by=["county"], where={"status": ["A"]}, epsilon=0.5)
+    >>> df.attrs["epsilon_spent"], df.attrs["ci95"]
+    >>> rc.cost("nc", by=["county", "age_band"], epsilon=0.1)   # dry run, free
+    >>> rc.budget()
+"""
+
+from .client import Client, Cost, Dataset, Dimension, Where
+from .errors import (
+    BudgetExhausted,
+    ConnectionFailed,
+    Forbidden,
+    InvalidQuery,
+    RollcallError,
+    ServerError,
+    Unauthorized,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "Cost",
+    "Dataset",
+    "Dimension",
+    "Where",
+    "RollcallError",
+    "Unauthorized",
+    "Forbidden",
+    "BudgetExhausted",
+    "InvalidQuery",
+    "ServerError",
+    "ConnectionFailed",
+]

@@ -1,0 +1,265 @@
+"""Start a throw-away rollcall server on synthetic data (for tests and demos).
+
+Not part of the client API: the client's tests and ``scripts/run-notebooks``
+use it to run the real ``rollcall`` binary end to end::
+
+    with demo_server(rows=50_000, analysts=[Analyst("alice", {"nc": 3.0})]) as srv:
+        Client(srv.url, srv.tokens["alice"]).budget()
+
+It synthesizes an NC voter file (``rollcall synth``), ingests it
+(``rollcall ingest``), writes a config with fresh random tokens (only their
+SHA-256 goes into the file), starts ``rollcall serve`` on a free loopback port,
+waits for ``/healthz`` and stops the server on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+__all__ = ["Analyst", "DemoServer", "find_binary", "demo_server", "hash_token", "repo_root"]
+
+
+@dataclass
+class Analyst:
+    """An analyst for the demo config: name, ε budget per dataset, and token."""
+
+    name: str
+    epsilon: dict[str, float]
+    token: str = field(default_factory=lambda: "rc_" + secrets.token_urlsafe(24))
+
+
+@dataclass
+class DemoServer:
+    """A running demo server."""
+
+    url: str
+    tokens: dict[str, str]
+    workdir: Path
+    config: Path
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def log_text(self) -> str:
+        """Everything the server has logged so far."""
+        try:
+            return self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+def repo_root() -> Path:
+    """The rollcall checkout this package lives in (``notebooks/client/src/...``)."""
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        if (parent / "Cargo.toml").is_file() and (parent / "crates").is_dir():
+            return parent
+    return Path.cwd()
+
+
+def find_binary() -> Path:
+    """The ``rollcall`` binary: ``$ROLLCALL_BIN``, else ``target/release``, else ``target/debug``."""
+    env = os.environ.get("ROLLCALL_BIN")
+    if env:
+        p = Path(env)
+        if not p.is_file():
+            raise FileNotFoundError(f"ROLLCALL_BIN={env} does not exist")
+        return p
+    root = repo_root()
+    for sub in ("release", "debug"):
+        p = root / "target" / sub / "rollcall"
+        if p.is_file():
+            return p
+    found = shutil.which("rollcall")
+    if found:
+        return Path(found)
+    raise FileNotFoundError(
+        "no rollcall binary: set ROLLCALL_BIN or run `cargo build --release -p rollcall`"
+    )
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 of a bearer token, as the server's config wants it."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _toml_str(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_config(
+    path: Path,
+    *,
+    listen: str,
+    data_dir: Path,
+    ledger: Path,
+    analysts: Sequence[Analyst],
+    dataset: str = "nc",
+    layout: str = "nc",
+    as_of: str = "2026-06-30",
+    epsilon_total: float = 100.0,
+    max_epsilon_per_query: float = 1.0,
+    extra_server: str = "",
+) -> None:
+    """Write a server config in the shape of ``config/rollcall.toml``."""
+    lines = [
+        "[server]",
+        f"listen = {_toml_str(listen)}",
+        f"data_dir = {_toml_str(str(data_dir))}",
+        f"ledger = {_toml_str(str(ledger))}",
+    ]
+    if extra_server:
+        lines.append(extra_server.strip())
+    lines += [
+        "",
+        "[[dataset]]",
+        f"name = {_toml_str(dataset)}",
+        f"layout = {_toml_str(layout)}",
+        f"as_of = {_toml_str(as_of)}",
+        "age_bands = [18, 25, 35, 45, 55, 65, 75]",
+        f"epsilon_total = {float(epsilon_total)!r}",
+        f"max_epsilon_per_query = {float(max_epsilon_per_query)!r}",
+    ]
+    for a in analysts:
+        budgets = ", ".join(f"{k} = {float(v)!r}" for k, v in a.epsilon.items())
+        lines += [
+            "",
+            "[[analyst]]",
+            f"name = {_toml_str(a.name)}",
+            f"token_sha256 = {_toml_str(hash_token(a.token))}",
+            f"epsilon = {{ {budgets} }}",
+        ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def prepare_data(binary: Path, workdir: Path, *, rows: int, seed: int, dataset: str = "nc") -> Path:
+    """Synthesize an NC file and ingest it; returns the data directory."""
+    raw = workdir / "nc.txt"
+    data = workdir / "data"
+    subprocess.run(
+        [str(binary), "synth", "--layout", "nc", "--rows", str(rows), "--seed", str(seed),
+         "--out", str(raw)],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [str(binary), "ingest", "--layout", "nc", "--dataset", dataset, "--data-dir", str(data),
+         str(raw), "--quiet"],
+        check=True, stdout=subprocess.DEVNULL,
+    )
+    raw.unlink()
+    return data
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Ask Linux to SIGTERM the server if the Python process that started it dies."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    """Poll ``GET /healthz`` until it answers 200; fail early if the server exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"rollcall serve exited with {proc.returncode}:\n{log.read_text(errors='replace')}"
+            )
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"rollcall serve not healthy after {timeout}s:\n{log.read_text()}")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the server, then SIGKILL if it has not exited after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@contextlib.contextmanager
+def demo_server(
+    *,
+    analysts: Sequence[Analyst],
+    rows: int = 50_000,
+    seed: int = 7,
+    workdir: Path | None = None,
+    binary: Path | None = None,
+    epsilon_total: float = 100.0,
+    max_epsilon_per_query: float = 1.0,
+    extra_server: str = "",
+    startup_timeout: float = 60.0,
+) -> Iterator[DemoServer]:
+    """Run a rollcall server on synthetic NC data for the duration of the block."""
+    binary = binary or find_binary()
+    own_tmp = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="rollcall-demo-")) if own_tmp else Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        data = prepare_data(binary, work, rows=rows, seed=seed)
+        config = work / "rollcall.toml"
+        log = work / "server.log"
+        port = free_port()
+        write_config(
+            config,
+            listen=f"127.0.0.1:{port}",
+            data_dir=data,
+            ledger=work / "ledger.sqlite",
+            analysts=analysts,
+            epsilon_total=epsilon_total,
+            max_epsilon_per_query=max_epsilon_per_query,
+            extra_server=extra_server,
+        )
+        url = f"http://127.0.0.1:{port}"
+        with log.open("wb") as logf:
+            proc = subprocess.Popen(
+                [str(binary), "serve", "--config", str(config)],
+                stdout=logf,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=work,
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            )
+        wait_healthy(url, proc, log, startup_timeout)
+        yield DemoServer(
+            url=url,
+            tokens={a.name: a.token for a in analysts},
+            workdir=work,
+            config=config,
+            log=log,
+            process=proc,
+        )
+    finally:
+        if proc is not None:
+            stop(proc)
+        if own_tmp and not os.environ.get("ROLLCALL_KEEP_WORKDIR"):
+            shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,290 @@
+"""The client against a real ``rollcall serve`` (see conftest.py)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import httpx
+import pandas as pd
+import pytest
+
+from rollcall_client import (
+    BudgetExhausted,
+    Client,
+    Cost,
+    Forbidden,
+    InvalidQuery,
+    RollcallError,
+    Unauthorized,
+)
+from rollcall_client._server import DemoServer
+
+AGE_BANDS = ["<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+", "unknown"]
+
+
+def test_health(alice: Client) -> None:
+    assert alice.health()
+
+
+# -- public metadata -------------------------------------------------------------
+
+
+def test_datasets_frame(alice: Client) -> None:
+    df = alice.datasets()
+    assert list(df.columns) == [
+        "dataset", "dimension", "n_values", "values", "labels", "max_epsilon_per_query"
+    ]
+    nc = df[df.dataset == "nc"].set_index("dimension")
+    for dim in ("county", "age_band", "gender", "race", "ethnicity", "party", "status",
+                "registration_year"):
+        assert dim in nc.index, f"missing dimension {dim}"
+    assert nc.loc["county", "n_values"] == 100
+    assert nc.loc["county", "values"][:3] == ["ALAMANCE", "ALEXANDER", "ALLEGHANY"]
+    assert nc.loc["age_band", "values"] == AGE_BANDS
+    assert "DEM" in nc.loc["party", "values"]
+    party = alice.dataset("nc")["party"]
+    assert party.label("DEM") == "Democratic"
+    assert (nc["max_epsilon_per_query"] == 1.0).all()
+    reg = nc.loc["registration_year", "values"]
+    assert reg[0] == "1900" and reg[-1] == "unknown" and "2026" in reg
+
+
+def test_values_frame(alice: Client) -> None:
+    v = alice.values("nc", "status")
+    assert list(v.columns) == ["value", "label"]
+    assert v.set_index("value").loc["A", "label"] == "Active"
+    with pytest.raises(InvalidQuery) as e:
+        alice.values("nc", "shoe_size")
+    assert e.value.code == "unknown_dimension"
+
+
+def test_budget_frame(alice: Client) -> None:
+    b = alice.budget()
+    assert list(b.columns[:4]) == ["dataset", "budget", "spent", "remaining"]
+    assert "dataset_remaining" in b.columns
+    row = b.set_index("dataset").loc["nc"]
+    assert row["budget"] == pytest.approx(5.0)
+    assert row["spent"] + row["remaining"] == pytest.approx(5.0)
+    assert row["dataset_remaining"] <= 100.0
+
+
+# -- counts ------------------------------------------------------------------------
+
+
+def test_count_frame_has_every_public_cell_in_order(alice: Client) -> None:
+    df = alice.count("nc", by=["county", "age_band"], where={"status": ["A"]}, epsilon=0.5)
+    counties = list(alice.dataset("nc")["county"].values)
+    assert list(df.columns) == ["county", "age_band", "count", "ci_low", "ci_high"]
+    assert len(df) == 100 * 9
+    assert list(df.itertuples(index=False, name=None))[0][:2] == ("ALAMANCE", "<18")
+    assert set(zip(df.county, df.age_band, strict=True)) == set(
+        itertools.product(counties, AGE_BANDS)
+    )
+    for col, cats in (("county", counties), ("age_band", AGE_BANDS)):
+        assert isinstance(df[col].dtype, pd.CategoricalDtype)
+        assert df[col].cat.ordered
+        assert list(df[col].cat.categories) == cats
+    # sorting a shuffled frame gives the public order back
+    shuffled = df.sample(frac=1, random_state=1).sort_values(["county", "age_band"])
+    assert list(shuffled.age_band[:9]) == AGE_BANDS
+    assert df["count"].dtype == "int64"
+    # the total is a noisy 50k-ish figure, not garbage
+    assert 5_000 < df["count"].sum() < 60_000
+
+
+def test_ci_columns_and_attrs(alice: Client) -> None:
+    before = alice.budget().set_index("dataset").loc["nc", "remaining"]
+    df = alice.count("nc", by=["party"], epsilon=0.25)
+    a = df.attrs
+    assert a["mechanism"] == "discrete_laplace"
+    assert a["cached"] is False
+    assert isinstance(a["release_id"], str) and a["release_id"]
+    assert 0 < a["epsilon_spent"] <= 0.25 + 1e-12
+    assert a["noise_scale"] == pytest.approx(4.0, rel=0.01)
+    assert a["ci95"] > 0
+    assert a["epsilon_remaining"] == pytest.approx(before - a["epsilon_spent"])
+    assert ((df.ci_high - df.ci_low) == pytest.approx(2 * a["ci95"]))
+    assert (df.ci_low == df["count"] - a["ci95"]).all()
+    assert a["dataset"] == "nc" and a["by"] == ["party"] and a["epsilon"] == 0.25
+    assert len(df) == len(alice.dataset("nc")["party"])
+
+
+def test_filter_narrows_categories_and_labels(alice: Client) -> None:
+    df = alice.count(
+        "nc", by=["party", "gender"], where={"party": ["REP", "DEM"], "status": "A"},
+        epsilon=0.3, labels=True,
+    )
+    assert list(df.columns) == [
+        "party", "party_label", "gender", "gender_label", "count", "ci_low", "ci_high"
+    ]
+    assert list(df.party.cat.categories) == ["DEM", "REP"]  # public order, not filter order
+    assert len(df) == 2 * 3
+    assert df.party_label.iloc[0] == "Democratic"
+    assert df.gender_label.cat.ordered
+
+
+def test_empty_group_by_gives_one_row(alice: Client) -> None:
+    df = alice.count("nc", where={"county": ["WAKE"]}, epsilon=0.2)
+    assert list(df.columns) == ["count", "ci_low", "ci_high"]
+    assert len(df) == 1
+
+
+def test_cached_repeat_is_free_for_anyone(alice: Client, bob: Client) -> None:
+    q = dict(by=["county"], where={"gender": ["F"]}, epsilon=0.15)
+    first = alice.count("nc", **q)
+    spent_before = alice.budget().set_index("dataset").loc["nc", "spent"]
+    again = alice.count("nc", **q)
+    assert again.attrs["cached"] is True
+    assert again.attrs["epsilon_spent"] == 0
+    assert again.attrs["release_id"] == first.attrs["release_id"]
+    pd.testing.assert_frame_equal(first, again, check_like=False)
+    assert alice.budget().set_index("dataset").loc["nc", "spent"] == spent_before
+    # another analyst repeating it gets the same stored release, for free
+    bobs = bob.count("nc", **q)
+    assert bobs.attrs["cached"] is True and bobs.attrs["epsilon_spent"] == 0
+    assert (bobs["count"] == first["count"]).all()
+
+
+def test_cost_spends_nothing(alice: Client) -> None:
+    before = alice.budget()
+    c = alice.cost("nc", by=["county", "age_band"], where={"party": ["DEM", "REP"]}, epsilon=0.4)
+    assert isinstance(c, Cost)
+    assert c.epsilon == pytest.approx(0.4, rel=1e-6)
+    assert c.noise_scale == pytest.approx(2.5, rel=0.01)
+    assert c.cells == 900
+    assert c.ci95 > 0
+    wider = alice.cost("nc", by=["county"], epsilon=0.1)
+    assert wider.ci95 > c.ci95 and wider.cells == 100
+    same_eps_fewer_cells = alice.cost("nc", by=["party"], epsilon=0.4)
+    assert same_eps_fewer_cells.ci95 == pytest.approx(c.ci95)
+    dry = alice.count("nc", by=["county"], epsilon=0.45, dry_run=True)
+    assert len(dry) == 0 and list(dry.columns) == ["county", "count", "ci_low", "ci_high"]
+    assert dry.attrs["ci95"] > 0 and dry.attrs["cells"] == 100
+    pd.testing.assert_frame_equal(alice.budget(), before)
+
+
+def test_cost_matches_release(alice: Client) -> None:
+    c = alice.cost("nc", by=["status"], epsilon=0.35)
+    df = alice.count("nc", by=["status"], epsilon=0.35)
+    assert df.attrs["ci95"] == pytest.approx(c.ci95)
+    assert df.attrs["noise_scale"] == pytest.approx(c.noise_scale)
+    assert df.attrs["epsilon_spent"] == pytest.approx(c.epsilon)
+
+
+def test_releases(alice: Client) -> None:
+    df = alice.count("nc", by=["ethnicity"], epsilon=0.05)
+    rel = alice.releases()
+    assert len(rel) >= 1
+    assert df.attrs["release_id"] in set(rel["release_id"])
+
+
+# -- errors ------------------------------------------------------------------------
+
+
+def _check(e: RollcallError, code: str, status: int) -> None:
+    assert e.code == code
+    assert e.status == status
+    assert e.message and isinstance(e.message, str)
+    assert code in str(e)
+
+
+def test_missing_token_is_a_clear_error(server: DemoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ROLLCALL_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="ROLLCALL_TOKEN"):
+        Client(server.url)
+    monkeypatch.setenv("ROLLCALL_TOKEN", server.tokens["alice"])
+    with Client(server.url) as c:
+        assert "nc" in set(c.datasets().dataset)
+
+
+def test_unauthorized(server: DemoServer) -> None:
+    with Client(server.url, token="not-a-real-token") as c:
+        with pytest.raises(Unauthorized) as e:
+            c.datasets()
+        _check(e.value, "unauthorized", 401)
+        with pytest.raises(Unauthorized):
+            c.count("nc", by=["county"], epsilon=0.1)
+
+
+def test_forbidden_dataset(carol: Client) -> None:
+    assert carol.datasets().empty
+    with pytest.raises(Forbidden) as e:
+        carol.count("nc", by=["county"], epsilon=0.1)
+    _check(e.value, "forbidden_dataset", 403)
+
+
+def test_budget_exhausted(bob: Client) -> None:
+    bob.count("nc", by=["race"], epsilon=0.2)
+    remaining = bob.budget().set_index("dataset").loc["nc", "remaining"]
+    assert remaining == pytest.approx(0.1, abs=1e-9)
+    with pytest.raises(BudgetExhausted) as e:
+        bob.count("nc", by=["race"], where={"status": ["A"]}, epsilon=0.2)
+    _check(e.value, "budget_exhausted", 403)
+    # nothing was spent by the refused query; a dry run still answers
+    assert bob.budget().set_index("dataset").loc["nc", "remaining"] == pytest.approx(remaining)
+    assert bob.cost("nc", by=["race"], where={"status": ["A"]}, epsilon=0.2).ci95 > 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "code"),
+    [
+        (dict(by=["shoe_size"], epsilon=0.1), "unknown_dimension"),
+        (dict(by=["county"], where={"shoe_size": ["9"]}, epsilon=0.1), "unknown_dimension"),
+        (dict(by=["county"], where={"party": ["WHIG"]}, epsilon=0.1), "invalid_value"),
+        (dict(by=["county"], where={"county": ["ATLANTIS"]}, epsilon=0.1), "invalid_value"),
+        (dict(by=["county"], epsilon=0.0), "invalid_epsilon"),
+        (dict(by=["county"], epsilon=-1.0), "invalid_epsilon"),
+        (dict(by=["county"], epsilon=2.0), "invalid_epsilon"),
+        (
+            dict(
+                by=["county", "registration_year", "age_band", "party", "race", "gender"],
+                epsilon=0.1,
+            ),
+            "too_many_cells",
+        ),
+    ],
+)
+def test_invalid_query(alice: Client, kwargs: dict, code: str) -> None:
+    before = alice.budget()
+    with pytest.raises(InvalidQuery) as e:
+        alice.count("nc", **kwargs)
+    _check(e.value, code, 400)
+    with pytest.raises(InvalidQuery):
+        alice.cost("nc", **kwargs)
+    pd.testing.assert_frame_equal(alice.budget(), before)
+
+
+def test_non_finite_epsilon_is_refused_locally(alice: Client) -> None:
+    for eps in (math.inf, math.nan):
+        with pytest.raises(InvalidQuery) as e:
+            alice.count("nc", by=["county"], epsilon=eps)
+        assert e.value.code == "invalid_epsilon" and e.value.status is None
+
+
+def test_invalid_value_message_lists_allowed(alice: Client) -> None:
+    with pytest.raises(InvalidQuery) as e:
+        alice.count("nc", by=["party"], where={"status": ["Z"]}, epsilon=0.1)
+    assert "A" in e.value.message
+
+
+def test_unknown_dataset(alice: Client) -> None:
+    with pytest.raises(InvalidQuery) as e:
+        alice.count("texas", by=["county"], epsilon=0.1)
+    _check(e.value, "unknown_dataset", 404)
+
+
+def test_malformed_json(server: DemoServer) -> None:
+    # The client never sends malformed JSON; speak to the server directly and
+    # check the client maps the server's answer.
+    from rollcall_client.errors import error_from_response
+
+    r = httpx.post(
+        f"{server.url}/v1/query",
+        content=b'{"dataset": "nc", "group_by": [',
+        headers={"Authorization": f"Bearer {server.tokens['alice']}",
+                 "Content-Type": "application/json"},
+    )
+    err = error_from_response(r.status_code, r.json(), r.text)
+    assert isinstance(err, InvalidQuery)
+    _check(err, "malformed_json", 400)

@@ -1,0 +1,464 @@
+#!/usr/bin/env python3
+"""Write the research notebooks (``notebooks/0*.ipynb``) from the cells below.
+
+The notebooks are committed without outputs; edit them here and run
+``python notebooks/make_notebooks.py`` (needs ``nbformat``), so that the
+committed files stay reviewable. ``scripts/run-notebooks`` executes them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """\
+%matplotlib inline
+import os
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from rollcall_client import Client
+
+# The server's URL and your token come from the environment, never from the notebook:
+#   export ROLLCALL_URL=http://127.0.0.1:8080  ROLLCALL_TOKEN=...
+rc = Client(os.environ.get("ROLLCALL_URL", "http://127.0.0.1:8080"))
+DATASET = os.environ.get("ROLLCALL_DATASET", "nc")
+pd.set_option("display.width", 120)
+rc"""
+
+
+def md(text: str) -> nbformat.NotebookNode:
+    return new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str) -> nbformat.NotebookNode:
+    return new_code_cell(text.strip("\n"))
+
+
+QUICKSTART = [
+    md("""
+# 1 · Quickstart: active voters by county
+
+rollcall answers **only differentially private counts** over a voter
+registration file. Every number it returns has noise added, and every new
+question spends part of your **privacy budget ε**. In exchange, nothing you see
+can reveal whether any one voter is in the file.
+
+This notebook connects, looks at what can be asked, asks one question (active
+voters per county), plots it **with its uncertainty**, and checks what budget is
+left. It spends ε = 0.5.
+
+Set `ROLLCALL_URL` and `ROLLCALL_TOKEN` in the environment before starting
+Jupyter (`scripts/run-notebooks` does this against a demo server on synthetic
+data).
+"""),
+    code(SETUP),
+    md("""
+## What can be asked
+
+Datasets, their dimensions and every dimension's **public values** come from
+the file layout and the server's configuration, never from the data: listing
+them costs nothing and reveals nothing.
+"""),
+    code("""
+dims = rc.datasets()
+dims[["dataset", "dimension", "n_values", "max_epsilon_per_query"]]
+"""),
+    code("""
+rc.values(DATASET, "status")   # status codes and their meaning
+"""),
+    md("""
+## Ask what a question costs before asking it
+
+A dry run (`rc.cost`) says how much ε a query would spend and how wide its 95%
+interval would be. It spends nothing.
+"""),
+    code("""
+rc.cost(DATASET, by=["county"], where={"status": ["A"]}, epsilon=0.5)
+"""),
+    md("""
+## Active voters (status `A`) by county
+
+`rc.count` returns one row per county — **every** county in the public list,
+including any with no active voters, which come back as noisy zeros — with the
+noisy `count` and its 95% interval `ci_low`–`ci_high`. The release's metadata is
+in `df.attrs`.
+"""),
+    code("""
+active = rc.count(DATASET, by=["county"], where={"status": ["A"]}, epsilon=0.5)
+active.head()
+"""),
+    code("""
+{k: active.attrs[k] for k in ("epsilon_spent", "epsilon_remaining", "cached",
+                              "mechanism", "noise_scale", "ci95", "release_id")}
+"""),
+    code("""
+top = active.nlargest(20, "count").sort_values("count")
+fig, ax = plt.subplots(figsize=(8, 6))
+ax.barh(top["county"].astype(str), top["count"], xerr=active.attrs["ci95"],
+        color="tab:blue", alpha=0.8, ecolor="black", capsize=2)
+ax.set_xlabel("active voters (noisy count, 95% interval)")
+ax.set_title(f"Top 20 counties by active voters, ε = {active.attrs['epsilon']}")
+plt.tight_layout()
+plt.show()
+"""),
+    md("""
+The error bars are the same width for every county: the noise does not depend on
+the data, only on ε (`active.attrs["ci95"]` voters either side, at 95%). For a large county they are
+invisible; for a small one they matter. The ranking itself is computed from the
+noisy counts, which is fine (anything computed from a release is just as
+private), but two counties whose intervals overlap may be in either order.
+"""),
+    code("""
+smallest = active.nsmallest(5, "count")
+smallest
+"""),
+    md("""
+## Budget left
+
+Every new release spends from your own budget on the dataset and from the
+dataset's total budget shared by all analysts.
+"""),
+    code("""
+rc.budget()
+"""),
+]
+
+
+AGE_STRUCTURE = [
+    md("""
+# 2 · Age structure by party
+
+How does the age profile of active registered voters differ by party, in a few
+counties of very different size? One query answers it: counts by county × age
+band × party, filtered to active voters, the three largest parties and four
+counties. It spends ε = 0.5 on 4 × 9 × 3 = 108 cells.
+"""),
+    code(SETUP),
+    code("""
+COUNTIES = ["WAKE", "MECKLENBURG", "NEW HANOVER", "TYRRELL"]
+PARTIES = ["DEM", "REP", "UNA"]
+rc.values(DATASET, "age_band").T
+"""),
+    code("""
+ages = rc.count(
+    DATASET,
+    by=["county", "age_band", "party"],
+    where={"county": COUNTIES, "party": PARTIES, "status": ["A"]},
+    epsilon=0.5,
+    labels=True,
+)
+print(f"{len(ages)} cells, ε spent {ages.attrs['epsilon_spent']}, "
+      f"±{ages.attrs['ci95']:.1f} per cell (95%)")
+ages.head(12)
+"""),
+    md("""
+The age bands come back as an **ordered categorical** (`<18`, `18-24`, …,
+`75+`, `unknown`), so tables and plots keep that order without any sorting by
+hand. Counties come back in the public (alphabetical) order.
+"""),
+    code("""
+fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
+colors = {"DEM": "tab:blue", "REP": "tab:red", "UNA": "tab:gray"}
+for ax, county in zip(axes.flat, ages["county"].cat.categories):
+    sub = ages[ages["county"] == county]
+    for party, g in sub.groupby("party", observed=True):
+        x = range(len(g))
+        ax.errorbar(x, g["count"], yerr=ages.attrs["ci95"], marker="o", capsize=3,
+                    label=g["party_label"].iloc[0], color=colors[party])
+    ax.axhline(0, color="black", lw=0.5)
+    ax.set_title(county)
+    ax.set_xticks(range(len(ages["age_band"].cat.categories)))
+    ax.set_xticklabels(ages["age_band"].cat.categories, rotation=45)
+axes[0, 0].legend()
+fig.supylabel("active voters (noisy, 95% interval)")
+fig.suptitle(f"Age structure by party, ε = {ages.attrs['epsilon']}")
+plt.tight_layout()
+plt.show()
+"""),
+    md("""
+In the large counties the intervals are invisible next to the counts. In a
+small county (Tyrrell is the least populous in North Carolina) the same
+±interval is a large part of each count, and some cells are near zero.
+
+## Shares within each county
+
+A share is computed from noisy counts, so it is noisy too; with hundreds of
+voters per band the effect is small, with a handful it dominates. Negative
+counts are clipped to 0 *for the share only*.
+"""),
+    code("""
+wide = ages.pivot_table(index=["county", "age_band"], columns="party", values="count",
+                        observed=True).clip(lower=0)
+share = wide.div(wide.sum(axis=1).where(lambda s: s > 0), axis=0).round(3)
+share.loc[["WAKE", "TYRRELL"]]
+"""),
+    md("""
+## How to read a noisy zero (and a negative count)
+
+Every cell gets independent noise from the discrete Laplace distribution, with
+scale 1/ε. So:
+
+* **A count can be negative.** `-3` does not mean an error: the true count is
+  small (possibly 0) and the noise happened to be negative. Keep negative
+  counts when you add cells up — clipping them to zero before summing pushes
+  every sum upward (a bias); clip only for display.
+* **A count near zero is not evidence of absence.** A cell whose interval
+  contains 0 is *consistent with zero*, but also with a few voters. rollcall
+  never says which: that is the privacy guarantee at work.
+* **A small positive count is not evidence of presence** either: a noisy `2`
+  is compatible with a true 0.
+* The interval is the same width for every cell of a release (it depends only
+  on ε): `count ± ci95` contains the true count with probability 95% per cell.
+  Across 108 cells, expect about 5 intervals to miss.
+
+The cells below are those whose interval contains zero:
+"""),
+    code("""
+near_zero = ages[(ages["ci_low"] <= 0) & (ages["ci_high"] >= 0)]
+print(f"{len(near_zero)} of {len(ages)} cells are consistent with zero; "
+      f"{(ages['count'] < 0).sum()} counts are negative")
+near_zero[["county", "age_band", "party", "count", "ci_low", "ci_high"]].head(20)
+"""),
+    md("""
+Adding cells adds their noise: the sum of *k* cells has noise with a standard
+deviation √k times that of one cell. A county total obtained by summing its 27
+cells is therefore noisier than a one-cell query for the total, at the same ε;
+notebook 3 plans for that.
+"""),
+    code("""
+totals = ages.groupby(["county", "party"], observed=True)["count"].sum().unstack()
+totals
+"""),
+    code("""
+rc.budget()
+"""),
+]
+
+
+BUDGET_PLANNING = [
+    md("""
+# 3 · Planning a privacy budget
+
+A budget is spent one release at a time, and cannot be earned back. This
+notebook plans with **dry runs** (`rc.cost`, free), shows how interval width
+depends on ε and on the number of cells, why repeating a query is free, and
+what happens when a budget runs out. It spends ε = 0.2 of your budget, plus the
+budget of a second, small-budget analyst for the last part.
+"""),
+    code(SETUP + """
+import dataclasses
+import math
+
+import numpy as np
+
+from rollcall_client import BudgetExhausted, InvalidQuery"""),
+    md("""
+## Interval width against ε
+
+Dry runs cost nothing. The half-width of the 95% interval of each cell falls
+like 1/ε: half the ε, twice the interval.
+"""),
+    code("""
+eps_grid = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0]
+plan = pd.DataFrame([dataclasses.asdict(rc.cost(DATASET, by=["county"], epsilon=e))
+                     for e in eps_grid])
+plan
+"""),
+    code("""
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.loglog(plan["epsilon"], plan["ci95"], "o-", label="95% half-width per cell")
+ax.loglog(plan["epsilon"], plan["ci95"].iloc[-1] * plan["epsilon"].iloc[-1] / plan["epsilon"],
+          "--", color="gray", label="∝ 1/ε")
+ax.set_xlabel("ε per query")
+ax.set_ylabel("± voters (95%)")
+ax.set_title("Interval width against ε")
+ax.legend()
+plt.tight_layout()
+plt.show()
+"""),
+    md("""
+## Interval width against the number of cells
+
+In this mechanism every cell of a release is one disjoint group, so one voter
+changes one cell by one, whatever the number of cells. The **per-cell**
+interval therefore does not depend on how many cells a query has: 900 cells
+cost the same ε as 1 cell and are each just as precise.
+
+What does grow is the error of anything **added up from many cells**: noise is
+independent per cell, so the sum of *k* cells has a standard deviation √k times
+a cell's. Ask for the cells you need, at the resolution you need.
+"""),
+    code("""
+shapes = {
+    "total": [],
+    "party": ["party"],
+    "county": ["county"],
+    "county × age": ["county", "age_band"],
+    "county × age × gender": ["county", "age_band", "gender"],
+}
+rows = []
+for name, by in shapes.items():
+    c = rc.cost(DATASET, by=by, epsilon=0.5)
+    rows.append({"query": name, "cells": c.cells, "epsilon": c.epsilon,
+                 "noise_scale": c.noise_scale, "ci95_per_cell": c.ci95})
+cells = pd.DataFrame(rows)
+
+
+def dlap_sd(scale: float) -> float:
+    \"\"\"Standard deviation of discrete Laplace noise with this scale.\"\"\"
+    a = math.exp(-1 / scale)
+    return math.sqrt(2 * a) / (1 - a)
+
+
+# 95% half-width of the sum over all cells (normal approximation)
+cells["ci95_of_sum"] = [1.96 * math.sqrt(n) * dlap_sd(s)
+                        for n, s in zip(cells["cells"], cells["noise_scale"])]
+cells
+"""),
+    code("""
+fig, ax = plt.subplots(figsize=(6, 4))
+ax.loglog(cells["cells"], cells["ci95_per_cell"], "o-", label="per cell")
+ax.loglog(cells["cells"], cells["ci95_of_sum"], "s-", label="sum of all cells")
+for _, r in cells.iterrows():
+    ax.annotate(r["query"], (r["cells"], r["ci95_of_sum"]), textcoords="offset points",
+                xytext=(4, 4), fontsize=8)
+ax.set_xlabel("cells in the query")
+ax.set_ylabel("± voters (95%), ε = 0.5")
+ax.set_title("Same ε: per-cell error flat, total error grows as √cells")
+ax.legend()
+plt.tight_layout()
+plt.show()
+"""),
+    md("""
+The server also caps a single query's ε (`max_epsilon_per_query`) and the
+number of cells; a query over the cap is refused before anything is spent:
+"""),
+    code("""
+cap = rc.dataset(DATASET).max_epsilon_per_query
+try:
+    rc.cost(DATASET, by=["county"], epsilon=cap * 2)
+except InvalidQuery as e:
+    print(type(e).__name__, e.code, "→", e.message)
+"""),
+    md("""
+## Repeating a query is free
+
+Once a query has been answered, its result is public (to whoever holds it).
+Asking it again returns the **stored** release — the same noisy numbers, with
+`cached=True` and nothing spent — for any analyst. Fresh noise on every repeat
+would let anyone average the noise away by asking many times.
+"""),
+    code("""
+before = rc.budget().set_index("dataset").loc[DATASET, "spent"]
+q = dict(by=["party"], where={"status": ["A"]}, epsilon=0.2)
+first = rc.count(DATASET, **q)
+again = rc.count(DATASET, **q)
+after = rc.budget().set_index("dataset").loc[DATASET, "spent"]
+pd.DataFrame({
+    "first": {k: first.attrs[k] for k in ("cached", "epsilon_spent", "release_id")},
+    "again": {k: again.attrs[k] for k in ("cached", "epsilon_spent", "release_id")},
+})
+"""),
+    code("""
+print(f"spent before {before:.3f}, after both queries {after:.3f}")
+assert again.attrs["cached"] and again.attrs["epsilon_spent"] == 0
+assert (first["count"] == again["count"]).all()
+first.merge(again, on="party", suffixes=("_first", "_again"))[
+    ["party", "count_first", "count_again"]]
+"""),
+    md("""
+A query counts as a repeat only if it is identical: same dataset, same group-by
+dimensions, same filter values, same ε. Changing ε, even slightly, is a new
+release and costs its ε again.
+
+## When the budget runs out
+
+A second analyst (`ROLLCALL_INTERN_TOKEN`, set by `scripts/run-notebooks`) has
+a small budget. Below, they ask one county's age profile after another at
+ε = 0.1 until the server refuses with `BudgetExhausted`. The refusal spends
+nothing; dry runs and repeats of already-released queries still work.
+"""),
+    code("""
+intern_token = os.environ.get("ROLLCALL_INTERN_TOKEN")
+if not intern_token:
+    print("set ROLLCALL_INTERN_TOKEN to the token of an analyst with a small budget "
+          "to run this part")
+else:
+    intern = Client(rc.url, intern_token)
+    display(intern.budget())
+    counties = list(intern.dataset(DATASET)["county"].values)
+    answered = []
+    for county in counties[:20]:
+        try:
+            df = intern.count(DATASET, by=["age_band"], where={"county": [county]},
+                              epsilon=0.1)
+        except BudgetExhausted as e:
+            print(f"{county}: refused — {e.code}: {e.message}")
+            break
+        answered.append(county)
+        print(f"{county}: answered, spent {df.attrs['epsilon_spent']}, "
+              f"cached={df.attrs['cached']}, remaining {df.attrs['epsilon_remaining']:.2f}")
+    else:
+        raise AssertionError("the budget never ran out")
+"""),
+    code("""
+if intern_token:
+    display(intern.budget())
+    # a dry run still answers, and so does a repeat of a released query
+    print(intern.cost(DATASET, by=["age_band"], where={"county": [county]}, epsilon=0.1))
+    repeat = intern.count(DATASET, by=["age_band"], where={"county": [answered[0]]},
+                          epsilon=0.1)
+    print("repeat of", answered[0], "→ cached:", repeat.attrs["cached"],
+          "spent:", repeat.attrs["epsilon_spent"])
+"""),
+    md("""
+## Planning rules of thumb
+
+* Decide the few questions that matter, and their resolution, before spending.
+* Interval per cell ≈ `ci95` from a dry run; it depends only on ε.
+* Totals: ask for them directly rather than summing many cells.
+* Reuse releases (they are free) instead of asking near-identical questions.
+"""),
+    code("""
+rc.budget()
+"""),
+]
+
+
+NOTEBOOKS = {
+    "01_quickstart.ipynb": QUICKSTART,
+    "02_age_structure.ipynb": AGE_STRUCTURE,
+    "03_budget_planning.ipynb": BUDGET_PLANNING,
+}
+
+
+def build(name: str, cells: list[nbformat.NotebookNode]) -> nbformat.NotebookNode:
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python",
+                                 "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    # stable cell ids keep diffs small when the notebooks are regenerated
+    stem = name.split("_")[0]
+    for i, cell in enumerate(nb.cells):
+        cell["id"] = f"nb{stem}-{i:02d}"
+    nbformat.validate(nb)
+    return nb
+
+
+def main() -> int:
+    for name, cells in NOTEBOOKS.items():
+        path = HERE / name
+        nbformat.write(build(name, cells), path)
+        print(f"wrote {path.relative_to(HERE.parent)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
