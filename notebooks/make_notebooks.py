@@ -16,14 +16,17 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 HERE = Path(__file__).resolve().parent
 
-SETUP = """\
+def setup(stdlib: tuple[str, ...] = (), extra_client_imports: str = "") -> str:
+    """The first code cell of every notebook: imports and the client."""
+    imports = "\n".join(f"import {m}" for m in sorted({"os", *stdlib}))
+    return f"""\
 %matplotlib inline
-import os
+{imports}
 
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from rollcall_client import Client
+from rollcall_client import Client{extra_client_imports}
 
 # The server's URL and your token come from the environment, never from the notebook:
 #   export ROLLCALL_URL=http://127.0.0.1:8080  ROLLCALL_TOKEN=...
@@ -58,7 +61,7 @@ Set `ROLLCALL_URL` and `ROLLCALL_TOKEN` in the environment before starting
 Jupyter (`scripts/run-notebooks` does this against a demo server on synthetic
 data).
 """),
-    code(SETUP),
+    code(setup()),
     md("""
 ## What can be asked
 
@@ -140,7 +143,7 @@ counties of very different size? One query answers it: counts by county × age
 band × party, filtered to active voters, the three largest parties and four
 counties. It spends ε = 0.5 on 4 × 9 × 3 = 108 cells.
 """),
-    code(SETUP),
+    code(setup()),
     code("""
 COUNTIES = ["WAKE", "MECKLENBURG", "NEW HANOVER", "TYRRELL"]
 PARTIES = ["DEM", "REP", "UNA"]
@@ -166,7 +169,7 @@ hand. Counties come back in the public (alphabetical) order.
     code("""
 fig, axes = plt.subplots(2, 2, figsize=(11, 7), sharex=True)
 colors = {"DEM": "tab:blue", "REP": "tab:red", "UNA": "tab:gray"}
-for ax, county in zip(axes.flat, ages["county"].cat.categories):
+for ax, county in zip(axes.flat, ages["county"].cat.categories, strict=True):
     sub = ages[ages["county"] == county]
     for party, g in sub.groupby("party", observed=True):
         x = range(len(g))
@@ -252,13 +255,7 @@ depends on ε and on the number of cells, why repeating a query is free, and
 what happens when a budget runs out. It spends ε = 0.2 of your budget, plus the
 budget of a second, small-budget analyst for the last part.
 """),
-    code(SETUP + """
-import dataclasses
-import math
-
-import numpy as np
-
-from rollcall_client import BudgetExhausted, InvalidQuery"""),
+    code(setup(("dataclasses", "math"), ", BudgetExhausted, InvalidQuery")),
     md("""
 ## Interval width against ε
 
@@ -319,7 +316,7 @@ def dlap_sd(scale: float) -> float:
 
 # 95% half-width of the sum over all cells (normal approximation)
 cells["ci95_of_sum"] = [1.96 * math.sqrt(n) * dlap_sd(s)
-                        for n, s in zip(cells["cells"], cells["noise_scale"])]
+                        for n, s in zip(cells["cells"], cells["noise_scale"], strict=True)]
 cells
 """),
     code("""

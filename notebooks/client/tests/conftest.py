@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from rollcall_client import Client
 from rollcall_client._server import Analyst, DemoServer, demo_server, find_binary
 

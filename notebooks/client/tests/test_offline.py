@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
-
 from rollcall_client import (
     BudgetExhausted,
     Client,

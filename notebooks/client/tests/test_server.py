@@ -8,7 +8,6 @@ import math
 import httpx
 import pandas as pd
 import pytest
-
 from rollcall_client import (
     BudgetExhausted,
     Client,
@@ -189,7 +188,9 @@ def _check(e: RollcallError, code: str, status: int) -> None:
     assert code in str(e)
 
 
-def test_missing_token_is_a_clear_error(server: DemoServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_token_is_a_clear_error(
+    server: DemoServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ROLLCALL_TOKEN", raising=False)
     with pytest.raises(ValueError, match="ROLLCALL_TOKEN"):
         Client(server.url)

@@ -73,7 +73,11 @@ def repo_root() -> Path:
 
 
 def find_binary() -> Path:
-    """The ``rollcall`` binary: ``$ROLLCALL_BIN``, else ``target/release``, else ``target/debug``."""
+    """The ``rollcall`` binary.
+
+    ``$ROLLCALL_BIN``, else ``target/release/rollcall``, else
+    ``target/debug/rollcall``, else ``rollcall`` on the ``PATH``.
+    """
     env = os.environ.get("ROLLCALL_BIN")
     if env:
         p = Path(env)
@@ -221,7 +225,7 @@ def demo_server(
     """Run a rollcall server on synthetic NC data for the duration of the block."""
     binary = binary or find_binary()
     own_tmp = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="rollcall-demo-")) if own_tmp else Path(workdir)
+    work = Path(tempfile.mkdtemp(prefix="rollcall-demo-")) if workdir is None else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     proc: subprocess.Popen[bytes] | None = None
     try:

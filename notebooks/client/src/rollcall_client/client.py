@@ -520,15 +520,12 @@ class Client:
                     continue
                 mapping = dict(zip(d.values, d.labels, strict=True))
                 lab_cats = list(dict.fromkeys(mapping.get(v, v) for v in df[dim].cat.categories))
-                df.insert(
-                    2 * pos + 1,
-                    f"{dim}_label",
-                    pd.Categorical(
-                        [mapping.get(v, v) for v in df[dim].astype("object")],
-                        categories=lab_cats,
-                        ordered=True,
-                    ),
+                lab = pd.Categorical(
+                    [mapping.get(v, v) for v in df[dim].astype("object")],
+                    categories=lab_cats,
+                    ordered=True,
                 )
+                df.insert(2 * pos + 1, f"{dim}_label", pd.Series(lab, index=df.index))
         df.attrs.update(
             {
                 "dataset": dataset,
