@@ -5,9 +5,9 @@
 //! dimension (mixed radix, row-major in group-by order), 0 for a filtered
 //! dimension's kept codes, and [`EXCLUDED`] for a code the filter drops. A
 //! row's cell is the sum of its contributions; any excluded code pushes the
-//! sum past the last cell, into a discarded slot. The loop runs a block of
-//! rows one column at a time, in parallel chunks, each summing into its own
-//! vector of counts.
+//! sum past the last cell, and the row is dropped before counting. The loop
+//! runs a block of rows one column at a time, in parallel chunks, each
+//! summing into its own vector of counts.
 
 use rayon::prelude::*;
 
@@ -24,6 +24,11 @@ const _: () = assert!(MAX_CELLS <= EXCLUDED as u64 && 9 * (EXCLUDED as u64) < u3
 const TASK_ROWS: usize = 1 << 16;
 /// Rows per block in the inner loop (the index buffer lives on the stack).
 const BLOCK: usize = 2048;
+/// Interleaved copies of the counts for queries with few cells.
+const LANES: usize = 4;
+/// Above this many cells one copy is used: consecutive rows rarely share a
+/// cell anyway.
+const MAX_CELLS_FOR_LANES: usize = 64;
 
 /// A dimension's lookup table, sized so that any stored code is in bounds.
 enum Lut {
@@ -43,6 +48,11 @@ impl Dataset {
     pub fn count(&self, query: &CountQuery) -> Result<Vec<u64>, EngineError> {
         let plan = self.domains.plan(query)?;
         let cells = plan.cells;
+        let may_exclude = !plan.filters.is_empty()
+            || plan
+                .group
+                .iter()
+                .any(|(dim, kept)| kept.len() < self.domains.domain_len(*dim));
         let mut luts: Vec<(Dim, Lut)> = Vec::new();
         let mut stride = 1u32;
         for (dim, kept) in plan.group.iter().rev() {
@@ -64,18 +74,31 @@ impl Dataset {
             return Ok(vec![self.rows() as u64]);
         }
 
+        // With few cells, counts go to LANES interleaved copies (row j into
+        // copy j % LANES) so that consecutive rows rarely increment the same
+        // counter and the increments do not wait on each other.
+        let lanes = if cells <= MAX_CELLS_FOR_LANES {
+            LANES
+        } else {
+            1
+        };
         let tasks: Vec<(&Segment, usize)> = self
             .segments
             .iter()
             .flat_map(|s| (0..s.rows).step_by(TASK_ROWS).map(move |start| (s, start)))
             .collect();
-        let mut counts = tasks
+        let acc = tasks
             .par_iter()
             .fold(
-                || vec![0u64; cells + 1],
+                || vec![0u64; lanes * cells],
                 |mut acc, &(segment, start)| {
                     let end = (start + TASK_ROWS).min(segment.rows);
-                    count_rows(segment, start, end, &luts, &mut acc);
+                    let rows = Rows {
+                        segment,
+                        start,
+                        end,
+                    };
+                    count_rows(rows, &luts, cells, lanes, may_exclude, &mut acc);
                     acc
                 },
             )
@@ -83,8 +106,11 @@ impl Dataset {
                 a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
                 a
             })
-            .unwrap_or_else(|| vec![0u64; cells + 1]);
-        counts.truncate(cells);
+            .unwrap_or_else(|| vec![0u64; lanes * cells]);
+        let mut counts = vec![0u64; cells];
+        for lane in acc.chunks_exact(cells) {
+            counts.iter_mut().zip(lane).for_each(|(c, x)| *c += x);
+        }
         Ok(counts)
     }
 
@@ -105,18 +131,33 @@ impl Dataset {
     }
 }
 
-/// Counts rows `start..end` of `segment` into `acc` (`cells + 1` slots, the
-/// last one for excluded rows).
-fn count_rows(segment: &Segment, start: usize, end: usize, luts: &[(Dim, Lut)], acc: &mut [u64]) {
-    let last = acc.len() - 1;
+/// A range of rows of one segment.
+#[derive(Clone, Copy)]
+struct Rows<'a> {
+    segment: &'a Segment,
+    start: usize,
+    end: usize,
+}
+
+/// Counts `rows` into `acc`: `lanes` copies of `cells` counters. Rows whose
+/// index is `cells` or more (a filter dropped them) are not counted.
+fn count_rows(
+    rows: Rows<'_>,
+    luts: &[(Dim, Lut)],
+    cells: usize,
+    lanes: usize,
+    may_exclude: bool,
+    acc: &mut [u64],
+) {
     let mut index = [0u32; BLOCK];
-    let mut at = start;
-    while at < end {
-        let n = (end - at).min(BLOCK);
+    let mut kept = [0u32; BLOCK];
+    let mut at = rows.start;
+    while at < rows.end {
+        let n = (rows.end - at).min(BLOCK);
         let index = &mut index[..n];
         index.fill(0);
         for (dim, lut) in luts {
-            let codes = segment.cols[dim.index()]
+            let codes = rows.segment.cols[dim.index()]
                 .as_ref()
                 .expect("planned dimensions are loaded");
             match (codes, lut) {
@@ -133,9 +174,41 @@ fn count_rows(segment: &Segment, start: usize, end: usize, luts: &[(Dim, Lut)], 
                 _ => unreachable!("code width and table width both follow the domain size"),
             }
         }
-        for &i in index.iter() {
-            acc[(i as usize).min(last)] += 1;
-        }
         at += n;
+        if cells == 1 {
+            // A single cell: count the rows that pass, without a memory chain.
+            acc[0] += index.iter().filter(|&&i| i == 0).count() as u64;
+            continue;
+        }
+        // Keep only rows that pass the filters (branch-free compaction).
+        let passing: &[u32] = if may_exclude {
+            let mut k = 0;
+            for &i in index.iter() {
+                kept[k] = i;
+                k += usize::from((i as usize) < cells);
+            }
+            &kept[..k]
+        } else {
+            index
+        };
+        if lanes == 1 {
+            for &i in passing {
+                acc[i as usize] += 1;
+            }
+        } else {
+            let (a0, rest) = acc.split_at_mut(cells);
+            let (a1, rest) = rest.split_at_mut(cells);
+            let (a2, a3) = rest.split_at_mut(cells);
+            let mut quads = passing.chunks_exact(4);
+            for q in &mut quads {
+                a0[q[0] as usize] += 1;
+                a1[q[1] as usize] += 1;
+                a2[q[2] as usize] += 1;
+                a3[q[3] as usize] += 1;
+            }
+            for &i in quads.remainder() {
+                a0[i as usize] += 1;
+            }
+        }
     }
 }

@@ -1,0 +1,280 @@
+//! Times loading and counting on a synthetic NC dataset.
+//!
+//! ```text
+//! cargo run --release -p engine --example bench -- [ROWS]   # default 7.5M
+//! ```
+//!
+//! Writes ROWS synthetic rows as ingestion does (zstd Parquet, dictionary
+//! columns over the layout's tables, 1M-row row groups) into a temporary
+//! folder, then reports the load time and the latency of county × age-band
+//! counts with filters, both on the loaded data and on the same codes built
+//! in memory.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow::array::{ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array, UInt16Array};
+use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
+use arrow::record_batch::RecordBatch;
+use engine::{CountQuery, Dataset, Dim, DomainSpec, Domains};
+use layout::Layout;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+const ROW_GROUP: usize = 1 << 20;
+
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+    /// A skewed pick in `0..n`: small codes are more common.
+    fn skewed(&mut self, n: usize) -> usize {
+        let a = self.next() as usize % n;
+        let b = self.next() as usize % n;
+        a.min(b)
+    }
+}
+
+fn main() {
+    let rows: usize = std::env::args()
+        .nth(1)
+        .map(|a| a.parse().expect("ROWS must be a number"))
+        .unwrap_or(7_500_000);
+    let layout = Layout::resolve("nc").expect("nc layout");
+    let spec = DomainSpec {
+        age_bands: vec![18, 25, 35, 45, 55, 65, 75],
+        as_of_year: 2026,
+    };
+    let domains = Arc::new(Domains::new(&layout, &spec).expect("domains"));
+
+    // Synthetic rows as raw values: county index, birth year, codes, reg year.
+    let t = Instant::now();
+    let mut g = Lcg(42);
+    let counties = layout.county.counties.len();
+    let mut county = Vec::with_capacity(rows);
+    let mut birth = Vec::with_capacity(rows);
+    let mut reg = Vec::with_capacity(rows);
+    let mut coded: Vec<Vec<u8>> = vec![Vec::with_capacity(rows); layout.coded.len()];
+    for _ in 0..rows {
+        county.push(g.skewed(counties) as u16);
+        birth.push((!g.next().is_multiple_of(50)).then(|| 1920 + (g.next() % 88) as i16));
+        reg.push((!g.next().is_multiple_of(20)).then(|| 1950 + (g.next() % 77) as i16));
+        for (c, col) in coded.iter_mut().enumerate() {
+            col.push(g.skewed(layout.coded[c].codes.len()) as u8);
+        }
+    }
+    eprintln!("generated {rows} rows in {:?}", t.elapsed());
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t = Instant::now();
+    write(&layout, dir.path(), &county, &birth, &reg, &coded);
+    eprintln!("wrote Parquet in {:?}", t.elapsed());
+
+    // Load: best of 3 (first run also warms the page cache).
+    let mut loaded = None;
+    let mut load_times = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        let ds = Dataset::load(dir.path(), &layout, domains.clone()).expect("load");
+        load_times.push(t.elapsed());
+        loaded = Some(ds);
+    }
+    let ds = loaded.expect("loaded");
+    assert_eq!(ds.rows(), rows);
+    println!(
+        "load {rows} rows: best {:?}, runs {:?}",
+        load_times.iter().min().unwrap(),
+        load_times
+    );
+
+    let queries = [
+        (
+            "county x age_band, status=A, party in DEM/REP",
+            CountQuery {
+                group_by: vec![Dim::County, Dim::AgeBand],
+                filter: vec![
+                    (Dim::Status, vec!["A".into()]),
+                    (Dim::Party, vec!["DEM".into(), "REP".into()]),
+                ],
+            },
+        ),
+        (
+            "county x age_band, no filter",
+            CountQuery {
+                group_by: vec![Dim::County, Dim::AgeBand],
+                filter: vec![],
+            },
+        ),
+        (
+            "county x registration_year x gender, race=B",
+            CountQuery {
+                group_by: vec![Dim::County, Dim::RegistrationYear, Dim::Gender],
+                filter: vec![(Dim::Race, vec!["B".into()])],
+            },
+        ),
+        (
+            "total, 3 filters",
+            CountQuery {
+                group_by: vec![],
+                filter: vec![
+                    (Dim::Status, vec!["A".into()]),
+                    (Dim::Party, vec!["UNA".into()]),
+                    (Dim::AgeBand, vec!["18-24".into()]),
+                ],
+            },
+        ),
+    ];
+    for (name, q) in &queries {
+        let cells = ds.domains().cell_count(q).expect("valid");
+        let mut times: Vec<Duration> = (0..30)
+            .map(|_| {
+                let t = Instant::now();
+                let counts = ds.count(q).expect("count");
+                let e = t.elapsed();
+                assert_eq!(counts.len() as u64, cells);
+                e
+            })
+            .collect();
+        times.sort();
+        println!(
+            "count {name} ({cells} cells): p50 {:?}, min {:?}, max {:?}",
+            times[times.len() / 2],
+            times[0],
+            times[times.len() - 1]
+        );
+    }
+
+    // The same codes straight from memory agree with the loaded dataset.
+    let q = &queries[0].1;
+    let mem = in_memory(&domains, &ds);
+    assert_eq!(mem.count(q).unwrap(), ds.count(q).unwrap());
+    println!("in-memory dataset from codes agrees with the loaded one");
+}
+
+/// Regenerates the same rows (same seed) straight into codes and builds the
+/// dataset with `Dataset::from_codes`, without Parquet.
+fn in_memory(domains: &Arc<Domains>, ds: &Dataset) -> Dataset {
+    let layout = Layout::resolve("nc").unwrap();
+    let rows = ds.rows();
+    let mut g = Lcg(42);
+    let counties = layout.county.counties.len();
+    let dims: Vec<Dim> = domains.dims().iter().map(|d| d.dim).collect();
+    let mut cols: Vec<Vec<u16>> = vec![Vec::with_capacity(rows); dims.len()];
+    let band = |by: Option<i16>| -> u16 {
+        let by = match by {
+            Some(b) => b,
+            None => return 8,
+        };
+        let age = 2026 - by as i32;
+        [18, 25, 35, 45, 55, 65, 75]
+            .iter()
+            .filter(|&&e| e <= age)
+            .count() as u16
+    };
+    for _ in 0..rows {
+        let county = g.skewed(counties) as u16;
+        let birth = (!g.next().is_multiple_of(50)).then(|| 1920 + (g.next() % 88) as i16);
+        let reg = (!g.next().is_multiple_of(20)).then(|| 1950 + (g.next() % 77) as i16);
+        let mut codes = [0u16; 6];
+        for (c, code) in codes.iter_mut().enumerate().take(layout.coded.len()) {
+            *code = g.skewed(layout.coded[c].codes.len()) as u16;
+        }
+        for (i, dim) in dims.iter().enumerate() {
+            let v = match dim {
+                Dim::County => county,
+                Dim::AgeBand => band(birth),
+                Dim::RegistrationYear => reg.map_or(2026 - 1900 + 1, |y| (y - 1900) as u16),
+                other => {
+                    let pos = layout
+                        .coded
+                        .iter()
+                        .position(|c| Some(c.dim) == other.coded())
+                        .unwrap();
+                    codes[pos]
+                }
+            };
+            cols[i].push(v);
+        }
+    }
+    Dataset::from_codes(domains.clone(), dims.into_iter().zip(cols).collect()).unwrap()
+}
+
+fn write(
+    layout: &Layout,
+    dir: &std::path::Path,
+    county: &[u16],
+    birth: &[Option<i16>],
+    reg: &[Option<i16>],
+    coded: &[Vec<u8>],
+) {
+    let mut fields = Vec::new();
+    for name in layout.output_columns() {
+        fields.push(match name {
+            "county" => Field::new(
+                name,
+                DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8)),
+                false,
+            ),
+            "birth_year" | "registration_year" => Field::new(name, DataType::Int16, true),
+            _ => Field::new(
+                name,
+                DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8)),
+                false,
+            ),
+        });
+    }
+    let schema = Arc::new(Schema::new(fields));
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_max_row_group_row_count(Some(ROW_GROUP))
+        .build();
+    let file = std::fs::File::create(dir.join("part-00000.parquet")).unwrap();
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+    let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+        layout.county.counties.iter().map(|c| c.name.as_str()),
+    ));
+    let code_values: Vec<ArrayRef> = layout
+        .coded
+        .iter()
+        .map(|c| Arc::new(StringArray::from_iter_values(c.code_strs())) as ArrayRef)
+        .collect();
+    for start in (0..county.len()).step_by(ROW_GROUP) {
+        let end = (start + ROW_GROUP).min(county.len());
+        let mut columns: Vec<ArrayRef> = Vec::new();
+        let mut c = 0;
+        for name in layout.output_columns() {
+            columns.push(match name {
+                "county" => Arc::new(
+                    DictionaryArray::<UInt16Type>::try_new(
+                        UInt16Array::from(county[start..end].to_vec()),
+                        names.clone(),
+                    )
+                    .unwrap(),
+                ),
+                "birth_year" => Arc::new(Int16Array::from(birth[start..end].to_vec())),
+                "registration_year" => Arc::new(Int16Array::from(reg[start..end].to_vec())),
+                _ => {
+                    let a = Arc::new(
+                        DictionaryArray::<UInt8Type>::try_new(
+                            UInt8Array::from(coded[c][start..end].to_vec()),
+                            code_values[c].clone(),
+                        )
+                        .unwrap(),
+                    );
+                    c += 1;
+                    a
+                }
+            });
+        }
+        writer
+            .write(&RecordBatch::try_new(schema.clone(), columns).unwrap())
+            .unwrap();
+    }
+    writer.close().unwrap();
+}
