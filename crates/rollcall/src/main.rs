@@ -27,6 +27,10 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// Write a synthetic voter file in a layout's exact format.
     Synth(synth_cmd::SynthArgs),
+    /// Serve differentially private counts over HTTP (see `--config`).
+    Serve(server::cli::ServeArgs),
+    /// Print a new random bearer token and the SHA-256 the config wants.
+    Token(server::cli::TokenArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +38,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Synth(args) => synth_cmd::run(args),
+        Command::Serve(args) => server::cli::serve(args),
+        Command::Token(args) => server::cli::token(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

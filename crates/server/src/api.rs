@@ -1,0 +1,199 @@
+//! The JSON shapes of the API. The OpenAPI document (`GET /openapi.json`)
+//! is generated from these types, so docs and clients cannot drift from the
+//! code.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::ToSchema;
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    /// Always `"ok"`.
+    pub status: String,
+}
+
+/// `GET /v1/datasets`: the datasets the analyst may query.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DatasetsResponse {
+    /// One entry per dataset the analyst has a budget on.
+    pub datasets: Vec<DatasetInfo>,
+}
+
+/// A dataset's public description. Nothing here comes from the data.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DatasetInfo {
+    /// Dataset name.
+    pub name: String,
+    /// The layout that gives its public domains.
+    pub layout: String,
+    /// Reference date of ages and registration years.
+    pub as_of: String,
+    /// The most ε one query may spend.
+    pub max_epsilon_per_query: f64,
+    /// The most cells one query may have.
+    pub max_cells: u64,
+    /// The dimensions, in canonical order.
+    pub dimensions: Vec<DimensionInfo>,
+}
+
+/// One dimension and its public values.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DimensionInfo {
+    /// Name used in `group_by`, `filter` and answers (`age_band`).
+    pub name: String,
+    /// The public values, in answer order.
+    pub values: Vec<String>,
+    /// A label per value.
+    pub labels: Vec<String>,
+}
+
+/// A filter value: a string, or an integer for numeric dimensions
+/// (`congressional_district`, `registration_year`), which is read as its
+/// decimal text.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum FilterValue {
+    /// A public value as text.
+    Text(String),
+    /// An integer value.
+    Int(i64),
+}
+
+impl FilterValue {
+    /// The value as the domains spell it.
+    pub fn into_string(self) -> String {
+        match self {
+            FilterValue::Text(s) => s,
+            FilterValue::Int(i) => i.to_string(),
+        }
+    }
+}
+
+/// `POST /v1/query`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// Dataset name.
+    pub dataset: String,
+    /// Dimensions to group by; the answer has one row per combination of
+    /// their public values (narrowed by filters), in this order. Empty: one row.
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Per dimension, the public values to keep (OR within a dimension, AND
+    /// across dimensions).
+    #[serde(default)]
+    pub filter: BTreeMap<String, Vec<FilterValue>>,
+    /// The ε to spend (at most the dataset's `max_epsilon_per_query`).
+    pub epsilon: f64,
+    /// Only report cost, noise scale and interval; spend nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// `POST /v1/query` answer for a real query.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct QueryResponse {
+    /// One object per public cell: the group's value under each `group_by`
+    /// dimension, and `count`, the noisy count (may be negative).
+    #[schema(value_type = Vec<Object>)]
+    pub rows: Box<RawValue>,
+    /// Always `discrete_laplace`.
+    pub mechanism: String,
+    /// Scale of the discrete Laplace noise added to every cell.
+    pub noise_scale: f64,
+    /// Half-width of the 95% interval of each cell's count.
+    pub ci95: f64,
+    /// ε charged for this answer (0 when cached).
+    pub epsilon_spent: f64,
+    /// The analyst's remaining ε on this dataset.
+    pub epsilon_remaining: f64,
+    /// Whether this is a stored release returned for free.
+    pub cached: bool,
+    /// The release's id in the ledger.
+    pub release_id: String,
+}
+
+/// `POST /v1/query` answer for `"dry_run": true`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct DryRunResponse {
+    /// Always `true`.
+    pub dry_run: bool,
+    /// The ε the query would be charged (0 if already released).
+    pub epsilon: f64,
+    /// Noise scale every cell would get.
+    pub noise_scale: f64,
+    /// Half-width of the 95% interval of each cell.
+    pub ci95: f64,
+    /// Number of cells (rows) of the answer.
+    pub cells: u64,
+    /// Always `discrete_laplace`.
+    pub mechanism: String,
+    /// The analyst's remaining ε on this dataset now.
+    pub epsilon_remaining: f64,
+    /// What remains of the dataset's total ε (all analysts).
+    pub dataset_epsilon_remaining: f64,
+    /// Whether an identical query was already released (then it is free).
+    pub cached: bool,
+    /// Whether both budgets would allow it now.
+    pub affordable: bool,
+}
+
+/// `GET /v1/budget`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BudgetResponse {
+    /// The analyst's name.
+    pub analyst: String,
+    /// One entry per dataset the analyst may query.
+    pub datasets: Vec<BudgetEntry>,
+}
+
+/// The analyst's budget on one dataset.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct BudgetEntry {
+    /// Dataset name.
+    pub dataset: String,
+    /// The analyst's budget.
+    pub budget: f64,
+    /// What the analyst has spent.
+    pub spent: f64,
+    /// What the analyst has left (never negative).
+    pub remaining: f64,
+    /// The dataset's cap for all analysts together.
+    pub dataset_total: f64,
+    /// What remains of that cap.
+    pub dataset_remaining: f64,
+    /// The most ε one query may spend.
+    pub max_epsilon_per_query: f64,
+}
+
+/// `GET /v1/releases`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleasesResponse {
+    /// The releases the analyst paid for, oldest first.
+    pub releases: Vec<ReleaseInfo>,
+}
+
+/// One past release.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReleaseInfo {
+    /// Release id.
+    pub release_id: String,
+    /// Dataset.
+    pub dataset: String,
+    /// The query, canonical: `group_by` as asked, filters sorted.
+    #[schema(value_type = Object)]
+    pub query: Box<RawValue>,
+    /// ε charged.
+    pub epsilon: f64,
+    /// Mechanism.
+    pub mechanism: String,
+    /// Noise scale.
+    pub noise_scale: f64,
+    /// 95% half-width per cell.
+    pub ci95: f64,
+    /// When it was committed (RFC 3339, UTC).
+    pub created_at: String,
+}

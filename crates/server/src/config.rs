@@ -1,0 +1,567 @@
+//! The server's configuration file (`rollcall serve --config FILE`).
+//!
+//! TOML, read strictly: an unknown key, a missing dataset folder, a layout
+//! that does not match the dataset's manifest, a budget that is not a
+//! positive finite number, an analyst budget on a dataset that is not
+//! configured, a duplicate name or a token hash that is not 64 hex digits
+//! stops start-up with a [`ConfigError`] naming the key
+//! (`dataset[0].epsilon_total: must be a finite number above 0`).
+//!
+//! **Relative paths** (`data_dir`, `ledger`) are resolved against the
+//! current working directory, the way `rollcall ingest --data-dir data` is
+//! run from the repository root; run the server from the same place or give
+//! absolute paths.
+//!
+//! ```toml
+//! [server]
+//! listen = "127.0.0.1:8080"
+//! data_dir = "data"
+//! ledger = "data/ledger.sqlite"
+//!
+//! [[dataset]]
+//! name = "nc"
+//! layout = "nc"
+//! as_of = "2026-06-30"
+//! age_bands = [18, 25, 35, 45, 55, 65, 75]
+//! epsilon_total = 10.0
+//! max_epsilon_per_query = 1.0
+//!
+//! [[analyst]]
+//! name = "alice"
+//! token_sha256 = "…64 hex digits…"
+//! epsilon = { nc = 3.0 }
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Default cap on the number of cells (rows) of one answer.
+pub const DEFAULT_MAX_CELLS: u64 = 100_000;
+/// Default cap on a request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
+/// Default time a client has to send its request head, in seconds.
+pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
+/// Default number of queries one analyst may have in flight at once.
+pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
+
+/// A configuration problem, naming the key (`dataset[1].layout`) or file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigError {
+    /// The key (or file) that is wrong.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The file as written (before validation).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    server: ServerFile,
+    #[serde(default)]
+    dataset: Vec<DatasetFile>,
+    #[serde(default)]
+    analyst: Vec<AnalystFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerFile {
+    listen: String,
+    data_dir: PathBuf,
+    ledger: PathBuf,
+    max_cells: Option<u64>,
+    max_body_bytes: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    max_concurrent_per_token: Option<usize>,
+    workers: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetFile {
+    name: String,
+    layout: String,
+    as_of: String,
+    age_bands: Vec<u16>,
+    epsilon_total: f64,
+    max_epsilon_per_query: f64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AnalystFile {
+    name: String,
+    token_sha256: String,
+    #[serde(default)]
+    epsilon: BTreeMap<String, f64>,
+}
+
+/// `[server]`: where to listen, where the data and the ledger are, limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// Address to bind, e.g. `127.0.0.1:8080` (port 0: any free port).
+    pub listen: String,
+    /// Where `rollcall ingest --data-dir` wrote the datasets.
+    pub data_dir: PathBuf,
+    /// The SQLite ledger file (created if missing).
+    pub ledger: PathBuf,
+    /// Most cells one query may have (`too_many_cells` above).
+    pub max_cells: u64,
+    /// Largest request body accepted (`payload_too_large` above).
+    pub max_body_bytes: usize,
+    /// Seconds a client has to send its request head.
+    pub request_timeout_secs: u64,
+    /// Queries one analyst may have in flight (`too_many_requests` above).
+    pub max_concurrent_per_token: usize,
+    /// HTTP worker threads; `None`: one per core.
+    pub workers: Option<usize>,
+}
+
+/// One `[[dataset]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetConfig {
+    /// Name: the folder under `data_dir` and the name queries use.
+    pub name: String,
+    /// Layout name or path; gives the public domains.
+    pub layout: String,
+    /// The reference date, `YYYY-MM-DD`.
+    pub as_of: String,
+    /// Its year: age = as_of year − birth year.
+    pub as_of_year: i16,
+    /// Lower edges of the age bands.
+    pub age_bands: Vec<u16>,
+    /// Cap on the ε spent on this dataset by all analysts together.
+    pub epsilon_total: f64,
+    /// The most ε one query may spend.
+    pub max_epsilon_per_query: f64,
+}
+
+/// The SHA-256 of a bearer token. Its `Debug` does not print it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TokenHash(pub [u8; 32]);
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(…)")
+    }
+}
+
+/// One `[[analyst]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnalystConfig {
+    /// Name, as recorded in the ledger.
+    pub name: String,
+    /// SHA-256 of the analyst's bearer token.
+    pub token_sha256: TokenHash,
+    /// The analyst's own budget per dataset; only these datasets may be queried.
+    pub epsilon: BTreeMap<String, f64>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `[server]`.
+    pub server: ServerConfig,
+    /// `[[dataset]]`, in file order.
+    pub datasets: Vec<DatasetConfig>,
+    /// `[[analyst]]`, in file order.
+    pub analysts: Vec<AnalystConfig>,
+}
+
+fn check_budget(key: String, value: f64) -> Result<(), ConfigError> {
+    if value.is_finite() && value > 0.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!("must be a finite number above 0, got {value}"),
+        ))
+    }
+}
+
+fn check_name(key: String, name: &str) -> Result<(), ConfigError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+        && !name.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            key,
+            format!(
+                "`{name}` is not a valid name (1-64 of A-Z a-z 0-9 _ - ., not starting with .)"
+            ),
+        ))
+    }
+}
+
+/// Parses `YYYY-MM-DD` and returns its year.
+fn parse_date(key: String, text: &str) -> Result<i16, ConfigError> {
+    let bad = || ConfigError::new(key.clone(), format!("`{text}` is not a date YYYY-MM-DD"));
+    let parts: Vec<&str> = text.split('-').collect();
+    let [y, m, d] = parts.as_slice() else {
+        return Err(bad());
+    };
+    if y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let year: i16 = y.parse().map_err(|_| bad())?;
+    let month: u8 = m.parse().map_err(|_| bad())?;
+    let day: u8 = d.parse().map_err(|_| bad())?;
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return Err(bad()),
+    };
+    if day == 0 || day > days {
+        return Err(bad());
+    }
+    Ok(year)
+}
+
+impl Config {
+    /// Reads and validates a config file. Does not look at the data; see
+    /// [`crate::state::AppState::load`] for the checks against the datasets.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(path.display().to_string(), e.to_string()))?;
+        Config::from_toml(&text).map_err(|e| {
+            if e.key.is_empty() {
+                ConfigError::new(path.display().to_string(), e.message)
+            } else {
+                e
+            }
+        })
+    }
+
+    /// Parses and validates config text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let file: ConfigFile = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
+        validate(file)
+    }
+}
+
+/// Turns a TOML/serde error into one that names the key where possible.
+fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
+    let message = e.message().to_owned();
+    // The span points at the offending key or value; give its line.
+    let at = e
+        .span()
+        .map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            let snippet = text
+                .get(span.clone())
+                .unwrap_or("")
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim();
+            if snippet.is_empty() {
+                format!("line {line}")
+            } else {
+                format!("line {line} (`{snippet}`)")
+            }
+        })
+        .unwrap_or_default();
+    ConfigError::new(String::new(), format!("{at}: {message}"))
+}
+
+fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
+    let s = file.server;
+    if s.listen.trim().is_empty() {
+        return Err(ConfigError::new("server.listen", "must not be empty"));
+    }
+    if s.listen.parse::<std::net::SocketAddr>().is_err() && !s.listen.contains(':') {
+        return Err(ConfigError::new(
+            "server.listen",
+            format!("`{}` is not HOST:PORT", s.listen),
+        ));
+    }
+    let positive = |key: &str, v: Option<u64>, default: u64| -> Result<u64, ConfigError> {
+        match v {
+            Some(0) => Err(ConfigError::new(
+                format!("server.{key}"),
+                "must be at least 1",
+            )),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        }
+    };
+    let max_cells = positive("max_cells", s.max_cells, DEFAULT_MAX_CELLS)?;
+    if max_cells > engine::MAX_CELLS {
+        return Err(ConfigError::new(
+            "server.max_cells",
+            format!("at most {} is supported", engine::MAX_CELLS),
+        ));
+    }
+    let max_body_bytes = positive(
+        "max_body_bytes",
+        s.max_body_bytes.map(|v| v as u64),
+        DEFAULT_MAX_BODY_BYTES as u64,
+    )? as usize;
+    let request_timeout_secs = positive(
+        "request_timeout_secs",
+        s.request_timeout_secs,
+        DEFAULT_REQUEST_TIMEOUT_SECS,
+    )?;
+    let max_concurrent_per_token = positive(
+        "max_concurrent_per_token",
+        s.max_concurrent_per_token.map(|v| v as u64),
+        DEFAULT_MAX_CONCURRENT_PER_TOKEN as u64,
+    )? as usize;
+    let workers = match s.workers {
+        Some(0) => return Err(ConfigError::new("server.workers", "must be at least 1")),
+        w => w,
+    };
+    let server = ServerConfig {
+        listen: s.listen,
+        data_dir: s.data_dir,
+        ledger: s.ledger,
+        max_cells,
+        max_body_bytes,
+        request_timeout_secs,
+        max_concurrent_per_token,
+        workers,
+    };
+
+    if file.dataset.is_empty() {
+        return Err(ConfigError::new(
+            "dataset",
+            "no [[dataset]] is configured; the server would have nothing to answer",
+        ));
+    }
+    let mut names = HashSet::new();
+    let mut datasets = Vec::with_capacity(file.dataset.len());
+    for (i, d) in file.dataset.into_iter().enumerate() {
+        let key = |k: &str| format!("dataset[{i}].{k}");
+        check_name(key("name"), &d.name)?;
+        if !names.insert(d.name.clone()) {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("dataset `{}` is configured twice", d.name),
+            ));
+        }
+        if d.layout.trim().is_empty() {
+            return Err(ConfigError::new(key("layout"), "must not be empty"));
+        }
+        let as_of_year = parse_date(key("as_of"), &d.as_of)?;
+        if d.age_bands.is_empty() {
+            return Err(ConfigError::new(
+                key("age_bands"),
+                "must list at least one edge",
+            ));
+        }
+        if d.age_bands.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(ConfigError::new(
+                key("age_bands"),
+                format!("must be strictly increasing, got {:?}", d.age_bands),
+            ));
+        }
+        check_budget(key("epsilon_total"), d.epsilon_total)?;
+        check_budget(key("max_epsilon_per_query"), d.max_epsilon_per_query)?;
+        datasets.push(DatasetConfig {
+            name: d.name,
+            layout: d.layout,
+            as_of: d.as_of,
+            as_of_year,
+            age_bands: d.age_bands,
+            epsilon_total: d.epsilon_total,
+            max_epsilon_per_query: d.max_epsilon_per_query,
+        });
+    }
+
+    let mut analyst_names = HashSet::new();
+    let mut hashes = HashSet::new();
+    let mut analysts = Vec::with_capacity(file.analyst.len());
+    for (i, a) in file.analyst.into_iter().enumerate() {
+        let key = |k: &str| format!("analyst[{i}].{k}");
+        check_name(key("name"), &a.name)?;
+        if !analyst_names.insert(a.name.clone()) {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("analyst `{}` is configured twice", a.name),
+            ));
+        }
+        let hex_ok =
+            a.token_sha256.len() == 64 && a.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
+        let mut hash = [0u8; 32];
+        if !hex_ok || hex::decode_to_slice(&a.token_sha256, &mut hash).is_err() {
+            // Never echo the value: it is a (hashed) credential.
+            return Err(ConfigError::new(
+                key("token_sha256"),
+                "must be the SHA-256 of the token as 64 hex digits (`rollcall token` prints one)",
+            ));
+        }
+        if !hashes.insert(hash) {
+            return Err(ConfigError::new(
+                key("token_sha256"),
+                "the same token hash is given to another analyst",
+            ));
+        }
+        for (dataset, budget) in &a.epsilon {
+            let k = format!("analyst[{i}].epsilon.{dataset}");
+            if !names.contains(dataset) {
+                return Err(ConfigError::new(
+                    k,
+                    format!("no [[dataset]] is named `{dataset}`"),
+                ));
+            }
+            check_budget(k, *budget)?;
+        }
+        analysts.push(AnalystConfig {
+            name: a.name,
+            token_sha256: TokenHash(hash),
+            epsilon: a.epsilon,
+        });
+    }
+
+    Ok(Config {
+        server,
+        datasets,
+        analysts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+    fn base() -> String {
+        format!(
+            r#"
+[server]
+listen = "127.0.0.1:0"
+data_dir = "data"
+ledger = "data/ledger.sqlite"
+
+[[dataset]]
+name = "nc"
+layout = "nc"
+as_of = "2026-06-30"
+age_bands = [18, 25, 35, 45, 55, 65, 75]
+epsilon_total = 10.0
+max_epsilon_per_query = 1.0
+
+[[analyst]]
+name = "alice"
+token_sha256 = "{HASH}"
+epsilon = {{ nc = 3.0 }}
+"#
+        )
+    }
+
+    fn err(text: &str) -> String {
+        Config::from_toml(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn base_config_is_valid() {
+        let c = Config::from_toml(&base()).unwrap();
+        assert_eq!(c.server.max_cells, DEFAULT_MAX_CELLS);
+        assert_eq!(c.datasets[0].as_of_year, 2026);
+        assert_eq!(c.analysts[0].epsilon["nc"], 3.0);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                base().replace("epsilon_total = 10.0", "epsilon_total = -1.0"),
+                "dataset[0].epsilon_total",
+            ),
+            (
+                base().replace("epsilon_total = 10.0", "epsilon_total = nan"),
+                "dataset[0].epsilon_total",
+            ),
+            (
+                base().replace("max_epsilon_per_query = 1.0", "max_epsilon_per_query = 0.0"),
+                "dataset[0].max_epsilon_per_query",
+            ),
+            (
+                base().replace("nc = 3.0", "oh = 3.0"),
+                "analyst[0].epsilon.oh",
+            ),
+            (
+                base().replace("nc = 3.0", "nc = -3.0"),
+                "analyst[0].epsilon.nc",
+            ),
+            (base().replace(HASH, "abc"), "analyst[0].token_sha256"),
+            (
+                base().replace(HASH, &"g".repeat(64)),
+                "analyst[0].token_sha256",
+            ),
+            (
+                base().replace("2026-06-30", "2026-02-30"),
+                "dataset[0].as_of",
+            ),
+            (
+                base().replace("[18, 25, 35", "[18, 18, 35"),
+                "dataset[0].age_bands",
+            ),
+            (
+                base().replace(
+                    "max_epsilon_per_query = 1.0",
+                    "max_epsilon_per_query = 1.0\nbudget = 3",
+                ),
+                "budget",
+            ),
+            (base().replace("ledger = ", "ledgr = "), "ledgr"),
+            (
+                format!(
+                    "{}\n[[dataset]]\nname = \"nc\"\nlayout = \"nc\"\nas_of = \"2026-01-01\"\nage_bands = [18]\nepsilon_total = 1.0\nmax_epsilon_per_query = 1.0\n",
+                    base()
+                ),
+                "dataset[1].name",
+            ),
+            (
+                format!(
+                    "{}\n[[analyst]]\nname = \"alice\"\ntoken_sha256 = \"{}\"\n",
+                    base(),
+                    "1".repeat(64)
+                ),
+                "analyst[1].name",
+            ),
+            (
+                base()
+                    .replace("max_cells", "x")
+                    .replace("[server]", "[server]\nmax_cells = 0"),
+                "server.max_cells",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "error `{e}` does not name `{key}`");
+        }
+    }
+
+    #[test]
+    fn token_hash_is_not_echoed() {
+        let secret = "f".repeat(63) + "z";
+        let e = err(&base().replace(HASH, &secret));
+        assert!(!e.contains(&secret), "{e}");
+        let c = Config::from_toml(&base().replace(HASH, &"ab".repeat(32))).unwrap();
+        assert!(!format!("{c:?}").contains("abab"));
+    }
+}

@@ -1,0 +1,267 @@
+//! The HTTP handlers. Thin: they authenticate, parse, and call the query
+//! service ([`crate::query`]); every failure is an [`ApiError`].
+
+use std::future::{Ready, ready};
+
+use actix_web::dev::Payload;
+use actix_web::error::JsonPayloadError;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+use utoipa::OpenApi;
+
+use crate::api::{
+    BudgetEntry, BudgetResponse, DatasetInfo, DatasetsResponse, DimensionInfo, DryRunResponse,
+    Health, QueryRequest, QueryResponse, ReleaseInfo, ReleasesResponse,
+};
+use crate::error::{ApiError, ErrorBody};
+use crate::query;
+use crate::state::{Analyst, AppState};
+
+/// The authenticated analyst of a request: the index into
+/// [`AppState::analysts`]. Extracting it fails with `unauthorized`.
+#[derive(Debug, Clone, Copy)]
+pub struct Authed(pub usize);
+
+impl FromRequest for Authed {
+    type Error = ApiError;
+    type Future = Ready<Result<Authed, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req))
+    }
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::Unauthorized)?;
+    let (scheme, token) = value.split_once(' ').ok_or(ApiError::Unauthorized)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(ApiError::Unauthorized);
+    }
+    let analyst = state.authenticate(token).ok_or(ApiError::Unauthorized)?;
+    let index = state
+        .analysts
+        .iter()
+        .position(|a| std::ptr::eq(a, analyst))
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(Authed(index))
+}
+
+/// Maps the JSON extractor's errors onto the error table.
+pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let api = match err {
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
+        JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
+            ApiError::PayloadTooLarge { limit: 0 }
+        }
+        JsonPayloadError::Deserialize(e) => ApiError::MalformedJson(e.to_string()),
+        other => ApiError::MalformedJson(other.to_string()),
+    };
+    api.into()
+}
+
+fn analyst(state: &AppState, who: Authed) -> &Analyst {
+    &state.analysts[who.0]
+}
+
+/// Liveness: 200 once the datasets are loaded and the ledger is open.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(Health {
+        status: "ok".into(),
+    })
+}
+
+/// The datasets the analyst may query, with their public dimensions.
+#[utoipa::path(
+    get, path = "/v1/datasets",
+    responses((status = 200, body = DatasetsResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn datasets(state: web::Data<AppState>, who: Authed) -> HttpResponse {
+    let analyst = analyst(&state, who);
+    let datasets = state
+        .datasets
+        .values()
+        .filter(|d| analyst.epsilon.contains_key(&d.config.name))
+        .map(|d| DatasetInfo {
+            name: d.config.name.clone(),
+            layout: d.config.layout.clone(),
+            as_of: d.config.as_of.clone(),
+            max_epsilon_per_query: d.config.max_epsilon_per_query,
+            max_cells: state.server.max_cells,
+            dimensions: d
+                .domains
+                .dims()
+                .iter()
+                .map(|dim| DimensionInfo {
+                    name: dim.dim.name().to_owned(),
+                    values: dim.values.clone(),
+                    labels: dim.labels.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    HttpResponse::Ok().json(DatasetsResponse { datasets })
+}
+
+/// A differentially private count by public groups (or, with `dry_run`,
+/// what it would cost).
+#[utoipa::path(
+    post, path = "/v1/query",
+    request_body = QueryRequest,
+    responses(
+        (status = 200, description = "noisy counts, or the cost of a dry run", body = QueryResponse),
+        (status = 200, description = "dry run", body = DryRunResponse),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)
+    ),
+    security(("bearer" = []))
+)]
+pub async fn query(
+    state: web::Data<AppState>,
+    who: Authed,
+    body: web::Json<QueryRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let outcome = query::run(state, who.0, body.into_inner()).await?;
+    Ok(match outcome {
+        query::Outcome::DryRun(d) => HttpResponse::Ok().json(d),
+        query::Outcome::Answer(a) => HttpResponse::Ok().json(a),
+    })
+}
+
+/// The analyst's budget on every dataset they may query.
+#[utoipa::path(
+    get, path = "/v1/budget",
+    responses((status = 200, body = BudgetResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn budget(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let response = web::block(move || -> Result<BudgetResponse, ApiError> {
+        let analyst = analyst(&state, who);
+        let mut datasets = Vec::new();
+        for (name, &budget) in &analyst.epsilon {
+            let Some(d) = state.datasets.get(name) else {
+                continue;
+            };
+            let spent = state.ledger.spent(&analyst.name, name)?;
+            let dataset_spent = state.ledger.dataset_spent(name)?;
+            datasets.push(BudgetEntry {
+                dataset: name.clone(),
+                budget,
+                spent,
+                remaining: (budget - spent).max(0.0),
+                dataset_total: d.config.epsilon_total,
+                dataset_remaining: (d.config.epsilon_total - dataset_spent).max(0.0),
+                max_epsilon_per_query: d.config.max_epsilon_per_query,
+            });
+        }
+        Ok(BudgetResponse {
+            analyst: analyst.name.clone(),
+            datasets,
+        })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// The releases the analyst paid for, oldest first (no rows).
+#[utoipa::path(
+    get, path = "/v1/releases",
+    responses((status = 200, body = ReleasesResponse), (status = 401, body = ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn releases(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse, ApiError> {
+    let state = state.into_inner();
+    let response = web::block(move || -> Result<ReleasesResponse, ApiError> {
+        let analyst = analyst(&state, who);
+        let stored = state.ledger.releases_for(&analyst.name)?;
+        let releases = stored
+            .into_iter()
+            .map(|r| {
+                let query = serde_json::value::RawValue::from_string(r.query_json)
+                    .map_err(|e| ApiError::Internal(format!("stored query is not JSON: {e}")))?;
+                Ok(ReleaseInfo {
+                    release_id: r.release_id,
+                    dataset: r.dataset,
+                    query,
+                    epsilon: r.epsilon,
+                    mechanism: r.mechanism,
+                    noise_scale: r.noise_scale,
+                    ci95: r.ci95,
+                    created_at: r.created_at,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(ReleasesResponse { releases })
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(HttpResponse::Ok().json(response))
+}
+
+/// The OpenAPI document of this API.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 document")))]
+pub async fn openapi() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}
+
+/// Unknown route.
+pub async fn not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+/// Known route, wrong method.
+pub async fn method_not_allowed(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        method: req.method().to_string(),
+        path: req.path().to_owned(),
+    })
+}
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI description, generated from the handler annotations and types.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "rollcall",
+        description = "Differentially private counts over a voter registration file. \
+                       Every count is noisy (opendp discrete Laplace); every new query spends ε \
+                       from the analyst's budget; an identical query returns the stored release for free."
+    ),
+    paths(healthz, datasets, query, budget, releases, openapi),
+    components(schemas(
+        Health, DatasetsResponse, DatasetInfo, DimensionInfo, QueryRequest,
+        crate::api::FilterValue, QueryResponse, DryRunResponse, BudgetResponse, BudgetEntry,
+        ReleasesResponse, ReleaseInfo, ErrorBody, crate::error::ErrorDetail
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;

@@ -1,0 +1,202 @@
+//! What the server holds while it runs: the datasets in memory, the analysts,
+//! the ledger and the limits. Built once at start-up from a [`Config`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use engine::{Dataset, DomainSpec, Domains};
+use layout::Layout;
+use privacy::Ledger;
+use sha2::{Digest, Sha256};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
+
+use crate::config::{Config, ConfigError, DatasetConfig, ServerConfig};
+
+/// A dataset ready to answer queries.
+#[derive(Debug)]
+pub struct LoadedDataset {
+    /// Its configuration.
+    pub config: DatasetConfig,
+    /// Its public domains (from the layout and config only).
+    pub domains: Arc<Domains>,
+    /// Its rows as codes.
+    pub data: Arc<Dataset>,
+}
+
+/// An analyst as the server knows them.
+#[derive(Debug)]
+pub struct Analyst {
+    /// Name.
+    pub name: String,
+    token_sha256: [u8; 32],
+    /// Budget per dataset.
+    pub epsilon: BTreeMap<String, f64>,
+    /// Queries in flight now.
+    inflight: AtomicUsize,
+}
+
+/// Shared, read-only (but for the ledger and in-flight counters) server state.
+#[derive(Debug)]
+pub struct AppState {
+    /// `[server]` settings.
+    pub server: ServerConfig,
+    /// Datasets by name.
+    pub datasets: BTreeMap<String, LoadedDataset>,
+    /// Analysts, in config order.
+    pub analysts: Vec<Analyst>,
+    /// The durable ledger.
+    pub ledger: Arc<Ledger>,
+}
+
+/// Holds one of an analyst's in-flight query slots; frees it on drop.
+#[derive(Debug)]
+pub struct InflightGuard<'a>(&'a AtomicUsize);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Analyst {
+    /// Takes a query slot, or `None` if `limit` are already taken.
+    pub fn try_enter(&self, limit: usize) -> Option<InflightGuard<'_>> {
+        let before = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let guard = InflightGuard(&self.inflight);
+        (before < limit).then_some(guard)
+    }
+}
+
+impl AppState {
+    /// Loads every dataset, checks it against its layout and manifest, and
+    /// opens the ledger. Errors name the config key that leads to the problem.
+    pub fn load(config: Config) -> Result<AppState, ConfigError> {
+        let server = config.server;
+        if !server.data_dir.is_dir() {
+            return Err(ConfigError {
+                key: "server.data_dir".into(),
+                message: format!("`{}` is not a directory", server.data_dir.display()),
+            });
+        }
+        let mut datasets = BTreeMap::new();
+        for (i, d) in config.datasets.into_iter().enumerate() {
+            let loaded = load_dataset(i, &server.data_dir, d)?;
+            datasets.insert(loaded.config.name.clone(), loaded);
+        }
+        if let Some(parent) = server.ledger.parent()
+            && !parent.as_os_str().is_empty()
+            && !parent.is_dir()
+        {
+            return Err(ConfigError {
+                key: "server.ledger".into(),
+                message: format!("folder `{}` does not exist", parent.display()),
+            });
+        }
+        let ledger = Ledger::open(&server.ledger).map_err(|e| ConfigError {
+            key: "server.ledger".into(),
+            message: e.to_string(),
+        })?;
+        let analysts = config
+            .analysts
+            .into_iter()
+            .map(|a| Analyst {
+                name: a.name,
+                token_sha256: a.token_sha256.0,
+                epsilon: a.epsilon,
+                inflight: AtomicUsize::new(0),
+            })
+            .collect();
+        Ok(AppState {
+            server,
+            datasets,
+            analysts,
+            ledger: Arc::new(ledger),
+        })
+    }
+
+    /// The analyst whose token hashes to the configured hash, compared in
+    /// constant time against *every* analyst (no early exit), so response time
+    /// says nothing about which hash, or how much of it, matched.
+    pub fn authenticate(&self, token: &str) -> Option<&Analyst> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = subtle::Choice::from(0u8);
+        let mut index = 0u32;
+        for (i, a) in self.analysts.iter().enumerate() {
+            let eq = presented.ct_eq(&a.token_sha256);
+            index = u32::conditional_select(&index, &(i as u32), eq);
+            found |= eq;
+        }
+        if bool::from(found) {
+            self.analysts.get(index as usize)
+        } else {
+            None
+        }
+    }
+}
+
+fn load_dataset(i: usize, data_dir: &Path, d: DatasetConfig) -> Result<LoadedDataset, ConfigError> {
+    let key = |k: &str| format!("dataset[{i}].{k}");
+    let layout = Layout::resolve(&d.layout).map_err(|e| ConfigError {
+        key: key("layout"),
+        message: e.to_string(),
+    })?;
+    let dir = data_dir.join(&d.name);
+    if !dir.is_dir() {
+        return Err(ConfigError {
+            key: key("name"),
+            message: format!(
+                "no dataset folder `{}` (run `rollcall ingest --dataset {} --data-dir {}` first)",
+                dir.display(),
+                d.name,
+                data_dir.display()
+            ),
+        });
+    }
+    let manifest_path = dir.join("manifest.json");
+    let manifest = std::fs::read_to_string(&manifest_path).map_err(|e| ConfigError {
+        key: key("name"),
+        message: format!("cannot read `{}`: {e}", manifest_path.display()),
+    })?;
+    let manifest: serde_json::Value = serde_json::from_str(&manifest).map_err(|e| ConfigError {
+        key: key("name"),
+        message: format!("`{}` is not valid JSON: {e}", manifest_path.display()),
+    })?;
+    match manifest.get("layout").and_then(|v| v.as_str()) {
+        Some(name) if name == layout.name => {}
+        Some(name) => {
+            return Err(ConfigError {
+                key: key("layout"),
+                message: format!(
+                    "is `{}` but `{}` says the dataset was ingested with layout `{name}`",
+                    layout.name,
+                    manifest_path.display()
+                ),
+            });
+        }
+        None => {
+            return Err(ConfigError {
+                key: key("name"),
+                message: format!("`{}` has no `layout`", manifest_path.display()),
+            });
+        }
+    }
+    let spec = DomainSpec {
+        age_bands: d.age_bands.clone(),
+        as_of_year: d.as_of_year,
+    };
+    let domains = Arc::new(Domains::new(&layout, &spec).map_err(|e| ConfigError {
+        key: key("age_bands"),
+        message: e.to_string(),
+    })?);
+    let data = Dataset::load(&dir, &layout, domains.clone()).map_err(|e| ConfigError {
+        key: key("name"),
+        message: format!("cannot load dataset: {e}"),
+    })?;
+    Ok(LoadedDataset {
+        config: d,
+        domains,
+        data: Arc::new(data),
+    })
+}
