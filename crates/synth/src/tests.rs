@@ -1,0 +1,878 @@
+//! Tests. The central one reads every generated file back with a small,
+//! independent implementation of the documented ingestion rules and checks
+//! that it reproduces the generator's truth exactly.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use layout::{CodedDim, CountyMatch, Layout, Quoting};
+
+use super::*;
+
+const YEAR: i16 = 2026;
+
+fn synth_with(
+    layout: &Layout,
+    rows: u64,
+    seed: u64,
+    quirks: bool,
+) -> (Vec<u8>, GroundTruth, Stats) {
+    let opts = SynthOptions {
+        rows,
+        seed,
+        quirks,
+        current_year: YEAR,
+    };
+    let mut out = Vec::new();
+    let (truth, stats) = generate_with_stats(layout, &opts, &mut out).unwrap();
+    (out, truth, stats)
+}
+
+fn synth(name: &str, rows: u64, seed: u64, quirks: bool) -> (Vec<u8>, GroundTruth, Stats) {
+    synth_with(&Layout::resolve(name).unwrap(), rows, seed, quirks)
+}
+
+// ---------------------------------------------------------------------------
+// The reference reader: the rules as documented, written without the generator.
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn latin1(s: &[u8]) -> String {
+    s.iter().map(|&b| b as char).collect()
+}
+
+/// Splits a line; `None` when a quoted field is never closed. A quoted field
+/// ends at the first `"` followed by the delimiter or the end of the line;
+/// `""` inside reads as `"`; a quote that does not start a field is ordinary.
+fn split(line: &[u8], delim: u8, quoting: Quoting) -> Option<Vec<Vec<u8>>> {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    loop {
+        if quoting == Quoting::Double && line.get(i) == Some(&b'"') {
+            let close = (i + 1..line.len())
+                .find(|&j| line[j] == b'"' && (j + 1 == line.len() || line[j + 1] == delim))?;
+            let mut value = Vec::new();
+            let mut j = i + 1;
+            while j < close {
+                value.push(line[j]);
+                j += if line[j] == b'"' && j + 1 < close && line[j + 1] == b'"' {
+                    2
+                } else {
+                    1
+                };
+            }
+            fields.push(value);
+            if close + 1 == line.len() {
+                return Some(fields);
+            }
+            i = close + 2;
+        } else {
+            let end = line[i..]
+                .iter()
+                .position(|&b| b == delim)
+                .map_or(line.len(), |p| i + p);
+            fields.push(line[i..end].to_vec());
+            if end == line.len() {
+                return Some(fields);
+            }
+            i = end + 1;
+        }
+    }
+}
+
+type Tuple = (usize, Option<i16>, Option<i16>, Vec<usize>);
+/// A kept line: voter id, registration rank, output tuple, unknown codes.
+type Kept = (Vec<u8>, i32, Tuple, Vec<(usize, String)>);
+
+/// Reads `bytes` as ingestion must; returns the truth (without identifiers).
+fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
+    let (delim, quoting) = (layout.format.delimiter, layout.format.quoting);
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    let mut lines: Vec<&[u8]> = if body.is_empty() && !bytes.is_empty() {
+        vec![b""]
+    } else if bytes.is_empty() {
+        Vec::new()
+    } else {
+        body.split(|&b| b == b'\n').collect()
+    };
+    for l in &mut lines {
+        *l = l.strip_suffix(b"\r").unwrap_or(l);
+    }
+    let (names, first) = if layout.format.header {
+        let names: Vec<String> = split(lines[0], delim, quoting)
+            .unwrap()
+            .iter()
+            .map(|f| latin1(trim(f)))
+            .collect();
+        (names, 1)
+    } else {
+        (layout.format.columns.clone(), 0)
+    };
+    let col = |name: &str| {
+        names
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .unwrap()
+    };
+    let (id_col, county_col) = (col(&layout.voter_id), col(&layout.county.column));
+    let birth_col = layout.birth_year.as_ref().map(|d| col(&d.column));
+    let reg_col = layout.registration_date.as_ref().map(|d| col(&d.column));
+    let coded_cols: Vec<usize> = layout.coded.iter().map(|c| col(&c.column)).collect();
+
+    let norm = |s: &str, numeric: bool| {
+        if numeric {
+            layout::normalize_numeric(s).into_owned()
+        } else {
+            s.to_owned()
+        }
+    };
+    let counties: HashMap<String, usize> = layout
+        .county
+        .counties
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let key = match layout.county.matched_by {
+                CountyMatch::Name => &c.name,
+                CountyMatch::Code => &c.code,
+            };
+            (norm(key, layout.county.numeric).to_uppercase(), i)
+        })
+        .collect();
+    // (year, rank) or None.
+    let date = |spec: &layout::DateSpec, raw: &[u8], min: i16| -> Option<(i16, i32)> {
+        let v = trim(raw);
+        if v.is_empty()
+            || spec
+                .sentinels
+                .iter()
+                .chain(&spec.masks)
+                .any(|n| n.trim().as_bytes() == v)
+        {
+            return None;
+        }
+        let d = spec.format.parse_date(v)?;
+        (min..=cy).contains(&d.year).then_some((d.year, d.key()))
+    };
+
+    let mut rejected_lines = Vec::new();
+    // (id, rank, tuple, unknowns)
+    let mut kept: Vec<Kept> = Vec::new();
+    for (n, line) in lines.iter().enumerate().skip(first) {
+        let line_no = n as u64 + 1;
+        let Some(fields) = split(line, delim, quoting).filter(|f| f.len() == names.len()) else {
+            rejected_lines.push(line_no);
+            continue;
+        };
+        let county = latin1(trim(&fields[county_col]));
+        let Some(&county) = counties.get(&norm(&county, layout.county.numeric).to_uppercase())
+        else {
+            rejected_lines.push(line_no);
+            continue;
+        };
+        let birth = layout
+            .birth_year
+            .as_ref()
+            .and_then(|d| date(d, &fields[birth_col.unwrap()], layout.min_birth_year))
+            .map(|(y, _)| y);
+        let reg = layout
+            .registration_date
+            .as_ref()
+            .and_then(|d| date(d, &fields[reg_col.unwrap()], layout.first_registration_year));
+        let mut codes = Vec::new();
+        let mut unknowns = Vec::new();
+        for (d, c) in layout.coded.iter().enumerate() {
+            let raw = latin1(trim(&fields[coded_cols[d]]));
+            let code = match c.blank {
+                Some(b) if raw.is_empty() => b,
+                _ => {
+                    let key = norm(&raw, c.numeric);
+                    let mapped = c
+                        .map
+                        .iter()
+                        .find(|(from, _)| from.trim() == key)
+                        .map_or(key.as_str(), |(_, to)| to.as_str());
+                    match c.codes.iter().position(|code| code.code == mapped) {
+                        Some(i) => i,
+                        None => {
+                            unknowns.push((d, raw.clone()));
+                            c.fallback
+                        }
+                    }
+                }
+            };
+            codes.push(code);
+        }
+        kept.push((
+            trim(&fields[id_col]).to_vec(),
+            reg.map_or(i32::MIN, |(_, rank)| rank),
+            (county, birth, reg.map(|(y, _)| y), codes),
+            unknowns,
+        ));
+    }
+    // Latest date wins; ties go to the later line.
+    let mut best: HashMap<&[u8], usize> = HashMap::new();
+    for (i, k) in kept.iter().enumerate() {
+        let e = best.entry(&k.0).or_insert(i);
+        if k.1 >= kept[*e].1 {
+            *e = i;
+        }
+    }
+    let mut counts: BTreeMap<TruthRow, u64> = BTreeMap::new();
+    let mut unknown_codes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for &i in best.values() {
+        let (county, birth, reg, codes) = &kept[i].2;
+        let code = |dim: CodedDim| {
+            let d = layout.coded.iter().position(|c| c.dim == dim)?;
+            Some(layout.coded[d].codes[codes[d]].code.clone())
+        };
+        let row = TruthRow {
+            county: layout.county.counties[*county].name.clone(),
+            birth_year: *birth,
+            gender: code(CodedDim::Gender),
+            race: code(CodedDim::Race),
+            ethnicity: code(CodedDim::Ethnicity),
+            party: code(CodedDim::Party),
+            status: code(CodedDim::Status),
+            registration_year: *reg,
+            congressional_district: code(CodedDim::CongressionalDistrict),
+            count: 0,
+        };
+        *counts.entry(row).or_default() += 1;
+        for (d, v) in &kept[i].3 {
+            *unknown_codes
+                .entry(layout.coded[*d].dim.name().to_owned())
+                .or_default()
+                .entry(v.clone())
+                .or_default() += 1;
+        }
+    }
+    let rows: Vec<TruthRow> = counts
+        .into_iter()
+        .map(|(r, count)| TruthRow { count, ..r })
+        .collect();
+    let rows_read = (lines.len() - first) as u64;
+    GroundTruth {
+        layout: layout.name.clone(),
+        rows_read,
+        rows_rejected: rejected_lines.len() as u64,
+        rejected_lines,
+        duplicates_dropped: (kept.len() - best.len()) as u64,
+        rows_written: best.len() as u64,
+        unknown_codes,
+        rows,
+        identifiers: Vec::new(),
+    }
+}
+
+fn assert_reads_back(layout: &Layout, bytes: &[u8], truth: &GroundTruth) {
+    let read = read_back(layout, bytes, YEAR);
+    let mine = GroundTruth {
+        identifiers: Vec::new(),
+        ..truth.clone()
+    };
+    assert_eq!(read.rows_read, mine.rows_read, "{}: rows_read", layout.name);
+    assert_eq!(
+        read.rejected_lines, mine.rejected_lines,
+        "{}: rejected lines",
+        layout.name
+    );
+    assert_eq!(
+        read.duplicates_dropped, mine.duplicates_dropped,
+        "{}: duplicates",
+        layout.name
+    );
+    assert_eq!(
+        read.unknown_codes, mine.unknown_codes,
+        "{}: unknown codes",
+        layout.name
+    );
+    assert_eq!(
+        read.rows.len(),
+        mine.rows.len(),
+        "{}: distinct rows",
+        layout.name
+    );
+    for (a, b) in read.rows.iter().zip(&mine.rows) {
+        assert_eq!(a, b, "{}: first differing row", layout.name);
+    }
+    assert_eq!(read, mine, "{}", layout.name);
+}
+
+fn assert_balanced(t: &GroundTruth) {
+    assert_eq!(
+        t.rows_read,
+        t.rows_rejected + t.duplicates_dropped + t.rows_written
+    );
+    assert_eq!(t.rows.iter().map(|r| r.count).sum::<u64>(), t.rows_written);
+    assert_eq!(t.rejected_lines.len() as u64, t.rows_rejected);
+    assert!(t.rejected_lines.windows(2).all(|w| w[0] < w[1]));
+    assert!(
+        t.rows.windows(2).all(|w| w[0] < w[1]),
+        "sorted and distinct"
+    );
+    assert!(t.rows.iter().all(|r| r.count > 0));
+}
+
+// ---------------------------------------------------------------------------
+
+#[test]
+fn truth_matches_an_independent_reading_of_the_file() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        for quirks in [false, true] {
+            for seed in [1, 2] {
+                let (bytes, truth, _) = synth_with(&layout, 20_000, seed, quirks);
+                assert_reads_back(&layout, &bytes, &truth);
+            }
+        }
+    }
+}
+
+#[test]
+fn same_seed_same_bytes_other_seed_other_bytes() {
+    for name in layout::builtin::NAMES {
+        for quirks in [false, true] {
+            let (a, ta, _) = synth(name, 3000, 7, quirks);
+            let (b, tb, _) = synth(name, 3000, 7, quirks);
+            assert!(a == b && ta == tb, "{name}");
+            let (c, _, _) = synth(name, 3000, 8, quirks);
+            assert_ne!(a, c, "{name}");
+        }
+    }
+}
+
+#[test]
+fn every_builtin_layout_generates_and_balances() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        for quirks in [false, true] {
+            let (bytes, t, _) = synth_with(&layout, 12_345, 3, quirks);
+            assert_eq!(t.layout, name);
+            assert_eq!(t.rows_read, 12_345);
+            assert_balanced(&t);
+            let header = u64::from(layout.format.header);
+            let lf = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            assert_eq!(lf, t.rows_read + header, "{name}: one line per row");
+            assert!(bytes.ends_with(b"\n"));
+            if !quirks {
+                assert_eq!(
+                    t.rows_written, t.rows_read,
+                    "{name}: a clean file loses nothing"
+                );
+                assert!(t.unknown_codes.is_empty(), "{name}: {:?}", t.unknown_codes);
+                assert!(!bytes.contains(&b'\r'));
+                assert!(bytes.is_ascii(), "{name}");
+            } else {
+                assert!(t.rows_rejected > 0 && t.duplicates_dropped > 0, "{name}");
+            }
+            // The truth round-trips through JSON.
+            assert_eq!(GroundTruth::from_json(&t.to_json()).unwrap(), t);
+        }
+    }
+}
+
+#[test]
+fn empty_and_tiny_files() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        for rows in [0, 1, 2, 17, 40] {
+            for quirks in [false, true] {
+                let (bytes, t, _) = synth_with(&layout, rows, 5, quirks);
+                assert_balanced(&t);
+                assert_reads_back(&layout, &bytes, &t);
+            }
+        }
+    }
+}
+
+/// Quirk kinds that `layout` can show.
+fn expected_quirks(layout: &Layout) -> Vec<Q> {
+    let mut q = vec![
+        Q::DupTie,
+        Q::DupOlder,
+        Q::DupNewer,
+        Q::DupNullTie,
+        Q::Truncated,
+        Q::Empty,
+        Q::BadCounty,
+        Q::RejectedReusesId,
+        Q::Crlf,
+        Q::PaddedCode,
+        Q::UnknownCode,
+        Q::Latin1,
+        Q::Nickname,
+        Q::CountyVariant,
+        Q::PaddedId,
+        Q::BirthBlank,
+        Q::BirthGarbage,
+        Q::BirthOutOfRange,
+        Q::RegBlank,
+        Q::RegGarbage,
+        Q::RegOutOfRange,
+    ];
+    if layout.format.quoting == Quoting::Double {
+        q.extend([Q::BrokenQuote, Q::DelimiterInField]);
+    }
+    if layout.format.header {
+        q.push(Q::ExtraColumns);
+    }
+    if layout.coded.iter().any(|c| c.numeric) {
+        q.push(Q::NumericVariant);
+    }
+    if layout.coded.iter().any(|c| c.blank.is_none()) {
+        q.push(Q::BlankUnknown);
+    }
+    let has_nulls = |d: &Option<layout::DateSpec>| {
+        d.as_ref()
+            .is_some_and(|d| !d.sentinels.is_empty() || !d.masks.is_empty())
+    };
+    if has_nulls(&layout.birth_year) {
+        q.push(Q::BirthNull);
+    }
+    if has_nulls(&layout.registration_date) {
+        q.push(Q::RegNull);
+    }
+    q
+}
+
+#[test]
+fn every_quirk_kind_appears() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        for rows in [1_000, 10_000] {
+            let (_, _, stats) = synth_with(&layout, rows, 11, true);
+            for q in expected_quirks(&layout) {
+                assert!(stats.get(q) > 0, "{name} at {rows} rows: no {q:?}");
+            }
+        }
+        // And in a big file, more than once.
+        let (_, _, stats) = synth_with(&layout, 10_000, 12, true);
+        for q in [
+            Q::DupTie,
+            Q::DupOlder,
+            Q::DupNewer,
+            Q::Truncated,
+            Q::PaddedCode,
+            Q::Latin1,
+        ] {
+            assert!(stats.get(q) > 3, "{name}: {q:?} only {}", stats.get(q));
+        }
+        let (_, _, clean) = synth_with(&layout, 10_000, 12, false);
+        assert!(
+            clean.0.iter().all(|&n| n == 0),
+            "{name}: quirks in a clean file"
+        );
+    }
+}
+
+#[test]
+fn nc_quirks_in_the_bytes() {
+    let (bytes, t, _) = synth("nc", 10_000, 1, true);
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    let header = bytes.split(|&b| b == b'\n').next().unwrap();
+    let header = String::from_utf8_lossy(header);
+    assert!(
+        header.contains("\"cong_dist_abbrv\"")
+            && header.contains("\"confidential_ind\"\t\"hava_id_req\"\t\"ssn\"\t\"no_dl_ssn_chkbx\"\t\"registr_dt\""),
+        "the 2026 columns sit before registr_dt: {header}"
+    );
+    assert!(has(b"\r\n"), "CRLF");
+    assert!(bytes.iter().any(|&b| b >= 0x80), "Latin-1 names");
+    assert!(std::str::from_utf8(&bytes).is_err());
+    assert!(
+        has(b"\" DEM \"") || has(b"\" REP \"") || has(b"\" UNA \""),
+        "padded codes"
+    );
+    assert!(
+        has(b"\"##/##/####\"") && has(b"\"XX-XX-XXXX\""),
+        "masked dates"
+    );
+    assert!(has(b"\"01/01/1900\""), "sentinel date");
+    assert!(has(b"\"ATLANTIS\""), "a county not in the list");
+    assert!(
+        has(b"\"\"BOB\"\"") || has(b"\"\"JIM\"\"") || has(b"\"\"MOLLY\"\""),
+        "escaped quotes"
+    );
+    assert!(has(b" OAK AVE\tAPT 4\""), "a tab inside a quoted field");
+    assert!(
+        has(b"\"07\"") || has(b"\"7.0\"") || has(b"\"04\"") || has(b"\"4.0\""),
+        "district spellings"
+    );
+    assert!(t.unknown_codes["party"].contains_key("XYZ"));
+    assert!(
+        t.unknown_codes["party"].contains_key(""),
+        "blank party counts as unknown"
+    );
+    assert!(t.rows.iter().any(|r| r.birth_year.is_none()));
+    assert!(t.rows.iter().any(|r| r.registration_year.is_none()));
+}
+
+#[test]
+fn ohio_pads_counties_and_quotes_commas() {
+    let (bytes, t, _) = synth("oh", 10_000, 2, true);
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    assert!(
+        t.rows
+            .iter()
+            .all(|r| r.race.is_none() && r.gender.is_none() && r.ethnicity.is_none())
+    );
+    assert!(
+        (1..=9).any(|c| has(format!(",\"0{c}\",").as_bytes())),
+        "zero-padded counties"
+    );
+    assert!(has(b" OAK AVE, APT 4\""), "a comma inside a quoted field");
+    assert!(has(b", JR\","), "a comma inside a quoted name");
+    assert!(has(b"\"999\""), "a county code not in the list");
+    // Blank party means unaffiliated, and is how most unaffiliated voters appear.
+    let u: u64 = t
+        .rows
+        .iter()
+        .filter(|r| r.party.as_deref() == Some("U"))
+        .map(|r| r.count)
+        .sum();
+    assert!(u * 4 > t.rows_written, "{u} of {}", t.rows_written);
+}
+
+#[test]
+fn florida_is_unquoted_headerless_and_derives_ethnicity_from_race() {
+    let layout = Layout::resolve("fl").unwrap();
+    let (bytes, t, _) = synth_with(&layout, 20_000, 5, true);
+    let first = bytes.split(|&b| b == b'\n').next().unwrap();
+    assert_eq!(
+        first.iter().filter(|&&b| b == b'\t').count(),
+        layout.format.columns.len() - 1
+    );
+    assert!(!first.starts_with(b"County Code"));
+    for r in &t.rows {
+        match r.race.as_deref() {
+            Some("4") => assert_eq!(r.ethnicity.as_deref(), Some("HL"), "{r:?}"),
+            Some("9") => assert_eq!(r.ethnicity.as_deref(), Some("UN"), "{r:?}"),
+            _ => assert_eq!(r.ethnicity.as_deref(), Some("NL"), "{r:?}"),
+        }
+    }
+    // An unknown race is unknown for both dimensions fed by the column.
+    assert_eq!(
+        t.unknown_codes["race"].get("XYZ"),
+        t.unknown_codes["ethnicity"].get("XYZ")
+    );
+    assert!(t.unknown_codes["race"].contains_key("XYZ"));
+}
+
+#[test]
+fn every_county_and_code_appears_in_10k_rows() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        for quirks in [false, true] {
+            let (_, t, _) = synth_with(&layout, 10_000, 9, quirks);
+            let counties: HashSet<&str> = t.rows.iter().map(|r| r.county.as_str()).collect();
+            assert_eq!(counties.len(), layout.county.counties.len(), "{name}");
+            for c in &layout.coded {
+                let seen: HashSet<&str> = t
+                    .rows
+                    .iter()
+                    .filter_map(|r| match c.dim {
+                        CodedDim::Gender => r.gender.as_deref(),
+                        CodedDim::Race => r.race.as_deref(),
+                        CodedDim::Ethnicity => r.ethnicity.as_deref(),
+                        CodedDim::Party => r.party.as_deref(),
+                        CodedDim::Status => r.status.as_deref(),
+                        CodedDim::CongressionalDistrict => r.congressional_district.as_deref(),
+                    })
+                    .collect();
+                for code in c.code_strs() {
+                    assert!(
+                        seen.contains(code),
+                        "{name} {quirks}: no {} {code}",
+                        c.dim.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn distributions_are_plausible() {
+    let (_, t, _) = synth("nc", 100_000, 4, false);
+    let n = t.rows_written as f64;
+    let share = |f: &dyn Fn(&TruthRow) -> bool| {
+        t.rows.iter().filter(|r| f(r)).map(|r| r.count).sum::<u64>() as f64 / n
+    };
+    for (party, lo, hi) in [
+        ("UNA", 0.30, 0.45),
+        ("DEM", 0.25, 0.37),
+        ("REP", 0.24, 0.36),
+    ] {
+        let s = share(&|r| r.party.as_deref() == Some(party));
+        assert!((lo..hi).contains(&s), "{party}: {s}");
+    }
+    assert!(share(&|r| r.status.as_deref() == Some("A")) > 0.75);
+    assert!(share(&|r| r.race.as_deref() == Some("W")) > 0.45);
+    let middle = share(&|r| r.birth_year.is_some_and(|y| (1950..=2000).contains(&y)));
+    assert!(middle > 0.55, "born 1950-2000: {middle}");
+    assert!(t.rows.iter().all(|r| {
+        r.birth_year
+            .is_some_and(|y| (1925..=YEAR - 18).contains(&y))
+    }));
+    let mut sizes: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &t.rows {
+        *sizes.entry(&r.county).or_default() += r.count;
+    }
+    let mut sizes: Vec<u64> = sizes.into_values().collect();
+    sizes.sort_unstable();
+    assert!(
+        sizes[sizes.len() - 1] > 20 * sizes[sizes.len() / 2] / 2,
+        "skewed: {sizes:?}"
+    );
+}
+
+#[test]
+fn identifiers_are_in_the_file_and_not_public_values() {
+    for name in layout::builtin::NAMES {
+        let layout = Layout::resolve(name).unwrap();
+        let (bytes, t, _) = synth_with(&layout, 20_000, 6, true);
+        assert!(
+            t.identifiers.len() >= 100 && t.identifiers.len() <= 200,
+            "{name}: {}",
+            t.identifiers.len()
+        );
+        let public: Vec<String> = layout
+            .county
+            .counties
+            .iter()
+            .flat_map(|c| [c.name.to_uppercase(), c.code.to_uppercase()])
+            .chain(
+                layout
+                    .coded
+                    .iter()
+                    .flat_map(|c| c.codes.iter().map(|k| k.code.to_uppercase())),
+            )
+            .collect();
+        for id in &t.identifiers {
+            assert!(id.len() >= 4, "{name}: {id}");
+            assert!(
+                bytes.windows(id.len()).any(|w| w == id.as_bytes()),
+                "{name}: {id}"
+            );
+            assert!(!public.contains(&id.to_uppercase()), "{name}: {id}");
+        }
+        assert!(
+            t.identifiers
+                .iter()
+                .any(|i| i.starts_with(&name.to_uppercase())),
+            "{name}: voter ids"
+        );
+    }
+    let (_, t, _) = synth("nc", 20_000, 6, true);
+    assert!(
+        t.identifiers
+            .iter()
+            .any(|i| i.len() == 9 && i.bytes().all(|b| b.is_ascii_digit())),
+        "ssn"
+    );
+    let (_, t, _) = synth("oh", 20_000, 6, false);
+    assert!(
+        t.identifiers
+            .iter()
+            .any(|i| i.len() == 10 && i.as_bytes()[4] == b'-'),
+        "full birth dates"
+    );
+}
+
+/// A layout for another state: pipe-delimited, unquoted, no header, county by
+/// name, a year-only registration date, a party column with a map.
+fn custom_layout() -> Layout {
+    let text = r#"
+name = "zz"
+description = "Made-up state"
+[format]
+delimiter = "|"
+quoting = "none"
+header = false
+encoding = "utf-8"
+columns = ["ID", "LAST NAME", "FIRST NAME", "CNTY", "DOB", "REG YEAR", "PTY", "ST", "ADDRESS", "PHONE", "EMAIL", "WARD"]
+[voter_id]
+column = "ID"
+[county]
+column = "CNTY"
+match = "name"
+reference = "zz.csv"
+[birth_year]
+column = "DOB"
+format = "DD.MM.YYYY"
+sentinels = ["01.01.1901"]
+masks = ["**.**.****"]
+min = 1900
+[registration_date]
+column = "REG YEAR"
+format = "YYYY"
+sentinels = ["1999"]
+first_year = 1990
+[dimensions.party]
+column = "PTY"
+fallback = "OTH"
+map = { "Democrat" = "DEM", "Republican" = "REP" }
+codes = [
+  { code = "DEM", label = "Democratic" },
+  { code = "REP", label = "Republican" },
+  { code = "IND", label = "Independent" },
+  { code = "OTH", label = "Other" },
+]
+[dimensions.status]
+column = "ST"
+blank = "ACTIVE"
+fallback = "OTHER"
+codes = [
+  { code = "ACTIVE", label = "Active" },
+  { code = "INACTIVE", label = "Inactive" },
+  { code = "OTHER", label = "Other" },
+]
+[absent]
+dimensions = ["gender", "race", "ethnicity", "congressional_district"]
+"#;
+    Layout::from_toml(text, "test", &|_| {
+        Ok("code,name\nA,Alpha\nB,Beta Springs\nC,Gamma\nD,Dona Delta\n".to_owned())
+    })
+    .unwrap()
+}
+
+#[test]
+fn a_custom_layout_works() {
+    let layout = custom_layout();
+    for quirks in [false, true] {
+        let (bytes, t, stats) = synth_with(&layout, 20_000, 3, quirks);
+        assert_reads_back(&layout, &bytes, &t);
+        assert_balanced(&t);
+        assert!(
+            t.rows
+                .iter()
+                .all(|r| r.race.is_none() && r.congressional_district.is_none())
+        );
+        let parties: HashSet<&str> = t.rows.iter().filter_map(|r| r.party.as_deref()).collect();
+        assert_eq!(parties.len(), 4, "{parties:?}");
+        if quirks {
+            for q in expected_quirks(&layout) {
+                assert!(stats.get(q) > 0, "custom: no {q:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn unquoted_delimiter_never_leaks_into_fake_values() {
+    // A space-delimited, unquoted file: fake values with spaces must be
+    // altered, or fields would split.
+    let text = r#"
+name = "sp"
+description = "Space separated"
+[format]
+delimiter = " "
+quoting = "none"
+header = true
+encoding = "utf-8"
+columns = ["voter", "county", "street_address", "party"]
+[voter_id]
+column = "voter"
+[county]
+column = "county"
+match = "code"
+numeric = true
+reference = "sp.csv"
+[dimensions.party]
+column = "party"
+fallback = "O"
+codes = [{ code = "D", label = "Dem" }, { code = "R", label = "Rep" }, { code = "O", label = "Other" }]
+[absent]
+dimensions = ["gender", "race", "ethnicity", "status", "congressional_district"]
+"#;
+    let layout = Layout::from_toml(text, "test", &|_| {
+        Ok("code,name\n1,One\n2,Two\n10,Ten\n".to_owned())
+    })
+    .unwrap();
+    for quirks in [false, true] {
+        let (bytes, t, _) = synth_with(&layout, 5_000, 1, quirks);
+        assert_reads_back(&layout, &bytes, &t);
+        if !quirks {
+            assert_eq!(t.rows_written, 5_000);
+        }
+    }
+}
+
+#[test]
+fn layouts_missing_a_column_are_refused() {
+    let mut layout = Layout::resolve("nc").unwrap();
+    layout.format.columns.retain(|c| c != "party_cd");
+    let err = generate(
+        &layout,
+        &SynthOptions {
+            rows: 1,
+            seed: 1,
+            quirks: false,
+            current_year: YEAR,
+        },
+        &mut Vec::new(),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("party_cd"), "{err}");
+}
+
+#[test]
+fn writes_in_whole_lines_and_reports_io_errors() {
+    struct Fails;
+    impl std::io::Write for Fails {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk full"))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let layout = Layout::resolve("nc").unwrap();
+    let opts = SynthOptions {
+        rows: 10,
+        seed: 1,
+        quirks: false,
+        current_year: YEAR,
+    };
+    assert!(matches!(
+        generate(&layout, &opts, &mut Fails),
+        Err(SynthError::Io(_))
+    ));
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Any seed, size, layout and current year: the truth is what the file says.
+    #[test]
+    fn truth_always_reads_back(seed in 0u64..u64::MAX, rows in 0u64..2_500, which in 0usize..4, quirks: bool) {
+        let layout = match which {
+            3 => custom_layout(),
+            i => Layout::resolve(layout::builtin::NAMES[i]).unwrap(),
+        };
+        let (bytes, t, _) = synth_with(&layout, rows, seed, quirks);
+        assert_balanced(&t);
+        proptest::prop_assert_eq!(t.rows_read, rows);
+        assert_reads_back(&layout, &bytes, &t);
+    }
+
+    /// Packed truth keys round-trip.
+    #[test]
+    fn keys_round_trip(county: u16, birth in proptest::option::of(1800i16..2100), reg in proptest::option::of(1800i16..2100), codes: [u8; 6]) {
+        let k = Key::new(county, birth.unwrap_or(NULL_YEAR), reg.unwrap_or(NULL_YEAR), codes);
+        proptest::prop_assert_eq!(k.county(), usize::from(county));
+        proptest::prop_assert_eq!(k.birth(), birth);
+        proptest::prop_assert_eq!(k.reg(), reg);
+        for (d, c) in codes.iter().enumerate() {
+            proptest::prop_assert_eq!(k.code(d), usize::from(*c));
+        }
+    }
+}
