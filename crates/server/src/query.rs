@@ -263,9 +263,17 @@ pub async fn run(
             return Ok((CommitOutcome::Cached(stored), spent()?));
         }
         // Exact counts: used here to draw the release, then dropped.
+        let t_count = Instant::now();
         let release = {
             let exact = d.data.count(&v.query)?;
-            privacy::release_counts(&exact, epsilon)?
+            let t_noise = Instant::now();
+            let release = privacy::release_counts(&exact, epsilon)?;
+            tracing::debug!(
+                count_ms = (t_noise - t_count).as_secs_f64() * 1e3,
+                noise_ms = t_noise.elapsed().as_secs_f64() * 1e3,
+                "stages"
+            );
+            release
         };
         let cells = d.domains.cells(&v.query)?;
         let rows_json = serde_json::to_string(&Rows {
@@ -274,6 +282,7 @@ pub async fn run(
             noisy: &release.noisy,
         })
         .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let t_commit = Instant::now();
         let outcome = st.ledger.commit_release(
             &SpendRequest {
                 analyst: a.name.clone(),
@@ -291,6 +300,7 @@ pub async fn run(
                 ci95: privacy::ci95(release.scale)?,
             },
         )?;
+        tracing::debug!(commit_ms = t_commit.elapsed().as_secs_f64() * 1e3, "stages");
         Ok((outcome, spent()?))
     })
     .await
