@@ -8,6 +8,12 @@
 //! sum past the last cell, and the row is dropped before counting. The loop
 //! runs a block of rows one column at a time, in parallel chunks, each
 //! summing into its own vector of counts.
+//!
+//! A dimension with at most 16 values (age band, party, status, gender, ...)
+//! shares one table with another `u8` dimension: the pair's table is indexed
+//! by `(a << 4) | b` and holds the sum of both contributions. A typical
+//! county × age band query filtered by party and status then does two table
+//! lookups a row instead of four.
 
 use rayon::prelude::*;
 
@@ -34,6 +40,70 @@ const MAX_CELLS_FOR_LANES: usize = 64;
 enum Lut {
     U8(Box<[u32; 256]>),
     U16(Box<[u32; 65536]>),
+}
+
+/// Bits of a paired table's index that hold the small dimension's code.
+const PAIR_SHIFT: u32 = 4;
+/// Entries of a paired table: any `u8` code of the first dimension times
+/// every code of a small one, so a masked index is always in bounds.
+const PAIR_LEN: usize = 256 << PAIR_SHIFT;
+
+/// What one pass over a block adds to each row's cell index.
+enum Term {
+    /// One dimension's table.
+    One(Dim, Lut),
+    /// Two `u8` dimensions' tables fused: entry `(a << 4) | b` is
+    /// `lut_a[a] + lut_b[b]`; `b` has at most 16 values.
+    Pair(Dim, Dim, Box<[u32; PAIR_LEN]>),
+}
+
+/// Fuses the `u8` tables pairwise where one side has at most 16 values, so
+/// each row does fewer lookups; the sums are the same.
+fn fuse(domains: &crate::Domains, luts: Vec<(Dim, Lut)>) -> Vec<Term> {
+    let small = |d: Dim| domains.domain_len(d) <= 1 << PAIR_SHIFT;
+    let (mut narrow_small, mut rest): (Vec<_>, Vec<_>) = luts
+        .into_iter()
+        .partition(|(d, l)| matches!(l, Lut::U8(_)) && small(*d));
+    let mut terms = Vec::new();
+    let mut unpaired = Vec::new();
+    for (dim, lut) in rest.drain(..) {
+        match (lut, narrow_small.pop()) {
+            (Lut::U8(a), Some((b_dim, Lut::U8(b)))) => {
+                terms.push(Term::Pair(dim, b_dim, pair_table(&a, &b)));
+            }
+            (lut, back) => {
+                narrow_small.extend(back);
+                unpaired.push(Term::One(dim, lut));
+            }
+        }
+    }
+    while let Some((a_dim, a)) = narrow_small.pop() {
+        match narrow_small.pop() {
+            Some((b_dim, b)) => {
+                let (Lut::U8(a), Lut::U8(b)) = (a, b) else {
+                    unreachable!("only u8 tables are small")
+                };
+                terms.push(Term::Pair(a_dim, b_dim, pair_table(&a, &b)));
+            }
+            None => unpaired.push(Term::One(a_dim, a)),
+        }
+    }
+    terms.extend(unpaired);
+    terms
+}
+
+fn pair_table(a: &[u32; 256], b: &[u32; 256]) -> Box<[u32; PAIR_LEN]> {
+    let mut t: Box<[u32; PAIR_LEN]> = vec![0u32; PAIR_LEN]
+        .into_boxed_slice()
+        .try_into()
+        .expect("PAIR_LEN entries");
+    for (hi, &x) in a.iter().enumerate() {
+        for (lo, &y) in b[..1 << PAIR_SHIFT].iter().enumerate() {
+            // Both may be EXCLUDED: the sum still exceeds every cell index.
+            t[(hi << PAIR_SHIFT) | lo] = x + y;
+        }
+    }
+    t
 }
 
 impl Dataset {
@@ -73,6 +143,7 @@ impl Dataset {
         if luts.is_empty() {
             return Ok(vec![self.rows() as u64]);
         }
+        let luts = fuse(&self.domains, luts);
 
         // With few cells, counts go to LANES interleaved copies (row j into
         // copy j % LANES) so that consecutive rows rarely increment the same
@@ -143,7 +214,7 @@ struct Rows<'a> {
 /// index is `cells` or more (a filter dropped them) are not counted.
 fn count_rows(
     rows: Rows<'_>,
-    luts: &[(Dim, Lut)],
+    luts: &[Term],
     cells: usize,
     lanes: usize,
     may_exclude: bool,
@@ -156,22 +227,37 @@ fn count_rows(
         let n = (rows.end - at).min(BLOCK);
         let index = &mut index[..n];
         index.fill(0);
-        for (dim, lut) in luts {
-            let codes = rows.segment.cols[dim.index()]
+        let col = |dim: &Dim| {
+            rows.segment.cols[dim.index()]
                 .as_ref()
-                .expect("planned dimensions are loaded");
-            match (codes, lut) {
-                (Codes::U8(codes), Lut::U8(lut)) => {
-                    for (i, &c) in index.iter_mut().zip(&codes[at..at + n]) {
-                        *i += lut[c as usize];
+                .expect("planned dimensions are loaded")
+        };
+        for term in luts {
+            match term {
+                Term::One(dim, lut) => match (col(dim), lut) {
+                    (Codes::U8(codes), Lut::U8(lut)) => {
+                        for (i, &c) in index.iter_mut().zip(&codes[at..at + n]) {
+                            *i += lut[c as usize];
+                        }
                     }
-                }
-                (Codes::U16(codes), Lut::U16(lut)) => {
-                    for (i, &c) in index.iter_mut().zip(&codes[at..at + n]) {
-                        *i += lut[c as usize];
+                    (Codes::U16(codes), Lut::U16(lut)) => {
+                        for (i, &c) in index.iter_mut().zip(&codes[at..at + n]) {
+                            *i += lut[c as usize];
+                        }
                     }
-                }
-                _ => unreachable!("code width and table width both follow the domain size"),
+                    _ => unreachable!("code width and table width both follow the domain size"),
+                },
+                Term::Pair(a, b, lut) => match (col(a), col(b)) {
+                    (Codes::U8(a), Codes::U8(b)) => {
+                        let mask = (1usize << PAIR_SHIFT) - 1;
+                        for ((i, &x), &y) in
+                            index.iter_mut().zip(&a[at..at + n]).zip(&b[at..at + n])
+                        {
+                            *i += lut[((x as usize) << PAIR_SHIFT) | (y as usize & mask)];
+                        }
+                    }
+                    _ => unreachable!("only u8 dimensions are paired"),
+                },
             }
         }
         at += n;
