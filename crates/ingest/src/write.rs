@@ -18,7 +18,8 @@ use arrow::record_batch::RecordBatch;
 use layout::Layout;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::IngestError;
 use crate::rules::{NULL_YEAR, Row};
@@ -113,10 +114,21 @@ pub fn write_part(
     path: &Path,
 ) -> Result<u64, IngestError> {
     let schema = schema(layout);
-    let props = WriterProperties::builder()
+    let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(ROW_GROUP))
-        .build();
+        .set_max_row_group_row_count(Some(ROW_GROUP));
+    // Min/max statistics of a dictionary column cost a string comparison per
+    // row (a tenth of ingest's CPU) and serve no reader here: the server
+    // loads every row, and the code lists are public in the layout anyway.
+    for field in schema.fields() {
+        if matches!(field.data_type(), DataType::Dictionary(..)) {
+            props = props.set_column_statistics_enabled(
+                ColumnPath::from(field.name().as_str()),
+                EnabledStatistics::None,
+            );
+        }
+    }
+    let props = props.build();
     let file = File::create(path).map_err(|e| IngestError::io(path, e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
         .map_err(|e| IngestError::Parquet(e.to_string()))?;
