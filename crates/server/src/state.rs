@@ -1,5 +1,7 @@
 //! What the server holds while it runs: the datasets in memory, the analysts,
-//! the ledger and the limits. Built once at start-up from a [`Config`].
+//! the ledger and the limits. Built at start-up from a [`Config`]; a reload
+//! ([`crate::reload`]) builds a new snapshot that shares the datasets and the
+//! ledger and swaps it in, while in-flight requests keep the one they began with.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -15,7 +17,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use crate::config::{Config, ConfigError, DatasetConfig, ServerConfig};
 
 /// A dataset ready to answer queries.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LoadedDataset {
     /// Its configuration.
     pub config: DatasetConfig,
@@ -33,11 +35,13 @@ pub struct Analyst {
     token_sha256: [u8; 32],
     /// Budget per dataset.
     pub epsilon: BTreeMap<String, f64>,
-    /// Queries in flight now.
-    inflight: AtomicUsize,
+    /// Queries in flight now; shared with the same-named analyst of the
+    /// next snapshot, so a reload does not reset the limit.
+    inflight: Arc<AtomicUsize>,
 }
 
-/// Shared, read-only (but for the ledger and in-flight counters) server state.
+/// One snapshot of the server state, read-only but for the ledger and the
+/// in-flight counters.
 #[derive(Debug)]
 pub struct AppState {
     /// `[server]` settings.
@@ -105,7 +109,7 @@ impl AppState {
                 name: a.name,
                 token_sha256: a.token_sha256.0,
                 epsilon: a.epsilon,
-                inflight: AtomicUsize::new(0),
+                inflight: Arc::new(AtomicUsize::new(0)),
             })
             .collect();
         Ok(AppState {
@@ -114,6 +118,50 @@ impl AppState {
             analysts,
             ledger: Arc::new(ledger),
         })
+    }
+
+    /// A new snapshot for `config`, which [`crate::reload::restart_keys`]
+    /// found to differ from this one's only in reloadable keys: the same
+    /// datasets in memory (with the new budgets), the same ledger, the new
+    /// analysts. An analyst who keeps their name keeps their in-flight count;
+    /// spends live in the ledger under the name, so they carry over too.
+    pub fn reloaded(&self, config: &Config) -> AppState {
+        let datasets = config
+            .datasets
+            .iter()
+            .filter_map(|d| {
+                let old = self.datasets.get(&d.name)?;
+                Some((
+                    d.name.clone(),
+                    LoadedDataset {
+                        config: d.clone(),
+                        domains: old.domains.clone(),
+                        data: old.data.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let analysts = config
+            .analysts
+            .iter()
+            .map(|a| Analyst {
+                name: a.name.clone(),
+                token_sha256: a.token_sha256.0,
+                epsilon: a.epsilon.clone(),
+                inflight: self
+                    .analysts
+                    .iter()
+                    .find(|old| old.name == a.name)
+                    .map(|old| old.inflight.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        AppState {
+            server: config.server.clone(),
+            datasets,
+            analysts,
+            ledger: self.ledger.clone(),
+        }
     }
 
     /// The analyst whose token hashes to the configured hash, compared in
