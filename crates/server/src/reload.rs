@@ -260,14 +260,11 @@ impl Live {
                 error = %e,
                 "config reload refused; still serving the previous config"
             ),
-            Err(e @ ReloadError::NeedsRestart(_)) => {
-                let keys: Vec<&str> = match &e {
-                    ReloadError::NeedsRestart(k) => k.iter().map(|k| k.key.as_str()).collect(),
-                    ReloadError::Invalid(_) => Vec::new(),
-                };
+            Err(ReloadError::NeedsRestart(keys)) => {
+                let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
                 tracing::error!(
-                    key = %keys.join(","),
-                    error = %e,
+                    key = %names.join(","),
+                    error = %restart_message(&keys),
                     "config reload refused; still serving the previous config"
                 )
             }
