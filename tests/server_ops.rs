@@ -525,6 +525,39 @@ fn sighup_reloads_analysts_and_budgets_and_keeps_the_ledger() {
         .unwrap();
     assert_eq!(refusal["fields"]["key"], "server.listen", "{refusal}");
     assert_eq!(spent(&poor.token).1, 0.0);
+
+    // Dataset caps and server limits reload too: a lower per-query cap, a
+    // dataset total below what all analysts spent, fewer cells.
+    let tight = DatasetSettings {
+        epsilon_total: 0.5,
+        max_epsilon_per_query: 0.2,
+    };
+    write_config(
+        dir.path(),
+        &tight,
+        &[poor.clone(), bob.clone()],
+        "max_cells = 10",
+    );
+    let log = sighup(&server);
+    assert_eq!(log.matches("\"config reloaded\"").count(), 4, "{log}");
+    let a = ask(&bob.token, &[], 0.3);
+    assert_eq!(a.code(), "invalid_epsilon", "{}", a.text);
+    let a = ask(&bob.token, &["county"], 0.1);
+    assert_eq!(a.code(), "too_many_cells", "{}", a.text);
+    let a = ask(&bob.token, &[], 0.1);
+    assert_eq!(
+        a.code(),
+        "budget_exhausted",
+        "dataset cap below spent: {}",
+        a.text
+    );
+    let b = server.get("/v1/budget", &bob.token);
+    assert_eq!(
+        b.body["datasets"][0]["dataset_remaining"], 0.0,
+        "{}",
+        b.text
+    );
+    assert_eq!(b.body["datasets"][0]["max_epsilon_per_query"], 0.2);
     std::fs::write(&config, &good).unwrap();
 
     // `rollcall budget` (server still running) agrees with the API.
