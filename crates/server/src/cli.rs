@@ -100,9 +100,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
-/// Reloads the config on every SIGHUP, on the actix system's thread (one
-/// reload at a time). Installed before the server reports it is listening,
-/// so a SIGHUP can never hit the default action (terminate).
+/// Reloads the config on every SIGHUP, one reload at a time, on a blocking
+/// thread. Installed before the server reports it is listening, so a SIGHUP
+/// sent after that line can never hit the default action (terminate).
 #[cfg(unix)]
 fn watch_sighup(live: Arc<Live>) -> std::io::Result<()> {
     use actix_web::rt::signal::unix::{SignalKind, signal};

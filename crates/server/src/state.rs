@@ -17,7 +17,7 @@ use subtle::{ConditionallySelectable, ConstantTimeEq};
 use crate::config::{Config, ConfigError, DatasetConfig, ServerConfig};
 
 /// A dataset ready to answer queries.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoadedDataset {
     /// Its configuration.
     pub config: DatasetConfig,
