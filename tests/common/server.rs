@@ -351,6 +351,11 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server (SIGKILL: the ledger must survive a crash) and waits.
     pub fn kill(mut self) -> String {
         let _ = self.child.kill();

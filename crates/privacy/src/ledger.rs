@@ -350,6 +350,117 @@ impl Ledger {
     }
 }
 
+/// What one analyst has spent on one dataset, from the ledger.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpendSummary {
+    /// The analyst (as recorded; may no longer be in the config).
+    pub analyst: String,
+    /// The dataset.
+    pub dataset: String,
+    /// The sum of ε spent.
+    pub spent: f64,
+    /// The number of releases paid for.
+    pub releases: u64,
+}
+
+/// Read-only views for operators (`rollcall budget`, `rollcall audit`).
+impl Ledger {
+    /// Opens an existing ledger read-only: safe while a server writes to it
+    /// (WAL lets readers see the last committed state without blocking the
+    /// writer). Refuses a file that is missing, not a ledger, or of a newer
+    /// schema than this program knows.
+    pub fn open_read_only(path: &Path) -> Result<Ledger, PrivacyError> {
+        use rusqlite::OpenFlags;
+        if !path.is_file() {
+            return Err(PrivacyError::Ledger(format!(
+                "no ledger at {} (has the server run with this config?)",
+                path.display()
+            )));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| PrivacyError::Ledger(format!("cannot open {}: {e}", path.display())))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        let version: Option<i64> = conn
+            .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| {
+                PrivacyError::Ledger(format!("{} is not a rollcall ledger: {e}", path.display()))
+            })?;
+        match version {
+            Some(v) if v == SCHEMA_VERSION => {}
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(PrivacyError::Ledger(format!(
+                    "ledger schema version {v} is newer than this program's {SCHEMA_VERSION}"
+                )));
+            }
+            v => {
+                return Err(PrivacyError::Ledger(format!(
+                    "{}: ledger schema version {} is older than this program's \
+                     {SCHEMA_VERSION}; start the server once to migrate it",
+                    path.display(),
+                    v.unwrap_or(0)
+                )));
+            }
+        }
+        Ok(Ledger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Every (analyst, dataset) with a spend: the sum spent and the number
+    /// of releases paid for, ordered by dataset then analyst.
+    pub fn spend_summary(&self) -> Result<Vec<SpendSummary>, PrivacyError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT analyst, dataset, SUM(epsilon), COUNT(*) FROM spends \
+             GROUP BY dataset, analyst ORDER BY dataset, analyst",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SpendSummary {
+                analyst: r.get(0)?,
+                dataset: r.get(1)?,
+                spent: r.get(2)?,
+                releases: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// Every release of every analyst, oldest first; with `since`, only
+    /// those committed at or after it. `since` is an SQLite time string:
+    /// `YYYY-MM-DD`, or `YYYY-MM-DDTHH:MM[:SS[.fff]]` with `Z` or `±HH:MM`
+    /// (converted to UTC); anything else is an error.
+    pub fn releases_since(&self, since: Option<&str>) -> Result<Vec<StoredRelease>, PrivacyError> {
+        let conn = self.conn();
+        let Some(since) = since else {
+            let mut stmt = conn.prepare(&format!(
+                "SELECT {RELEASE_COLUMNS} FROM releases ORDER BY seq"
+            ))?;
+            let rows = stmt.query_map([], release_from_row)?;
+            return Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?);
+        };
+        let utc: Option<String> = conn.query_row(
+            "SELECT strftime('%Y-%m-%dT%H:%M:%fZ', ?1)",
+            params![since],
+            |r| r.get(0),
+        )?;
+        let utc = utc.ok_or_else(|| {
+            PrivacyError::Ledger(format!(
+                "`{since}` is not a time (YYYY-MM-DD or RFC 3339, e.g. 2026-06-30T12:00:00Z)"
+            ))
+        })?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases WHERE created_at >= ?1 ORDER BY seq"
+        ))?;
+        let rows = stmt.query_map(params![utc], release_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+}
+
 fn migrate(conn: &mut Connection) -> Result<(), PrivacyError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     tx.execute_batch(
@@ -622,6 +733,82 @@ mod tests {
         drop(conn);
         let err = Ledger::open(&path).unwrap_err().to_string();
         assert!(err.contains("99"), "{err}");
+    }
+
+    #[test]
+    fn read_only_views_while_a_writer_is_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        assert!(Ledger::open_read_only(&path).is_err(), "missing file");
+        let writer = Ledger::open(&path).unwrap();
+        writer
+            .commit_release(&request("alice", 0.5, 3.0, 10.0), &release("a1"))
+            .unwrap();
+        writer
+            .commit_release(&request("alice", 0.25, 3.0, 10.0), &release("a2"))
+            .unwrap();
+        writer
+            .commit_release(&request("bob", 1.0, 3.0, 10.0), &release("b1"))
+            .unwrap();
+        let reader = Ledger::open_read_only(&path).unwrap();
+        assert_eq!(
+            reader.spend_summary().unwrap(),
+            vec![
+                SpendSummary {
+                    analyst: "alice".into(),
+                    dataset: "nc".into(),
+                    spent: 0.75,
+                    releases: 2
+                },
+                SpendSummary {
+                    analyst: "bob".into(),
+                    dataset: "nc".into(),
+                    spent: 1.0,
+                    releases: 1
+                },
+            ]
+        );
+        let all = reader.releases_since(None).unwrap();
+        let keys: Vec<&str> = all.iter().map(|r| r.query_key.as_str()).collect();
+        assert_eq!(keys, ["a1", "a2", "b1"]);
+        // The writer keeps writing while the reader is open; the reader sees it.
+        writer
+            .commit_release(&request("bob", 1.0, 3.0, 10.0), &release("b2"))
+            .unwrap();
+        assert_eq!(reader.releases_since(None).unwrap().len(), 4);
+        // A reader cannot write.
+        assert!(
+            reader
+                .commit_release(&request("carol", 1.0, 3.0, 10.0), &release("c1"))
+                .is_err()
+        );
+        assert_eq!(writer.dataset_spent("nc").unwrap(), 2.75);
+        // `since`: a day before and after; offsets are converted to UTC.
+        assert_eq!(reader.releases_since(Some("2000-01-01")).unwrap().len(), 4);
+        assert!(
+            reader
+                .releases_since(Some("2999-01-01"))
+                .unwrap()
+                .is_empty()
+        );
+        let first = &all[0].created_at;
+        assert_eq!(reader.releases_since(Some(first)).unwrap().len(), 4);
+        assert_eq!(
+            reader
+                .releases_since(Some("2999-01-01T01:00:00+02:00"))
+                .unwrap()
+                .len(),
+            0
+        );
+        let err = reader.releases_since(Some("yesterday")).unwrap_err();
+        assert!(err.to_string().contains("yesterday"), "{err}");
+        // With no writer left (its -wal and -shm checkpointed away), a reader
+        // still opens and sees everything.
+        drop(reader);
+        drop(writer);
+        let reader = Ledger::open_read_only(&path).unwrap();
+        assert_eq!(reader.spend_summary().unwrap().len(), 2);
+        assert_eq!(reader.releases_since(None).unwrap().len(), 4);
     }
 
     #[test]

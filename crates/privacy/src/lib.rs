@@ -25,7 +25,7 @@ mod ledger;
 pub mod mechanism;
 
 pub use error::{BudgetScope, PrivacyError};
-pub use ledger::{CommitOutcome, Ledger, NewRelease, SpendRequest, StoredRelease};
+pub use ledger::{CommitOutcome, Ledger, NewRelease, SpendRequest, SpendSummary, StoredRelease};
 pub use mechanism::{
     MECHANISM, Release, ci95, epsilon_for_scale, release_counts, scale_for_epsilon,
 };

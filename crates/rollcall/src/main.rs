@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit_cmd;
+mod budget_cmd;
 mod ingest_cmd;
 mod synth_cmd;
 
@@ -31,6 +33,10 @@ enum Command {
     Serve(server::cli::ServeArgs),
     /// Print a new random bearer token and the SHA-256 the config wants.
     Token(server::cli::TokenArgs),
+    /// Show budgets, spends and remainders from the config and the ledger.
+    Budget(budget_cmd::BudgetArgs),
+    /// Export every release from the ledger (CSV or JSON) for oversight.
+    Audit(audit_cmd::AuditArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +46,8 @@ fn main() -> ExitCode {
         Command::Synth(args) => synth_cmd::run(args),
         Command::Serve(args) => server::cli::serve(args),
         Command::Token(args) => server::cli::token(args),
+        Command::Budget(args) => budget_cmd::run(args),
+        Command::Audit(args) => audit_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

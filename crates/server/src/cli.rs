@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
-use crate::{AppState, Config};
+use crate::{AppState, Config, Live};
 
 /// Arguments of `rollcall serve`.
 #[derive(Debug, clap::Args)]
@@ -58,15 +58,15 @@ fn init_logging(format: LogFormat) {
 
 /// `rollcall serve`: validates the config, loads every dataset, opens the
 /// ledger, binds, prints `rollcall: listening on http://ADDR` on stdout once
-/// ready, and serves until SIGINT/SIGTERM.
+/// ready, and serves until SIGINT/SIGTERM. SIGHUP re-reads the config file
+/// (see [`crate::reload`] for what it may change).
 pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     init_logging(args.log_format);
     let config = Config::from_file(&args.config)
         .with_context(|| format!("invalid config {}", args.config.display()))?;
-    let state = AppState::load(config)
+    let state = AppState::load(config.clone())
         .with_context(|| format!("cannot start with config {}", args.config.display()))?;
-    let state = Arc::new(state);
     // The number of rows is an exact count of the data: it is not logged.
     for (name, d) in &state.datasets {
         tracing::info!(
@@ -76,8 +76,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "dataset loaded"
         );
     }
+    let live = Arc::new(Live::new(state, config, Some(args.config.clone())));
     actix_web::rt::System::new().block_on(async move {
-        let running = crate::run(state.clone())?;
+        let running = crate::run(live.clone())?;
+        watch_sighup(live.clone())?;
+        let state = live.snapshot();
         let ready_ms = started.elapsed().as_secs_f64() * 1e3;
         tracing::info!(
             addr = %running.addr,
@@ -95,6 +98,29 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// Reloads the config on every SIGHUP, one reload at a time, on a blocking
+/// thread. Installed before the server reports it is listening, so a SIGHUP
+/// sent after that line can never hit the default action (terminate).
+#[cfg(unix)]
+fn watch_sighup(live: Arc<Live>) -> std::io::Result<()> {
+    use actix_web::rt::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup())?;
+    actix_web::rt::spawn(async move {
+        while hup.recv().await.is_some() {
+            let live = live.clone();
+            // Reading and validating the file is blocking I/O: off the
+            // async thread.
+            let _ = actix_web::rt::task::spawn_blocking(move || live.reload_logged()).await;
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn watch_sighup(_live: Arc<Live>) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// SHA-256 of a token as lowercase hex, as `token_sha256` wants it.

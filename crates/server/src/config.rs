@@ -88,6 +88,7 @@ struct ServerFile {
     request_timeout_secs: Option<u64>,
     max_concurrent_per_token: Option<usize>,
     workers: Option<usize>,
+    metrics_token_sha256: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +130,10 @@ pub struct ServerConfig {
     pub max_concurrent_per_token: usize,
     /// HTTP worker threads; `None`: one per core.
     pub workers: Option<usize>,
+    /// SHA-256 of the bearer token `GET /metrics` requires; `None`: the
+    /// endpoint is open (firewall it: it carries no data or secrets, but
+    /// shows traffic and ε spent).
+    pub metrics_token_sha256: Option<TokenHash>,
 }
 
 /// One `[[dataset]]`.
@@ -191,6 +196,20 @@ fn check_budget(key: String, value: f64) -> Result<(), ConfigError> {
             format!("must be a finite number above 0, got {value}"),
         ))
     }
+}
+
+/// Parses a token hash: 64 hex digits. The error never echoes the value: it
+/// is a (hashed) credential.
+fn parse_token_hash(key: String, text: &str) -> Result<TokenHash, ConfigError> {
+    let hex_ok = text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    let mut hash = [0u8; 32];
+    if !hex_ok || hex::decode_to_slice(text, &mut hash).is_err() {
+        return Err(ConfigError::new(
+            key,
+            "must be the SHA-256 of the token as 64 hex digits (`rollcall token` prints one)",
+        ));
+    }
+    Ok(TokenHash(hash))
 }
 
 fn check_name(key: String, name: &str) -> Result<(), ConfigError> {
@@ -333,6 +352,11 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         Some(0) => return Err(ConfigError::new("server.workers", "must be at least 1")),
         w => w,
     };
+    let metrics_token_sha256 = s
+        .metrics_token_sha256
+        .as_deref()
+        .map(|h| parse_token_hash("server.metrics_token_sha256".into(), h))
+        .transpose()?;
     let server = ServerConfig {
         listen: s.listen,
         data_dir: s.data_dir,
@@ -342,6 +366,7 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         request_timeout_secs,
         max_concurrent_per_token,
         workers,
+        metrics_token_sha256,
     };
 
     if file.dataset.is_empty() {
@@ -402,16 +427,7 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 format!("analyst `{}` is configured twice", a.name),
             ));
         }
-        let hex_ok =
-            a.token_sha256.len() == 64 && a.token_sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        let mut hash = [0u8; 32];
-        if !hex_ok || hex::decode_to_slice(&a.token_sha256, &mut hash).is_err() {
-            // Never echo the value: it is a (hashed) credential.
-            return Err(ConfigError::new(
-                key("token_sha256"),
-                "must be the SHA-256 of the token as 64 hex digits (`rollcall token` prints one)",
-            ));
-        }
+        let TokenHash(hash) = parse_token_hash(key("token_sha256"), &a.token_sha256)?;
         if !hashes.insert(hash) {
             return Err(ConfigError::new(
                 key("token_sha256"),
@@ -508,6 +524,10 @@ epsilon = {{ nc = 3.0 }}
                 "analyst[0].epsilon.nc",
             ),
             (base().replace(HASH, "abc"), "analyst[0].token_sha256"),
+            (
+                base().replace("[server]", "[server]\nmetrics_token_sha256 = \"xyz\""),
+                "server.metrics_token_sha256",
+            ),
             (
                 base().replace(HASH, &"g".repeat(64)),
                 "analyst[0].token_sha256",

@@ -4,7 +4,9 @@
 //! ```text
 //! rollcall serve --config FILE
 //!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open)
-//!   run() ──▶ HttpServer(create_app) ──▶ routes (thin) ──▶ query::run (service)
+//!   Live (current snapshot; SIGHUP ──▶ reload::Live::reload swaps it)
+//!   run() ──▶ HttpServer(create_app) ──▶ observe (request id, metrics, access log)
+//!         ──▶ routes (thin) ──▶ query::run (service)
 //!                                                   engine::Dataset::count ─┐ blocking thread
 //!                                                   privacy::release_counts ─┤
 //!                                                   Ledger::commit_release ──┘ ──▶ respond
@@ -17,13 +19,17 @@
 //!   the answer is sent;
 //! - client input never yields a 5xx: every error goes through the one table
 //!   in [`error::ApiError::status_and_code`];
-//! - the binary and the tests build the same app with [`create_app`].
+//! - the binary and the tests build the same app with [`create_app`];
+//! - every request runs in a `request` span carrying its `request_id`.
 
 pub mod api;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod query;
+pub mod reload;
+pub mod request_id;
 pub mod routes;
 pub mod state;
 
@@ -33,16 +39,19 @@ use std::time::{Duration, Instant};
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{App, HttpServer, middleware, web};
+use tracing::Instrument;
 
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
+pub use reload::Live;
 pub use state::AppState;
 
 /// Builds the application: routes, JSON limits and error mapping, request
-/// logging. Used by [`run`] and by tests.
+/// ids, metrics and request logging. Used by [`run`] and by tests.
 pub fn create_app(
-    state: Arc<AppState>,
+    live: Arc<Live>,
 ) -> App<
     impl ServiceFactory<
         ServiceRequest,
@@ -52,17 +61,23 @@ pub fn create_app(
         InitError = (),
     >,
 > {
+    // `max_body_bytes` needs a restart (see `reload`): read it once here.
     let json = web::JsonConfig::default()
-        .limit(state.server.max_body_bytes)
+        .limit(live.snapshot().server.max_body_bytes)
         .content_type_required(false)
         .error_handler(routes::json_error);
     App::new()
-        .app_data(web::Data::from(state))
+        .app_data(web::Data::from(live))
         .app_data(json)
-        .wrap(middleware::from_fn(log_request))
+        .wrap(middleware::from_fn(observe))
         .service(
             web::resource("/healthz")
                 .route(web::get().to(routes::healthz))
+                .default_service(web::to(routes::method_not_allowed)),
+        )
+        .service(
+            web::resource("/metrics")
+                .route(web::get().to(routes::metrics))
                 .default_service(web::to(routes::method_not_allowed)),
         )
         .service(
@@ -93,27 +108,52 @@ pub fn create_app(
         .default_service(web::to(routes::not_found))
 }
 
-/// One log line per request: method, matched route (not the raw path),
-/// status and latency. Never headers, bodies or query strings.
-async fn log_request(
+/// Around every request: gives it a request id (the client's `X-Request-Id`
+/// if valid, else a fresh one) and runs it inside a `request` span carrying
+/// that id, so every log line of the request has it; returns the id in the
+/// `X-Request-Id` response header; counts it in the metrics by matched route
+/// and status; and writes one access line: method, matched route (not the
+/// raw path), status and latency. Never headers, bodies or query strings.
+async fn observe(
     req: ServiceRequest,
     next: middleware::Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let method = req.method().clone();
-    let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "<no route>".to_owned());
-    tracing::info!(
-        method = %method,
-        route = %route,
-        status = res.status().as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1e3,
-        "request"
+    let id = request_id::from_header(
+        req.headers()
+            .get(request_id::HEADER)
+            .map(HeaderValue::as_bytes),
     );
-    Ok(res)
+    let span = tracing::info_span!("request", request_id = %id);
+    let method = req.method().clone();
+    let live = req.app_data::<web::Data<Live>>().cloned();
+    async move {
+        let mut res = next.call(req).await?;
+        let route = res
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| metrics::UNMATCHED.to_owned());
+        let status = res.status().as_u16();
+        let latency = started.elapsed();
+        if let Some(live) = live {
+            live.metrics.request(&route, status, latency);
+        }
+        // Valid and generated ids are plain ASCII, so this cannot fail.
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            res.headers_mut()
+                .insert(HeaderName::from_static(request_id::HEADER), value);
+        }
+        tracing::info!(
+            method = %method,
+            route = %route,
+            status,
+            latency_ms = latency.as_secs_f64() * 1e3,
+            "request"
+        );
+        Ok(res)
+    }
+    .instrument(span)
+    .await
 }
 
 /// A started server: await `server` to run it; `addr` is where it listens.
@@ -124,14 +164,14 @@ pub struct Running {
     pub addr: SocketAddr,
 }
 
-/// Binds `state.server.listen` and starts serving. Call inside an actix
-/// system (`actix_web::rt::System::new().block_on(...)`).
-pub fn run(state: Arc<AppState>) -> std::io::Result<Running> {
+/// Binds `server.listen` and starts serving. Call inside an actix system
+/// (`actix_web::rt::System::new().block_on(...)`).
+pub fn run(live: Arc<Live>) -> std::io::Result<Running> {
+    let state = live.snapshot();
     let listen = state.server.listen.clone();
     let timeout = Duration::from_secs(state.server.request_timeout_secs);
     let workers = state.server.workers;
-    let app_state = state.clone();
-    let mut http = HttpServer::new(move || create_app(app_state.clone()))
+    let mut http = HttpServer::new(move || create_app(live.clone()))
         .client_request_timeout(timeout)
         .client_disconnect_timeout(Duration::from_secs(2))
         .shutdown_timeout(5);

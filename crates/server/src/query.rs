@@ -255,7 +255,10 @@ pub async fn run(
     let st = state.clone();
     let name = req.dataset.clone();
     let epsilon = req.epsilon;
+    let span = tracing::Span::current();
     let (outcome, spent) = web::block(move || -> Result<(CommitOutcome, f64), ApiError> {
+        // The blocking thread's log lines belong to the request too.
+        let _request = span.enter();
         let d = &st.datasets[&name];
         let a = &st.analysts[analyst];
         let spent = || st.ledger.spent(&a.name, &name);

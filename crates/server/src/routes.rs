@@ -2,6 +2,7 @@
 //! service ([`crate::query`]); every failure is an [`ApiError`].
 
 use std::future::{Ready, ready};
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
@@ -14,13 +15,27 @@ use crate::api::{
     Health, QueryRequest, QueryResponse, ReleaseInfo, ReleasesResponse,
 };
 use crate::error::{ApiError, ErrorBody};
+use crate::metrics::{DatasetBudget, Reloads};
 use crate::query;
+use crate::reload::Live;
 use crate::state::{Analyst, AppState};
 
-/// The authenticated analyst of a request: the index into
-/// [`AppState::analysts`]. Extracting it fails with `unauthorized`.
-#[derive(Debug, Clone, Copy)]
-pub struct Authed(pub usize);
+/// The authenticated analyst of a request, with the state snapshot they were
+/// authenticated against: the request uses that snapshot to the end, even if
+/// a reload swaps in another meanwhile. Extracting it fails with `unauthorized`.
+#[derive(Debug, Clone)]
+pub struct Authed {
+    /// The snapshot.
+    pub state: Arc<AppState>,
+    /// Index into the snapshot's [`AppState::analysts`].
+    pub index: usize,
+}
+
+impl Authed {
+    fn analyst(&self) -> &Analyst {
+        &self.state.analysts[self.index]
+    }
+}
 
 impl FromRequest for Authed {
     type Error = ApiError;
@@ -31,10 +46,8 @@ impl FromRequest for Authed {
     }
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
-    let state = req
-        .app_data::<web::Data<AppState>>()
-        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+/// The bearer token of a request, if it has a well-formed one.
+fn bearer(req: &HttpRequest) -> Result<&str, ApiError> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -45,13 +58,24 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
     if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
         return Err(ApiError::Unauthorized);
     }
+    Ok(token)
+}
+
+fn live(req: &HttpRequest) -> Result<&web::Data<Live>, ApiError> {
+    req.app_data::<web::Data<Live>>()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))
+}
+
+fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
+    let state = live(req)?.snapshot();
+    let token = bearer(req)?;
     let analyst = state.authenticate(token).ok_or(ApiError::Unauthorized)?;
     let index = state
         .analysts
         .iter()
         .position(|a| std::ptr::eq(a, analyst))
         .ok_or(ApiError::Unauthorized)?;
-    Ok(Authed(index))
+    Ok(Authed { state, index })
 }
 
 /// Maps the JSON extractor's errors onto the error table.
@@ -68,10 +92,6 @@ pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error
     api.into()
 }
 
-fn analyst(state: &AppState, who: Authed) -> &Analyst {
-    &state.analysts[who.0]
-}
-
 /// Liveness: 200 once the datasets are loaded and the ledger is open.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
 pub async fn healthz() -> HttpResponse {
@@ -86,8 +106,9 @@ pub async fn healthz() -> HttpResponse {
     responses((status = 200, body = DatasetsResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn datasets(state: web::Data<AppState>, who: Authed) -> HttpResponse {
-    let analyst = analyst(&state, who);
+pub async fn datasets(who: Authed) -> HttpResponse {
+    let state = &who.state;
+    let analyst = who.analyst();
     let datasets = state
         .datasets
         .values()
@@ -128,15 +149,19 @@ pub async fn datasets(state: web::Data<AppState>, who: Authed) -> HttpResponse {
     security(("bearer" = []))
 )]
 pub async fn query(
-    state: web::Data<AppState>,
+    live: web::Data<Live>,
     who: Authed,
     body: web::Json<QueryRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
-    let outcome = query::run(state, who.0, body.into_inner()).await?;
+    let body = body.into_inner();
+    let dataset = body.dataset.clone();
+    let outcome = query::run(who.state, who.index, body).await?;
     Ok(match outcome {
         query::Outcome::DryRun(d) => HttpResponse::Ok().json(d),
-        query::Outcome::Answer(a) => HttpResponse::Ok().json(a),
+        query::Outcome::Answer(a) => {
+            live.metrics.release(&dataset, a.cached);
+            HttpResponse::Ok().json(a)
+        }
     })
 }
 
@@ -146,10 +171,10 @@ pub async fn query(
     responses((status = 200, body = BudgetResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn budget(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
+pub async fn budget(who: Authed) -> Result<HttpResponse, ApiError> {
     let response = web::block(move || -> Result<BudgetResponse, ApiError> {
-        let analyst = analyst(&state, who);
+        let state = &who.state;
+        let analyst = who.analyst();
         let mut datasets = Vec::new();
         for (name, &budget) in &analyst.epsilon {
             let Some(d) = state.datasets.get(name) else {
@@ -183,10 +208,10 @@ pub async fn budget(state: web::Data<AppState>, who: Authed) -> Result<HttpRespo
     responses((status = 200, body = ReleasesResponse), (status = 401, body = ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn releases(state: web::Data<AppState>, who: Authed) -> Result<HttpResponse, ApiError> {
-    let state = state.into_inner();
+pub async fn releases(who: Authed) -> Result<HttpResponse, ApiError> {
     let response = web::block(move || -> Result<ReleasesResponse, ApiError> {
-        let analyst = analyst(&state, who);
+        let state = &who.state;
+        let analyst = who.analyst();
         let stored = state.ledger.releases_for(&analyst.name)?;
         let releases = stored
             .into_iter()
@@ -210,6 +235,43 @@ pub async fn releases(state: web::Data<AppState>, who: Authed) -> Result<HttpRes
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))??;
     Ok(HttpResponse::Ok().json(response))
+}
+
+/// Prometheus metrics (see [`crate::metrics`] for what they are). Needs the
+/// bearer token whose SHA-256 is `server.metrics_token_sha256` when that is
+/// set; open otherwise.
+pub async fn metrics(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let live = live(&req)?.clone();
+    let state = live.snapshot();
+    if let Some(want) = &state.server.metrics_token_sha256 {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let token = bearer(&req)?;
+        let got: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if !bool::from(got.ct_eq(&want.0)) {
+            return Err(ApiError::Unauthorized);
+        }
+    }
+    let budgets = web::block(move || -> Result<Vec<DatasetBudget>, ApiError> {
+        state
+            .datasets
+            .values()
+            .map(|d| {
+                Ok(DatasetBudget {
+                    dataset: d.config.name.clone(),
+                    spent: state.ledger.dataset_spent(&d.config.name)?,
+                    total: d.config.epsilon_total,
+                })
+            })
+            .collect()
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    let (ok, refused) = live.reload_counts();
+    let text = live.metrics.render(&budgets, Reloads { ok, refused });
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(text))
 }
 
 /// The OpenAPI document of this API.

@@ -1,5 +1,7 @@
 //! What the server holds while it runs: the datasets in memory, the analysts,
-//! the ledger and the limits. Built once at start-up from a [`Config`].
+//! the ledger and the limits. Built at start-up from a [`Config`]; a reload
+//! ([`crate::reload`]) builds a new snapshot that shares the datasets and the
+//! ledger and swaps it in, while in-flight requests keep the one they began with.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -33,11 +35,13 @@ pub struct Analyst {
     token_sha256: [u8; 32],
     /// Budget per dataset.
     pub epsilon: BTreeMap<String, f64>,
-    /// Queries in flight now.
-    inflight: AtomicUsize,
+    /// Queries in flight now; shared with the same-named analyst of the
+    /// next snapshot, so a reload does not reset the limit.
+    inflight: Arc<AtomicUsize>,
 }
 
-/// Shared, read-only (but for the ledger and in-flight counters) server state.
+/// One snapshot of the server state, read-only but for the ledger and the
+/// in-flight counters.
 #[derive(Debug)]
 pub struct AppState {
     /// `[server]` settings.
@@ -105,7 +109,7 @@ impl AppState {
                 name: a.name,
                 token_sha256: a.token_sha256.0,
                 epsilon: a.epsilon,
-                inflight: AtomicUsize::new(0),
+                inflight: Arc::new(AtomicUsize::new(0)),
             })
             .collect();
         Ok(AppState {
@@ -114,6 +118,50 @@ impl AppState {
             analysts,
             ledger: Arc::new(ledger),
         })
+    }
+
+    /// A new snapshot for `config`, which [`crate::reload::restart_keys`]
+    /// found to differ from this one's only in reloadable keys: the same
+    /// datasets in memory (with the new budgets), the same ledger, the new
+    /// analysts. An analyst who keeps their name keeps their in-flight count;
+    /// spends live in the ledger under the name, so they carry over too.
+    pub fn reloaded(&self, config: &Config) -> AppState {
+        let datasets = config
+            .datasets
+            .iter()
+            .filter_map(|d| {
+                let old = self.datasets.get(&d.name)?;
+                Some((
+                    d.name.clone(),
+                    LoadedDataset {
+                        config: d.clone(),
+                        domains: old.domains.clone(),
+                        data: old.data.clone(),
+                    },
+                ))
+            })
+            .collect();
+        let analysts = config
+            .analysts
+            .iter()
+            .map(|a| Analyst {
+                name: a.name.clone(),
+                token_sha256: a.token_sha256.0,
+                epsilon: a.epsilon.clone(),
+                inflight: self
+                    .analysts
+                    .iter()
+                    .find(|old| old.name == a.name)
+                    .map(|old| old.inflight.clone())
+                    .unwrap_or_default(),
+            })
+            .collect();
+        AppState {
+            server: config.server.clone(),
+            datasets,
+            analysts,
+            ledger: self.ledger.clone(),
+        }
     }
 
     /// The analyst whose token hashes to the configured hash, compared in
@@ -199,4 +247,84 @@ fn load_dataset(i: usize, data_dir: &Path, d: DatasetConfig) -> Result<LoadedDat
         domains,
         data: Arc::new(data),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reload::Live;
+
+    fn config(analysts: &[(&str, &str, f64)]) -> Config {
+        let mut text = String::from(
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = \"data\"\nledger = \"l.sqlite\"\n\n\
+             [[dataset]]\nname = \"nc\"\nlayout = \"nc\"\nas_of = \"2026-06-30\"\n\
+             age_bands = [18]\nepsilon_total = 10.0\nmax_epsilon_per_query = 1.0\n",
+        );
+        for (name, token, budget) in analysts {
+            let hash = hex::encode(Sha256::digest(token.as_bytes()));
+            text += &format!(
+                "\n[[analyst]]\nname = \"{name}\"\ntoken_sha256 = \"{hash}\"\nepsilon = {{ nc = {budget:?} }}\n"
+            );
+        }
+        Config::from_toml(&text).unwrap()
+    }
+
+    /// The state `AppState::load` would build, without datasets (the
+    /// snapshot logic does not look at them).
+    fn state(config: &Config, dir: &Path) -> AppState {
+        AppState {
+            server: config.server.clone(),
+            datasets: BTreeMap::new(),
+            analysts: config
+                .analysts
+                .iter()
+                .map(|a| Analyst {
+                    name: a.name.clone(),
+                    token_sha256: a.token_sha256.0,
+                    epsilon: a.epsilon.clone(),
+                    inflight: Arc::default(),
+                })
+                .collect(),
+            ledger: Arc::new(Ledger::open(&dir.join("l.sqlite")).unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_reload_swaps_the_snapshot_but_not_the_one_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = config(&[("alice", "tok-a", 1.0)]);
+        let live = Live::new(state(&old, dir.path()), old, None);
+        let before = live.snapshot();
+        // alice has a query in flight on the old snapshot.
+        let slot = before.authenticate("tok-a").unwrap().try_enter(1).unwrap();
+
+        let summary = live
+            .apply(config(&[("alice", "tok-a2", 5.0), ("bob", "tok-b", 2.0)]))
+            .unwrap();
+        assert_eq!(summary.added, ["bob"]);
+        assert!(summary.removed.is_empty());
+        let after = live.snapshot();
+
+        // The request that started before keeps its view.
+        assert!(before.authenticate("tok-b").is_none());
+        assert_eq!(before.authenticate("tok-a").unwrap().epsilon["nc"], 1.0);
+        // New requests see the new config: new analyst, rotated token, new budget.
+        assert_eq!(after.authenticate("tok-b").unwrap().name, "bob");
+        assert!(after.authenticate("tok-a").is_none());
+        let alice = after.authenticate("tok-a2").unwrap();
+        assert_eq!(alice.epsilon["nc"], 5.0);
+        // The same ledger, and alice's in-flight query still counts.
+        assert!(Arc::ptr_eq(&before.ledger, &after.ledger));
+        assert!(alice.try_enter(1).is_none(), "in-flight count was reset");
+        drop(slot);
+        assert!(alice.try_enter(1).is_some());
+
+        // A refused reload changes nothing.
+        let mut moved = config(&[("carol", "tok-c", 1.0)]);
+        moved.server.listen = "127.0.0.1:1".into();
+        assert!(live.apply(moved).is_err());
+        assert!(live.snapshot().authenticate("tok-c").is_none());
+        assert!(Arc::ptr_eq(&live.snapshot(), &after));
+        assert_eq!(live.reload_counts(), (1, 1));
+    }
 }

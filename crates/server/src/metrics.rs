@@ -1,0 +1,359 @@
+//! `GET /metrics` in Prometheus' text exposition format (version 0.0.4),
+//! written by hand: a few counters and one histogram need no crate.
+//!
+//! What it exposes, and nothing else:
+//! - `rollcall_http_requests_total{route, status}`: requests by matched
+//!   route *pattern* (`/v1/query`; `unmatched` for unknown paths, so no
+//!   client-chosen text becomes a label) and status;
+//! - `rollcall_http_request_duration_seconds{route}`: latency histogram;
+//! - `rollcall_releases_total{dataset, kind}`: answers served since start,
+//!   `kind` = `new` (paid for now) or `cached` (a stored release, free);
+//! - `rollcall_epsilon_spent{dataset}`, `rollcall_epsilon_total{dataset}`:
+//!   the ε spent on each dataset by all analysts together, read from the
+//!   ledger at scrape time (so it survives restarts), and its cap;
+//! - `rollcall_config_reloads_total{result}`; `rollcall_start_time_seconds`.
+//!
+//! Never a count of voters, a row, an analyst's name or a token.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Upper bounds (seconds) of the latency histogram's buckets.
+pub const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED: &str = "unmatched";
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    /// Count per bucket (not cumulative); the last slot is `+Inf`.
+    buckets: [u64; BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        let i = BUCKETS
+            .iter()
+            .position(|&b| seconds <= b)
+            .unwrap_or(BUCKETS.len());
+        self.buckets[i] += 1;
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests: BTreeMap<(String, u16), u64>,
+    latency: BTreeMap<String, Histogram>,
+    releases: BTreeMap<(String, &'static str), u64>,
+}
+
+/// The server's counters since start (one per process, across reloads).
+#[derive(Debug)]
+pub struct Metrics {
+    counters: Mutex<Counters>,
+    started: SystemTime,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            counters: Mutex::default(),
+            started: SystemTime::now(),
+        }
+    }
+}
+
+/// Per dataset, what `/metrics` shows of its budget: public numbers only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatasetBudget {
+    /// Dataset name.
+    pub dataset: String,
+    /// ε spent by all analysts together (from the ledger).
+    pub spent: f64,
+    /// The dataset's cap, `epsilon_total`.
+    pub total: f64,
+}
+
+/// Reloads applied and refused since start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Reloads {
+    /// Applied.
+    pub ok: u64,
+    /// Refused (invalid, or needing a restart).
+    pub refused: u64,
+}
+
+/// Escapes a label value (`\`, `"`, newline), as the format requires.
+fn label(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A float as Prometheus writes it.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+impl Metrics {
+    fn counters(&self) -> std::sync::MutexGuard<'_, Counters> {
+        self.counters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts one finished request. `route` must be the matched pattern (or
+    /// [`UNMATCHED`]), never the raw path.
+    pub fn request(&self, route: &str, status: u16, latency: Duration) {
+        let mut c = self.counters();
+        *c.requests.entry((route.to_owned(), status)).or_default() += 1;
+        c.latency
+            .entry(route.to_owned())
+            .or_default()
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts one answer on `dataset`: a new release or a cached one.
+    pub fn release(&self, dataset: &str, cached: bool) {
+        let kind = if cached { "cached" } else { "new" };
+        *self
+            .counters()
+            .releases
+            .entry((dataset.to_owned(), kind))
+            .or_default() += 1;
+    }
+
+    /// The exposition text.
+    pub fn render(&self, budgets: &[DatasetBudget], reloads: Reloads) -> String {
+        let c = self.counters();
+        let mut out = String::new();
+        let w = &mut out;
+        // Writing to a String cannot fail.
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_http_requests_total HTTP requests by matched route pattern and status."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_http_requests_total counter");
+        for ((route, status), n) in &c.requests {
+            let _ = writeln!(
+                w,
+                "rollcall_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                label(route)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_http_request_duration_seconds Time from request head to response, by route."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_http_request_duration_seconds histogram");
+        for (route, h) in &c.latency {
+            let route = label(route);
+            let mut cumulative = 0;
+            for (i, n) in h.buckets.iter().enumerate() {
+                cumulative += n;
+                let le = BUCKETS.get(i).map_or("+Inf".to_owned(), |b| num(*b));
+                let _ = writeln!(
+                    w,
+                    "rollcall_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let _ = writeln!(
+                w,
+                "rollcall_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                num(h.sum)
+            );
+            let _ = writeln!(
+                w,
+                "rollcall_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                h.count
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_releases_total Answers served since start: new (ε spent) or cached (a stored release, free)."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_releases_total counter");
+        for ((dataset, kind), n) in &c.releases {
+            let _ = writeln!(
+                w,
+                "rollcall_releases_total{{dataset=\"{}\",kind=\"{kind}\"}} {n}",
+                label(dataset)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_epsilon_spent Epsilon spent on the dataset by all analysts together (ledger)."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_epsilon_spent gauge");
+        for b in budgets {
+            let _ = writeln!(
+                w,
+                "rollcall_epsilon_spent{{dataset=\"{}\"}} {}",
+                label(&b.dataset),
+                num(b.spent)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_epsilon_total The dataset's cap on epsilon (config epsilon_total)."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_epsilon_total gauge");
+        for b in budgets {
+            let _ = writeln!(
+                w,
+                "rollcall_epsilon_total{{dataset=\"{}\"}} {}",
+                label(&b.dataset),
+                num(b.total)
+            );
+        }
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_config_reloads_total Config reloads (SIGHUP) applied or refused."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_config_reloads_total counter");
+        let _ = writeln!(
+            w,
+            "rollcall_config_reloads_total{{result=\"ok\"}} {}",
+            reloads.ok
+        );
+        let _ = writeln!(
+            w,
+            "rollcall_config_reloads_total{{result=\"refused\"}} {}",
+            reloads.refused
+        );
+        let _ = writeln!(
+            w,
+            "# HELP rollcall_start_time_seconds When the server started (Unix time)."
+        );
+        let _ = writeln!(w, "# TYPE rollcall_start_time_seconds gauge");
+        let start = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let _ = writeln!(w, "rollcall_start_time_seconds {}", num(start));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample_value(text: &str, series: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn counters_and_histogram_render() {
+        let m = Metrics::default();
+        m.request("/v1/query", 200, Duration::from_millis(3));
+        m.request("/v1/query", 200, Duration::from_millis(30));
+        m.request("/v1/query", 403, Duration::from_secs(20));
+        m.request(UNMATCHED, 404, Duration::from_micros(100));
+        m.release("nc", false);
+        m.release("nc", true);
+        m.release("nc", true);
+        let text = m.render(
+            &[DatasetBudget {
+                dataset: "nc".into(),
+                spent: 1.5,
+                total: 10.0,
+            }],
+            Reloads { ok: 2, refused: 1 },
+        );
+        let v = |s: &str| sample_value(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
+        assert_eq!(
+            v("rollcall_http_requests_total{route=\"/v1/query\",status=\"200\"}"),
+            2.0
+        );
+        assert_eq!(
+            v("rollcall_http_requests_total{route=\"/v1/query\",status=\"403\"}"),
+            1.0
+        );
+        assert_eq!(
+            v("rollcall_http_requests_total{route=\"unmatched\",status=\"404\"}"),
+            1.0
+        );
+        // Cumulative buckets: 3 ms is under 5 ms, 30 ms under 50 ms, 20 s only in +Inf.
+        let b = |le: &str| {
+            v(&format!(
+                "rollcall_http_request_duration_seconds_bucket{{route=\"/v1/query\",le=\"{le}\"}}"
+            ))
+        };
+        assert_eq!(b("0.0025"), 0.0);
+        assert_eq!(b("0.005"), 1.0);
+        assert_eq!(b("0.05"), 2.0);
+        assert_eq!(b("10"), 2.0);
+        assert_eq!(b("+Inf"), 3.0);
+        assert_eq!(
+            v("rollcall_http_request_duration_seconds_count{route=\"/v1/query\"}"),
+            3.0
+        );
+        let sum = v("rollcall_http_request_duration_seconds_sum{route=\"/v1/query\"}");
+        assert!((sum - 20.033).abs() < 1e-9, "{sum}");
+        assert_eq!(
+            v("rollcall_releases_total{dataset=\"nc\",kind=\"new\"}"),
+            1.0
+        );
+        assert_eq!(
+            v("rollcall_releases_total{dataset=\"nc\",kind=\"cached\"}"),
+            2.0
+        );
+        assert_eq!(v("rollcall_epsilon_spent{dataset=\"nc\"}"), 1.5);
+        assert_eq!(v("rollcall_epsilon_total{dataset=\"nc\"}"), 10.0);
+        assert_eq!(v("rollcall_config_reloads_total{result=\"ok\"}"), 2.0);
+        assert_eq!(v("rollcall_config_reloads_total{result=\"refused\"}"), 1.0);
+        assert!(v("rollcall_start_time_seconds") > 1.7e9);
+    }
+
+    #[test]
+    fn every_sample_line_is_well_formed() {
+        let m = Metrics::default();
+        m.request("/healthz", 200, Duration::from_millis(1));
+        m.release("a\"b\\c\nd", false);
+        let text = m.render(&[], Reloads::default());
+        for line in text.lines() {
+            if line.starts_with('#') {
+                assert!(
+                    line.starts_with("# HELP rollcall_") || line.starts_with("# TYPE rollcall_"),
+                    "{line}"
+                );
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').expect(line);
+            assert!(series.starts_with("rollcall_"), "{line}");
+            assert!(
+                value.parse::<f64>().is_ok() || value == "+Inf",
+                "value of {line}"
+            );
+        }
+        assert!(
+            text.contains(r#"dataset="a\"b\\c\nd""#),
+            "label not escaped:\n{text}"
+        );
+        assert_eq!(text.lines().filter(|l| l.contains('\n')).count(), 0);
+    }
+}
