@@ -130,7 +130,37 @@ fn main() {
             },
         ),
     ];
-    for (name, q) in &queries {
+    let time_all = |ds: &Dataset, label: &str| {
+        for (name, q) in &queries {
+            time_query(ds, name, q, label);
+        }
+    };
+    time_all(&ds, "rows");
+    let t = Instant::now();
+    ds.build_rollups();
+    println!("pre-aggregated levels built in {:?}", t.elapsed());
+    time_all(&ds, "levels");
+    let exact_rows = {
+        let scan = in_memory(&domains, &ds);
+        queries
+            .iter()
+            .map(|(_, q)| scan.count(q).unwrap())
+            .collect::<Vec<_>>()
+    };
+    for ((_, q), want) in queries.iter().zip(&exact_rows) {
+        assert_eq!(&ds.count(q).unwrap(), want, "levels and rows disagree");
+    }
+    println!("counts over levels equal counts over rows");
+
+    // The same codes straight from memory agree with the loaded dataset.
+    let q = &queries[0].1;
+    let mem = in_memory(&domains, &ds);
+    assert_eq!(mem.count(q).unwrap(), ds.count(q).unwrap());
+    println!("in-memory dataset from codes agrees with the loaded one");
+}
+
+fn time_query(ds: &Dataset, name: &str, q: &CountQuery, label: &str) {
+    {
         let cells = ds.domains().cell_count(q).expect("valid");
         let mut times: Vec<Duration> = (0..30)
             .map(|_| {
@@ -143,18 +173,12 @@ fn main() {
             .collect();
         times.sort();
         println!(
-            "count {name} ({cells} cells): p50 {:?}, min {:?}, max {:?}",
+            "[{label}] count {name} ({cells} cells): p50 {:?}, min {:?}, max {:?}",
             times[times.len() / 2],
             times[0],
             times[times.len() - 1]
         );
     }
-
-    // The same codes straight from memory agree with the loaded dataset.
-    let q = &queries[0].1;
-    let mem = in_memory(&domains, &ds);
-    assert_eq!(mem.count(q).unwrap(), ds.count(q).unwrap());
-    println!("in-memory dataset from codes agrees with the loaded one");
 }
 
 /// Regenerates the same rows (same seed) straight into codes and builds the

@@ -153,19 +153,39 @@ impl Dataset {
         } else {
             1
         };
-        let tasks: Vec<(&Segment, usize)> = self
-            .segments
+        // The smallest pre-aggregated level that keeps every dimension the
+        // query touches, else every row (weight 1).
+        let needed = plan
+            .group
             .iter()
-            .flat_map(|s| (0..s.rows).step_by(TASK_ROWS).map(move |start| (s, start)))
+            .map(|(d, _)| *d)
+            .chain(plan.filters.iter().map(|(d, _)| *d))
+            .fold(0u16, |m, d| m | 1 << d.index());
+        let level = self
+            .rollups
+            .get()
+            .and_then(|levels| levels.iter().find(|l| l.covers(needed)));
+        let sources: Vec<(&Segment, Option<&[u32]>)> = match level {
+            Some(l) => vec![(&l.segment, Some(&l.weights[..]))],
+            None => self.segments.iter().map(|s| (s, None)).collect(),
+        };
+        let tasks: Vec<(&Segment, Option<&[u32]>, usize)> = sources
+            .into_iter()
+            .flat_map(|(s, w)| {
+                (0..s.rows)
+                    .step_by(TASK_ROWS)
+                    .map(move |start| (s, w, start))
+            })
             .collect();
         let acc = tasks
             .par_iter()
             .fold(
                 || vec![0u64; lanes * cells],
-                |mut acc, &(segment, start)| {
+                |mut acc, &(segment, weights, start)| {
                     let end = (start + TASK_ROWS).min(segment.rows);
                     let rows = Rows {
                         segment,
+                        weights,
                         start,
                         end,
                     };
@@ -206,6 +226,8 @@ impl Dataset {
 #[derive(Clone, Copy)]
 struct Rows<'a> {
     segment: &'a Segment,
+    /// Voters per row for a pre-aggregated level; `None`: one each.
+    weights: Option<&'a [u32]>,
     start: usize,
     end: usize,
 }
@@ -259,6 +281,16 @@ fn count_rows(
                     _ => unreachable!("only u8 dimensions are paired"),
                 },
             }
+        }
+        if let Some(weights) = rows.weights {
+            // A level has few rows: a plain loop is enough.
+            for (&i, &w) in index.iter().zip(&weights[at..at + n]) {
+                if (i as usize) < cells {
+                    acc[i as usize] += u64::from(w);
+                }
+            }
+            at += n;
+            continue;
         }
         at += n;
         if cells == 1 {

@@ -9,7 +9,8 @@
 //! [`Dataset`] holds a dataset's rows in memory as one small integer code per
 //! dimension, read from the minimized Parquet files that `rollcall ingest`
 //! wrote; [`Dataset::count`] counts rows by groups with filters in one
-//! parallel pass.
+//! parallel pass, over pre-aggregated levels of the data when
+//! [`Dataset::build_rollups`] has made them and one covers the query.
 //!
 //! ```text
 //! layout + DomainSpec ──Domains::new──▶ Domains ──────────────┐
@@ -25,6 +26,7 @@ mod count;
 mod dataset;
 mod domains;
 mod error;
+mod rollup;
 
 pub use dataset::Dataset;
 pub use domains::{CountQuery, Dim, DimDomain, DomainSpec, Domains, MAX_CELLS};

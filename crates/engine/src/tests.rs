@@ -775,7 +775,71 @@ proptest! {
                 prop_assert!(domains.get(*d).unwrap().values.contains(v), "{} not in {}", v, d);
             }
         }
-        prop_assert_eq!(counts, naive_count(&domains, &rows, &q));
+        let naive = naive_count(&domains, &rows, &q);
+        prop_assert_eq!(&counts, &naive);
+        // The same query over pre-aggregated levels (all kept, so whichever
+        // level covers the query is used) counts the same.
+        ds.build_rollups_keeping(1.0);
+        prop_assert!(ds.rollups_ready());
+        prop_assert_eq!(ds.count(&q).unwrap(), naive);
+    }
+}
+
+/// Levels are kept only when much smaller than the rows; a query the
+/// smallest level covers counts the same as the scan, and one that needs a
+/// dimension beyond every kept level still scans the rows.
+#[test]
+fn rollups_count_like_the_rows() {
+    let (_, domains) = nc();
+    let rows = 200_000;
+    let mut g = Lcg(7);
+    // Few distinct combinations: ten counties, and a registration year that
+    // varies freely (so only levels without it are small).
+    let columns: Vec<(Dim, Vec<u16>)> = domains
+        .dims()
+        .iter()
+        .map(|dd| {
+            let n = dd.values.len() as u64;
+            let spread = match dd.dim {
+                Dim::County => 10,
+                Dim::RegistrationYear => n,
+                _ => n.min(3),
+            };
+            (
+                dd.dim,
+                (0..rows).map(|_| (g.next() % spread) as u16).collect(),
+            )
+        })
+        .collect();
+    let scan = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
+    let rolled = Dataset::from_codes(domains.clone(), columns).unwrap();
+    rolled.build_rollups();
+    let levels = rolled.rollups.get().unwrap();
+    assert!(!levels.is_empty(), "small levels must be kept");
+    assert!(levels.iter().all(|l| l.segment.rows <= rows / 4));
+    assert!(
+        levels
+            .windows(2)
+            .all(|w| w[0].segment.rows <= w[1].segment.rows),
+        "smallest level first"
+    );
+    assert!(
+        !levels
+            .iter()
+            .any(|l| l.covers(1 << Dim::RegistrationYear.index())),
+        "a level with every registration year is too big to keep here"
+    );
+    for q in [
+        query(&[], &[]),
+        query(&[Dim::County, Dim::AgeBand], &[]),
+        query(
+            &[Dim::County, Dim::AgeBand],
+            &[(Dim::Status, &["A"]), (Dim::Party, &["DEM", "REP"])],
+        ),
+        query(&[Dim::Gender], &[(Dim::Race, &["B", "W"])]),
+        query(&[Dim::RegistrationYear], &[(Dim::County, &["ALAMANCE"])]),
+    ] {
+        assert_eq!(rolled.count(&q).unwrap(), scan.count(&q).unwrap(), "{q:?}");
     }
 }
 
@@ -833,5 +897,14 @@ fn large_counts_match_codes() {
             expected[at] += 1;
         }
         assert_eq!(ds.count(q).unwrap(), expected, "{q:?}");
+    }
+    ds.build_rollups_keeping(1.0);
+    for q in &queries {
+        let before = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
+        assert_eq!(
+            ds.count(q).unwrap(),
+            before.count(q).unwrap(),
+            "{q:?} over levels"
+        );
     }
 }

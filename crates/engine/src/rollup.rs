@@ -1,0 +1,192 @@
+//! Pre-aggregated levels of a dataset, so most queries count thousands of
+//! weighted rows instead of millions of voters.
+//!
+//! Dimensions are put in a fixed order, the ones analysts group and filter by
+//! most first ([`ORDER`]). Level `k` holds every distinct combination of the
+//! first `k` dimensions' codes that occurs, with the number of voters who
+//! have it (its weight). A query whose dimensions all lie within the first
+//! `k` counts over level `k` and gets exactly the counts a scan of every row
+//! would give: the same rows, grouped beforehand. County × age band by party
+//! and status needs level 4, at most 100 × 9 × 9 × 6 entries whatever the
+//! number of voters.
+//!
+//! Levels are built by one sort of a packed key per row (first dimension in
+//! the highest bits), then each shorter level by merging runs of the longer
+//! one. A level is kept only when it is much smaller than the rows (see
+//! [`Dataset::build_rollups`]); otherwise scanning the rows is as good.
+//!
+//! Like the rows, levels hold only codes of public domain values and exact
+//! counts that never leave the crate except to the privacy crate.
+
+use rayon::prelude::*;
+
+use crate::dataset::{Codes, Segment, narrow};
+use crate::{Dataset, Dim, Domains};
+
+/// The order in which dimensions enter the levels: most often used first.
+pub(crate) const ORDER: [Dim; 9] = [
+    Dim::County,
+    Dim::AgeBand,
+    Dim::Party,
+    Dim::Status,
+    Dim::Gender,
+    Dim::Race,
+    Dim::Ethnicity,
+    Dim::CongressionalDistrict,
+    Dim::RegistrationYear,
+];
+
+/// One level: the distinct code combinations of some leading dimensions.
+#[derive(Debug, Clone)]
+pub(crate) struct Rollup {
+    /// Bit `Dim::index()` is set for each dimension this level keeps.
+    pub dims: u16,
+    /// One row per distinct combination; columns of dimensions not kept are
+    /// `None`.
+    pub segment: Segment,
+    /// Voters per row of `segment`.
+    pub weights: Vec<u32>,
+}
+
+impl Rollup {
+    /// Whether every dimension in `needed` (a `Dim::index()` bit set) is kept.
+    pub fn covers(&self, needed: u16) -> bool {
+        needed & !self.dims == 0
+    }
+}
+
+/// Bits needed for codes `0..len`.
+fn bits_for(len: usize) -> u32 {
+    usize::BITS - len.saturating_sub(1).leading_zeros()
+}
+
+/// Builds the levels worth keeping: those with at most `max_fraction` as
+/// many rows as the dataset. Returns nothing if the packed key would not fit
+/// in 64 bits (very large custom code tables) or a weight in 32.
+pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
+    let domains = &ds.domains;
+    let order: Vec<Dim> = ORDER
+        .iter()
+        .copied()
+        .filter(|d| domains.get(*d).is_some())
+        .collect();
+    let bits: Vec<u32> = order
+        .iter()
+        .map(|d| bits_for(domains.domain_len(*d)).max(1))
+        .collect();
+    if order.is_empty() || bits.iter().sum::<u32>() > 64 || ds.rows() > u32::MAX as usize {
+        return Vec::new();
+    }
+    // shifts[i]: where dimension i's code sits in the key.
+    let mut shifts = vec![0u32; order.len()];
+    let mut at = 0;
+    for i in (0..order.len()).rev() {
+        shifts[i] = at;
+        at += bits[i];
+    }
+
+    let mut keys: Vec<u64> = ds
+        .segments
+        .par_iter()
+        .flat_map_iter(|seg| {
+            let mut out = vec![0u64; seg.rows];
+            for (i, dim) in order.iter().enumerate() {
+                let shift = shifts[i];
+                match seg.cols[dim.index()]
+                    .as_ref()
+                    .expect("loaded dims have codes")
+                {
+                    Codes::U8(c) => out
+                        .iter_mut()
+                        .zip(c)
+                        .for_each(|(k, &c)| *k |= u64::from(c) << shift),
+                    Codes::U16(c) => out
+                        .iter_mut()
+                        .zip(c)
+                        .for_each(|(k, &c)| *k |= u64::from(c) << shift),
+                }
+            }
+            out
+        })
+        .collect();
+    keys.par_sort_unstable();
+
+    // The longest level: runs of equal keys.
+    let mut level: Vec<(u64, u32)> = Vec::new();
+    for &k in &keys {
+        match level.last_mut() {
+            Some((last, w)) if *last == k => *w += 1,
+            _ => level.push((k, 1)),
+        }
+    }
+    drop(keys);
+
+    let limit = (ds.rows() as f64 * max_fraction) as usize;
+    let mut levels = Vec::new();
+    for kept in (1..=order.len()).rev() {
+        if kept < order.len() {
+            // Drop dimension `kept`'s bits and merge the runs that now match.
+            let shift = shifts[kept - 1];
+            let mut shorter: Vec<(u64, u32)> = Vec::with_capacity(level.len() / 2);
+            for &(k, w) in &level {
+                let k = k >> shift << shift;
+                match shorter.last_mut() {
+                    Some((last, lw)) if *last == k => *lw += w,
+                    _ => shorter.push((k, w)),
+                }
+            }
+            level = shorter;
+        }
+        if level.len() <= limit {
+            levels.push(decode(domains, &order[..kept], &shifts, &bits, &level));
+        }
+    }
+    // Smallest first: the first level that covers a query is the cheapest.
+    levels.reverse();
+    levels
+}
+
+fn decode(
+    domains: &Domains,
+    kept: &[Dim],
+    shifts: &[u32],
+    bits: &[u32],
+    level: &[(u64, u32)],
+) -> Rollup {
+    let mut cols: [Option<Codes>; 9] = Default::default();
+    let mut dims = 0u16;
+    for (i, dim) in kept.iter().enumerate() {
+        let mask = (1u64 << bits[i]) - 1;
+        let code = |k: u64| (k >> shifts[i]) & mask;
+        cols[dim.index()] = Some(if narrow(domains, *dim) {
+            Codes::U8(level.iter().map(|&(k, _)| code(k) as u8).collect())
+        } else {
+            Codes::U16(level.iter().map(|&(k, _)| code(k) as u16).collect())
+        });
+        dims |= 1 << dim.index();
+    }
+    Rollup {
+        dims,
+        segment: Segment {
+            rows: level.len(),
+            cols,
+        },
+        weights: level.iter().map(|&(_, w)| w).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bits_cover_every_code() {
+        assert_eq!(bits_for(1), 0);
+        assert_eq!(bits_for(2), 1);
+        assert_eq!(bits_for(9), 4);
+        assert_eq!(bits_for(16), 4);
+        assert_eq!(bits_for(17), 5);
+        assert_eq!(bits_for(100), 7);
+        assert_eq!(bits_for(65_536), 16);
+    }
+}
