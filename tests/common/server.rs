@@ -226,12 +226,23 @@ pub fn write_config(
     analysts: &[TestAnalyst],
     extra_server: &str,
 ) -> PathBuf {
-    let data = nc_data();
+    write_config_for(&nc_data().data_dir, dir, settings, analysts, extra_server)
+}
+
+/// [`write_config`] for an `nc` dataset ingested into `data_dir` (not the
+/// shared one).
+pub fn write_config_for(
+    data_dir: &Path,
+    dir: &Path,
+    settings: &DatasetSettings,
+    analysts: &[TestAnalyst],
+    extra_server: &str,
+) -> PathBuf {
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nledger = {:?}\n{extra_server}\n\n\
          [[dataset]]\nname = \"nc\"\nlayout = \"nc\"\nas_of = \"2026-06-30\"\n\
          age_bands = [18, 25, 35, 45, 55, 65, 75]\nepsilon_total = {:?}\nmax_epsilon_per_query = {:?}\n",
-        data.data_dir.to_str().unwrap(),
+        data_dir.to_str().unwrap(),
         dir.join("ledger.sqlite").to_str().unwrap(),
         settings.epsilon_total,
         settings.max_epsilon_per_query,
