@@ -36,6 +36,11 @@ fn mix(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The ε of request `i`: unique to it.
+fn crash_epsilon(i: usize) -> f64 {
+    0.005 + i as f64 * 1e-6
+}
+
 /// Request number `i`: distinct for every `i` (its ε is unique).
 fn crash_query(i: usize) -> Value {
     let r = mix(i as u64);
@@ -45,7 +50,7 @@ fn crash_query(i: usize) -> Value {
         2 => &["party", "race"],
         _ => &[],
     };
-    let epsilon = 0.005 + i as f64 * 1e-6;
+    let epsilon = crash_epsilon(i);
     match (r >> 8) % 3 {
         0 => json!({"dataset": "nc", "group_by": group_by, "epsilon": epsilon}),
         1 => json!({"dataset": "nc", "group_by": group_by,
@@ -82,15 +87,16 @@ struct CrashReport {
 /// is SIGKILLed `kills` times and restarted; then checks the ledger.
 fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
     let dir = tempfile::tempdir().unwrap();
+    // Demand: the sum of the ε of all requests. Each of the 4 analysts may
+    // spend a fifth of it and the dataset 70%: budgets run out during the
+    // run, so refusals are exercised across crashes too.
+    let demand: f64 = (0..requests).map(crash_epsilon).sum();
+    let analyst_budget = demand * 0.2;
     let analysts: Vec<TestAnalyst> = ["a0", "a1", "a2", "a3"]
         .iter()
-        .map(|n| TestAnalyst::nc(n, 3.0))
+        .map(|n| TestAnalyst::nc(n, analyst_budget))
         .collect();
-    // Mean ε per query is about 0.005 + requests/2 * 1e-6: sized so that the
-    // analysts' and the dataset's budgets run out during the run, and the
-    // refusals are exercised across crashes too.
-    let mean_eps = 0.005 + requests as f64 * 0.5e-6;
-    let dataset_total = (requests as f64 * mean_eps * 0.6).min(4.0 * 3.0 * 0.8);
+    let dataset_total = demand * 0.7;
     let settings = DatasetSettings {
         epsilon_total: dataset_total,
         max_epsilon_per_query: 1.0,
@@ -151,7 +157,7 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
                     };
                     if matches!(got, Got::Lost) {
                         // The server is down: do not burn the whole load on it.
-                        std::thread::sleep(Duration::from_millis(20));
+                        std::thread::sleep(Duration::from_millis(100));
                     }
                     results.lock().unwrap().push((i, who, got));
                 }
@@ -214,8 +220,8 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
     for (analyst, dataset, spent) in &spends {
         assert_eq!(dataset, "nc");
         dataset_spent += spent;
-        if *spent > 3.0 + 1e-9 {
-            eprintln!("OVERSPEND: analyst {analyst} spent {spent} of 3.0");
+        if *spent > analyst_budget + 1e-9 {
+            eprintln!("OVERSPEND: analyst {analyst} spent {spent} of {analyst_budget}");
             report.overspend += 1;
         }
     }
