@@ -42,7 +42,8 @@ use serde::Deserialize;
 pub const DEFAULT_MAX_CELLS: u64 = 100_000;
 /// Default cap on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default time a client has to send its request head, in seconds.
+/// Default time a client has to send its request head, and then its body,
+/// in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Default number of queries one analyst may have in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
@@ -123,7 +124,8 @@ pub struct ServerConfig {
     pub max_cells: u64,
     /// Largest request body accepted (`payload_too_large` above).
     pub max_body_bytes: usize,
-    /// Seconds a client has to send its request head.
+    /// Seconds a client has to send its request head, and then as many to
+    /// send its body (`request_timeout` above).
     pub request_timeout_secs: u64,
     /// Queries one analyst may have in flight (`too_many_requests` above).
     pub max_concurrent_per_token: usize,

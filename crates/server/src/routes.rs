@@ -1,7 +1,9 @@
 //! The HTTP handlers. Thin: they authenticate, parse, and call the query
 //! service ([`crate::query`]); every failure is an [`ApiError`].
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
@@ -52,6 +54,37 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
         .position(|a| std::ptr::eq(a, analyst))
         .ok_or(ApiError::Unauthorized)?;
     Ok(Authed(index))
+}
+
+/// A JSON body that must arrive within `server.request_timeout_secs`.
+///
+/// actix's `client_request_timeout` covers only the request head: a client
+/// that sends its headers and then trickles the body a byte at a time would
+/// otherwise hold a connection (and a buffer) for as long as it likes. Past
+/// the limit the answer is `request_timeout` (408) and the connection is
+/// closed. Size and syntax errors are those of [`web::Json`] (see
+/// [`json_error`]).
+#[derive(Debug)]
+pub struct TimedJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for TimedJson<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<TimedJson<T>, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let secs = req
+            .app_data::<web::Data<AppState>>()
+            .map_or(crate::config::DEFAULT_REQUEST_TIMEOUT_SECS, |s| {
+                s.server.request_timeout_secs
+            });
+        let read = web::Json::<T>::from_request(req, payload);
+        Box::pin(async move {
+            match actix_web::rt::time::timeout(Duration::from_secs(secs), read).await {
+                Ok(json) => Ok(TimedJson(json?.into_inner())),
+                Err(_elapsed) => Err(ApiError::RequestTimeout { secs }.into()),
+            }
+        })
+    }
 }
 
 /// Maps the JSON extractor's errors onto the error table.
@@ -123,17 +156,18 @@ pub async fn datasets(state: web::Data<AppState>, who: Authed) -> HttpResponse {
         (status = 200, description = "dry run", body = DryRunResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
 pub async fn query(
     state: web::Data<AppState>,
     who: Authed,
-    body: web::Json<QueryRequest>,
+    body: TimedJson<QueryRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let state = state.into_inner();
-    let outcome = query::run(state, who.0, body.into_inner()).await?;
+    let outcome = query::run(state, who.0, body.0).await?;
     Ok(match outcome {
         query::Outcome::DryRun(d) => HttpResponse::Ok().json(d),
         query::Outcome::Answer(a) => HttpResponse::Ok().json(a),
