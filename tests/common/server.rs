@@ -277,12 +277,21 @@ pub struct Server {
 /// Starts `rollcall serve --config CONFIG [extra args]` and waits until it
 /// prints its address; `Err(stderr)` if it exits first.
 pub fn try_start(config: &Path, extra: &[&str]) -> Result<Server, String> {
+    try_start_with_log_level(config, extra, "info")
+}
+
+/// [`try_start`] with `RUST_LOG` set to `level`.
+pub fn try_start_with_log_level(
+    config: &Path,
+    extra: &[&str],
+    level: &str,
+) -> Result<Server, String> {
     let mut child = Command::new(bin())
         .arg("serve")
         .arg("--config")
         .arg(config)
         .args(extra)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -305,12 +314,17 @@ pub fn try_start(config: &Path, extra: &[&str]) -> Result<Server, String> {
     });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let sink = log.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("rollcall: listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
+            // Stdout is part of what the server writes: keep it with the log.
+            let mut log = sink.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
@@ -357,7 +371,7 @@ impl Answer {
 }
 
 impl Server {
-    /// What the server has written to stderr so far.
+    /// What the server has written to stderr and stdout so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
