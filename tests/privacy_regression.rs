@@ -185,6 +185,7 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
     }
     let _ = server.get("/v1/releases", &alice.token);
     let _ = server.get("/v1/budget", &alice.token);
+    let stdout = server.stdout();
     let log = server.kill();
     assert!(log.contains("stages"), "debug logging was on: {log}");
 
@@ -200,7 +201,10 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
         "too few distinctive counts ({}) for the test",
         distinctive.len()
     );
-    let mut files = vec![("server log".to_owned(), log.into_bytes())];
+    let mut files = vec![
+        ("server log (stderr)".to_owned(), log.into_bytes()),
+        ("server stdout".to_owned(), stdout.into_bytes()),
+    ];
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
         assert!(!path.starts_with(&data.data_dir));

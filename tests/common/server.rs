@@ -271,6 +271,7 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     log: Arc<Mutex<String>>,
+    out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
 }
 
@@ -314,17 +315,17 @@ pub fn try_start_with_log_level(
     });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
-    let sink = log.clone();
+    let out = Arc::new(Mutex::new(String::new()));
+    let sink = out.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("rollcall: listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
-            // Stdout is part of what the server writes: keep it with the log.
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
+            let mut out = sink.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
@@ -332,6 +333,7 @@ pub fn try_start_with_log_level(
             child,
             url,
             log,
+            out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
@@ -371,9 +373,14 @@ impl Answer {
 }
 
 impl Server {
-    /// What the server has written to stderr and stdout so far.
+    /// What the server has written to stderr (its log) so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
+    }
+
+    /// What the server has written to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
     }
 
     /// Kills the server (SIGKILL: the ledger must survive a crash) and waits.

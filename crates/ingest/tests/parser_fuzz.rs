@@ -6,7 +6,8 @@
 //! `rows_read = written + rejected + duplicates`.
 //!
 //! Cases per layout: `PROPTEST_CASES` (default 256 here); e.g.
-//! `PROPTEST_CASES=5000 cargo test -p ingest --test parser_fuzz --release -- --nocapture`.
+//! `PROPTEST_CASES=2000 cargo test -p ingest --test parser_fuzz -- --nocapture`
+//! (dependencies and `ingest` are optimised even in debug builds).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -59,20 +60,20 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     let at = any::<usize>();
     prop_oneof![
-        (at.clone(), 0u8..8).prop_map(|(a, b)| Mutation::FlipBit(a, b)),
-        at.clone().prop_map(Mutation::InsertDelimiter),
-        at.clone().prop_map(Mutation::RemoveDelimiter),
-        at.clone().prop_map(Mutation::InsertQuote),
-        at.clone().prop_map(Mutation::RemoveQuote),
-        at.clone().prop_map(Mutation::Truncate),
-        at.clone().prop_map(Mutation::InsertCr),
-        at.clone().prop_map(Mutation::InsertLf),
+        (at, 0u8..8).prop_map(|(a, b)| Mutation::FlipBit(a, b)),
+        at.prop_map(Mutation::InsertDelimiter),
+        at.prop_map(Mutation::RemoveDelimiter),
+        at.prop_map(Mutation::InsertQuote),
+        at.prop_map(Mutation::RemoveQuote),
+        at.prop_map(Mutation::Truncate),
+        at.prop_map(Mutation::InsertCr),
+        at.prop_map(Mutation::InsertLf),
         (
-            at.clone(),
+            at,
             prop::sample::select(vec![0xffu8, 0xfe, 0xc3, 0x80, 0xe2, 0xa0])
         )
             .prop_map(|(a, b)| Mutation::InvalidUtf8(a, b)),
-        at.clone().prop_map(Mutation::Nul),
+        at.prop_map(Mutation::Nul),
         (
             at,
             prop::sample::select(vec![100usize, 10_000, 100_000, 5 * 1024 * 1024])
