@@ -48,6 +48,11 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Default number of queries one analyst may have in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
 
+/// Default quantum, in milliseconds, of the padding of counting and noise.
+pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 2;
+/// Largest `timing_quantum_ms` accepted.
+pub const MAX_TIMING_QUANTUM_MS: u64 = 1000;
+
 /// A configuration problem, naming the key (`dataset[1].layout`) or file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{key}: {message}")]
@@ -89,6 +94,7 @@ struct ServerFile {
     request_timeout_secs: Option<u64>,
     max_concurrent_per_token: Option<usize>,
     workers: Option<usize>,
+    timing_quantum_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +137,11 @@ pub struct ServerConfig {
     pub max_concurrent_per_token: usize,
     /// HTTP worker threads; `None`: one per core.
     pub workers: Option<usize>,
+    /// Counting and noise of a fresh release are padded to the recent
+    /// slowest of the same shape, rounded up to a multiple of this many
+    /// milliseconds (0: no padding), so the response time does not tell the
+    /// size of the noise drawn. See [`crate::query::pad_stage`].
+    pub timing_quantum_ms: u64,
 }
 
 /// One `[[dataset]]`.
@@ -335,6 +346,13 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         Some(0) => return Err(ConfigError::new("server.workers", "must be at least 1")),
         w => w,
     };
+    let timing_quantum_ms = s.timing_quantum_ms.unwrap_or(DEFAULT_TIMING_QUANTUM_MS);
+    if timing_quantum_ms > MAX_TIMING_QUANTUM_MS {
+        return Err(ConfigError::new(
+            "server.timing_quantum_ms",
+            format!("at most {MAX_TIMING_QUANTUM_MS} (0 turns padding off)"),
+        ));
+    }
     let server = ServerConfig {
         listen: s.listen,
         data_dir: s.data_dir,
@@ -344,6 +362,7 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         request_timeout_secs,
         max_concurrent_per_token,
         workers,
+        timing_quantum_ms,
     };
 
     if file.dataset.is_empty() {
@@ -550,6 +569,10 @@ epsilon = {{ nc = 3.0 }}
                     .replace("max_cells", "x")
                     .replace("[server]", "[server]\nmax_cells = 0"),
                 "server.max_cells",
+            ),
+            (
+                base().replace("[server]", "[server]\ntiming_quantum_ms = 5000"),
+                "server.timing_quantum_ms",
             ),
         ];
         for (text, key) in cases {
