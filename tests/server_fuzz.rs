@@ -666,7 +666,7 @@ fn slow_clients_are_cut_off_while_others_are_served() {
         let what = if k % 2 == 0 { "head" } else { "body" };
         eprintln!(
             "slow {what} client {k}: answered after {:.1}s, closed after {:.1}s, answer {:?}",
-            cut.answered.unwrap_or_default().as_secs_f64(),
+            cut.answered.map_or(f64::NAN, |d| d.as_secs_f64()),
             cut.after.as_secs_f64(),
             cut.response.lines().next().unwrap_or("<none>")
         );
