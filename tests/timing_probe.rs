@@ -72,6 +72,9 @@ fn by_quartile(by: &[f64], lat: &[f64]) -> String {
     let mut idx: Vec<usize> = (0..by.len()).collect();
     idx.sort_by(|&a, &b| by[a].total_cmp(&by[b]));
     let q = idx.len() / 4;
+    if q == 0 {
+        return "-".into();
+    }
     (0..4)
         .map(|k| {
             let part = &idx[k * q..if k == 3 { idx.len() } else { (k + 1) * q }];
@@ -82,6 +85,35 @@ fn by_quartile(by: &[f64], lat: &[f64]) -> String {
         })
         .collect::<Vec<_>>()
         .join("  ")
+}
+
+/// Residuals of `y` after a least-squares line on `x`.
+fn residuals(y: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| b - my - slope * (a - mx))
+        .collect()
+}
+
+/// Latency against the truth once what the analyst sees anyway (the size of
+/// the answer, which grows with the released counts' digits, and the number
+/// of filter values sent) is taken out.
+fn report_public(what: &str, truth: &[f64], lat_ms: &[f64], bytes: &[f64], filters: &[f64]) {
+    let (rb, pb) = pearson(bytes, lat_ms);
+    let (rf, pf) = pearson(filters, lat_ms);
+    let lat_rest = residuals(&residuals(lat_ms, bytes), filters);
+    let truth_rest = residuals(&residuals(truth, bytes), filters);
+    let (rt, pt) = pearson(&truth_rest, &lat_rest);
+    eprintln!(
+        "{what}: r(latency, answer bytes) = {rb:+.4} (p = {pb:.3})   \
+         r(latency, filter values) = {rf:+.4} (p = {pf:.3})\n  \
+         partial r(latency, truth | answer bytes, filter values) = {rt:+.4} (p = {pt:.3})"
+    );
 }
 
 fn report(what: &str, noise: &[f64], truth: &[f64], lat_ms: &[f64]) {
@@ -187,7 +219,12 @@ fn timing_probe() {
 
     let run = |what: &str, n: usize, group_by: &[&str]| {
         let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..n {
+        let (mut bytes, mut filters) = (Vec::new(), Vec::new());
+        // Shuffled: the filters (and so the truth) must not follow time, or
+        // drifting machine load would look like a correlation.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (i as u64 ^ 0x5DEE_CE66).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for i in order {
             let party: Vec<&str> = parties[..1 + i % parties.len()].to_vec();
             let status: Vec<&str> = statuses[..1 + (i / 6) % statuses.len()].to_vec();
             let gender: Vec<&str> = genders[..1 + (i / 30) % genders.len()].to_vec();
@@ -199,6 +236,8 @@ fn timing_probe() {
             lat.push(t.elapsed().as_secs_f64() * 1e3);
             assert_eq!(a.status, 200, "{}", a.text);
             assert_eq!(a.body["cached"], Value::Bool(false));
+            bytes.push(a.text.len() as f64);
+            filters.push((party.len() + status.len() + gender.len()) as f64);
             let exact = data.counts(group_by, |r| {
                 party.contains(&value(r, "party").as_str())
                     && status.contains(&value(r, "status").as_str())
@@ -218,6 +257,7 @@ fn timing_probe() {
             truth.push(total);
         }
         report(what, &noise, &truth, &lat);
+        report_public(what, &truth, &lat, &bytes, &filters);
     };
     run("HTTP single-cell queries, epsilon 0.01", queries, &[]);
     run(
