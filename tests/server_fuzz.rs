@@ -722,6 +722,10 @@ fn each_limit_has_its_error_code() {
     assert_eq!(chunked.status().as_u16(), 413);
     let v: Value = chunked.json().unwrap();
     assert_eq!(v["error"]["code"], "payload_too_large");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("4096"),
+        "names the limit: {v}"
+    );
 
     // A gzip bomb: 2 KB on the wire, 2 MB decoded. The limit counts
     // decoded bytes.
@@ -747,6 +751,10 @@ fn each_limit_has_its_error_code() {
     assert_eq!(r.status().as_u16(), 413, "gzip bomb");
     let v: Value = r.json().unwrap();
     assert_eq!(v["error"]["code"], "payload_too_large");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("4096"),
+        "names the limit: {v}"
+    );
 
     // too_many_cells.
     let a = server.query(
