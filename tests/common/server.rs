@@ -226,12 +226,23 @@ pub fn write_config(
     analysts: &[TestAnalyst],
     extra_server: &str,
 ) -> PathBuf {
-    let data = nc_data();
+    write_config_for(&nc_data().data_dir, dir, settings, analysts, extra_server)
+}
+
+/// [`write_config`] for an `nc` dataset ingested into `data_dir` (not the
+/// shared one).
+pub fn write_config_for(
+    data_dir: &Path,
+    dir: &Path,
+    settings: &DatasetSettings,
+    analysts: &[TestAnalyst],
+    extra_server: &str,
+) -> PathBuf {
     let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nledger = {:?}\n{extra_server}\n\n\
          [[dataset]]\nname = \"nc\"\nlayout = \"nc\"\nas_of = \"2026-06-30\"\n\
          age_bands = [18, 25, 35, 45, 55, 65, 75]\nepsilon_total = {:?}\nmax_epsilon_per_query = {:?}\n",
-        data.data_dir.to_str().unwrap(),
+        data_dir.to_str().unwrap(),
         dir.join("ledger.sqlite").to_str().unwrap(),
         settings.epsilon_total,
         settings.max_epsilon_per_query,
@@ -260,18 +271,28 @@ pub struct Server {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     log: Arc<Mutex<String>>,
+    out: Arc<Mutex<String>>,
     http: reqwest::blocking::Client,
 }
 
 /// Starts `rollcall serve --config CONFIG [extra args]` and waits until it
 /// prints its address; `Err(stderr)` if it exits first.
 pub fn try_start(config: &Path, extra: &[&str]) -> Result<Server, String> {
+    try_start_with_log_level(config, extra, "info")
+}
+
+/// [`try_start`] with `RUST_LOG` set to `level`.
+pub fn try_start_with_log_level(
+    config: &Path,
+    extra: &[&str],
+    level: &str,
+) -> Result<Server, String> {
     let mut child = Command::new(bin())
         .arg("serve")
         .arg("--config")
         .arg(config)
         .args(extra)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", level)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -294,12 +315,17 @@ pub fn try_start(config: &Path, extra: &[&str]) -> Result<Server, String> {
     });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let out = Arc::new(Mutex::new(String::new()));
+    let sink = out.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
             if let Some(url) = line.strip_prefix("rollcall: listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
+            let mut out = sink.lock().unwrap();
+            out.push_str(&line);
+            out.push('\n');
         }
     });
     match rx.recv_timeout(Duration::from_secs(120)) {
@@ -307,6 +333,7 @@ pub fn try_start(config: &Path, extra: &[&str]) -> Result<Server, String> {
             child,
             url,
             log,
+            out,
             http: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(120))
                 .build()
@@ -346,7 +373,7 @@ impl Answer {
 }
 
 impl Server {
-    /// What the server has written to stderr so far.
+    /// What the server has written to stderr (its log) so far.
     pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
@@ -354,6 +381,11 @@ impl Server {
     /// The server's process id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// What the server has written to stdout so far.
+    pub fn stdout(&self) -> String {
+        self.out.lock().unwrap().clone()
     }
 
     /// Kills the server (SIGKILL: the ledger must survive a crash) and waits.

@@ -42,10 +42,16 @@ use serde::Deserialize;
 pub const DEFAULT_MAX_CELLS: u64 = 100_000;
 /// Default cap on a request body.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
-/// Default time a client has to send its request head, in seconds.
+/// Default time a client has to send its request head, and then its body,
+/// in seconds.
 pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 /// Default number of queries one analyst may have in flight at once.
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
+
+/// Default quantum, in milliseconds, of the padding of counting and noise.
+pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 2;
+/// Largest `timing_quantum_ms` accepted.
+pub const MAX_TIMING_QUANTUM_MS: u64 = 1000;
 
 /// A configuration problem, naming the key (`dataset[1].layout`) or file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -89,6 +95,7 @@ struct ServerFile {
     max_concurrent_per_token: Option<usize>,
     workers: Option<usize>,
     metrics_token_sha256: Option<String>,
+    timing_quantum_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,7 +131,8 @@ pub struct ServerConfig {
     pub max_cells: u64,
     /// Largest request body accepted (`payload_too_large` above).
     pub max_body_bytes: usize,
-    /// Seconds a client has to send its request head.
+    /// Seconds a client has to send its request head, and then as many to
+    /// send its body (`request_timeout` above).
     pub request_timeout_secs: u64,
     /// Queries one analyst may have in flight (`too_many_requests` above).
     pub max_concurrent_per_token: usize,
@@ -134,6 +142,11 @@ pub struct ServerConfig {
     /// endpoint is open (firewall it: it carries no data or secrets, but
     /// shows traffic and ε spent).
     pub metrics_token_sha256: Option<TokenHash>,
+    /// Counting and noise of a fresh release are padded to the recent
+    /// slowest of the same shape, rounded up to a multiple of this many
+    /// milliseconds (0: no padding), so the response time does not tell the
+    /// size of the noise drawn. See [`crate::query::pad_stage`].
+    pub timing_quantum_ms: u64,
 }
 
 /// One `[[dataset]]`.
@@ -357,6 +370,13 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         .as_deref()
         .map(|h| parse_token_hash("server.metrics_token_sha256".into(), h))
         .transpose()?;
+    let timing_quantum_ms = s.timing_quantum_ms.unwrap_or(DEFAULT_TIMING_QUANTUM_MS);
+    if timing_quantum_ms > MAX_TIMING_QUANTUM_MS {
+        return Err(ConfigError::new(
+            "server.timing_quantum_ms",
+            format!("at most {MAX_TIMING_QUANTUM_MS} (0 turns padding off)"),
+        ));
+    }
     let server = ServerConfig {
         listen: s.listen,
         data_dir: s.data_dir,
@@ -367,6 +387,7 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         max_concurrent_per_token,
         workers,
         metrics_token_sha256,
+        timing_quantum_ms,
     };
 
     if file.dataset.is_empty() {
@@ -568,6 +589,10 @@ epsilon = {{ nc = 3.0 }}
                     .replace("max_cells", "x")
                     .replace("[server]", "[server]\nmax_cells = 0"),
                 "server.max_cells",
+            ),
+            (
+                base().replace("[server]", "[server]\ntiming_quantum_ms = 5000"),
+                "server.timing_quantum_ms",
             ),
         ];
         for (text, key) in cases {

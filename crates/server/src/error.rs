@@ -20,6 +20,7 @@
 //! | `too_many_cells`     | 400 | the cross product of the grouped dimensions exceeds `server.max_cells` |
 //! | `malformed_json`     | 400 | the body is not JSON of the request's shape (syntax, wrong types, unknown fields) |
 //! | `payload_too_large`  | 413 | the body exceeds `server.max_body_bytes` |
+//! | `request_timeout`    | 408 | the request body did not arrive within `server.request_timeout_secs` |
 //! | `too_many_requests`  | 429 | the analyst already has `server.max_concurrent_per_token` queries in flight |
 //! | `not_found`          | 404 | no such route |
 //! | `method_not_allowed` | 405 | the route exists, not with this method |
@@ -79,6 +80,12 @@ pub enum ApiError {
     PayloadTooLarge {
         /// `server.max_body_bytes`.
         limit: usize,
+    },
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {secs} s")]
+    RequestTimeout {
+        /// `server.request_timeout_secs`.
+        secs: u64,
     },
     /// Too many queries in flight for this token.
     #[error("too many queries in flight for this analyst (at most {limit}); retry shortly")]
@@ -156,6 +163,7 @@ impl ApiError {
             ApiError::TooManyCells { .. } => (S::BAD_REQUEST, "too_many_cells"),
             ApiError::MalformedJson(_) => (S::BAD_REQUEST, "malformed_json"),
             ApiError::PayloadTooLarge { .. } => (S::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::RequestTimeout { .. } => (S::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::TooManyRequests { .. } => (S::TOO_MANY_REQUESTS, "too_many_requests"),
             ApiError::NotFound { .. } => (S::NOT_FOUND, "not_found"),
             ApiError::MethodNotAllowed { .. } => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),

@@ -9,12 +9,18 @@
 //!    and commit spend + noisy rows to the ledger in one transaction;
 //! 4. only after the commit returned is anything sent.
 //!
+//! **Timing.** Drawing opendp's discrete Laplace noise takes longer the
+//! larger the noise (its sampler loops; `scripts/timing-probe` measures it).
+//! So counting and noise together are padded ([`pad_stage`]) to the recent
+//! high-water mark of stages of the same public shape, rounded up to
+//! `server.timing_quantum_ms`.
+//!
 //! Exact counts live only inside the blocking closure of step 3 and are
 //! dropped there; the log line names the analyst, dataset, dimensions, ε,
 //! cells, latency and whether the answer was cached — never a count.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix_web::web;
 use engine::{CountQuery, Dim, Domains};
@@ -188,6 +194,48 @@ fn query_json(
     .to_string())
 }
 
+/// How fast the padding deadline of a stage forgets a slow release: each
+/// release of the same shape multiplies it by this.
+const DEADLINE_DECAY: f64 = 0.99;
+
+/// Per (dataset, bit length of the cell count) — public shape only — the
+/// recent high-water mark of the counting + noise stage.
+static STAGE_DEADLINE: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<(String, u32), Duration>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Pads the counting + noise stage of a fresh release, started at
+/// `started`, so that its duration does not tell the size of the noise.
+///
+/// Rounding every stage up to a multiple of a quantum is not enough: the
+/// stage of a given shape takes about the same time each run, and when that
+/// time sits near a multiple, whether it crosses it depends on the noise —
+/// the padding would turn a few microseconds into a whole quantum. So each
+/// stage waits until the recent high-water mark of stages of the same public
+/// shape (dataset, cells rounded to a power of two; decaying by 1% per
+/// release so a one-off stall is forgotten), rounded up to a multiple of
+/// `quantum_ms`. Only a stage slower than every recent one of its shape
+/// shows its own time. `quantum_ms = 0` turns padding off.
+pub fn pad_stage(started: Instant, dataset: &str, cells: u64, quantum_ms: u64) {
+    if quantum_ms == 0 {
+        return;
+    }
+    let elapsed = started.elapsed();
+    let shape = (dataset.to_owned(), 64 - cells.leading_zeros());
+    let mark = {
+        let mut deadlines = STAGE_DEADLINE.lock().unwrap_or_else(|p| p.into_inner());
+        let mark = deadlines.entry(shape).or_insert(Duration::ZERO);
+        *mark = mark.mul_f64(DEADLINE_DECAY).max(elapsed);
+        *mark
+    };
+    let quantum = Duration::from_millis(quantum_ms);
+    let quanta = mark.as_nanos().div_ceil(quantum.as_nanos()).max(1);
+    let target = quantum * u32::try_from(quanta).unwrap_or(u32::MAX);
+    if let Some(rest) = target.checked_sub(elapsed) {
+        std::thread::sleep(rest);
+    }
+}
+
 fn blocking_err(e: actix_web::error::BlockingError) -> ApiError {
     ApiError::Internal(format!("blocking task failed: {e}"))
 }
@@ -271,9 +319,12 @@ pub async fn run(
             let exact = d.data.count(&v.query)?;
             let t_noise = Instant::now();
             let release = privacy::release_counts(&exact, epsilon)?;
+            let noise_ms = t_noise.elapsed().as_secs_f64() * 1e3;
+            pad_stage(t_count, &name, n_cells, st.server.timing_quantum_ms);
             tracing::debug!(
                 count_ms = (t_noise - t_count).as_secs_f64() * 1e3,
-                noise_ms = t_noise.elapsed().as_secs_f64() * 1e3,
+                noise_ms,
+                padded_ms = t_count.elapsed().as_secs_f64() * 1e3,
                 "stages"
             );
             release

@@ -1,8 +1,10 @@
 //! The HTTP handlers. Thin: they authenticate, parse, and call the query
 //! service ([`crate::query`]); every failure is an [`ApiError`].
 
-use std::future::{Ready, ready};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::error::JsonPayloadError;
@@ -78,6 +80,39 @@ fn authenticate(req: &HttpRequest) -> Result<Authed, ApiError> {
     Ok(Authed { state, index })
 }
 
+/// A JSON body that must arrive within `server.request_timeout_secs`.
+///
+/// actix's `client_request_timeout` covers only the request head: a client
+/// that sends its headers and then trickles the body a byte at a time would
+/// otherwise hold a connection (and a buffer) for as long as it likes. Past
+/// the limit the answer is `request_timeout` (408) and the connection is
+/// closed. Size and syntax errors are those of [`web::Json`] (see
+/// [`json_error`]).
+#[derive(Debug)]
+pub struct TimedJson<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> FromRequest for TimedJson<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<TimedJson<T>, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        // `request_timeout_secs` needs a restart to change, so any snapshot
+        // has the value the server was started with.
+        let secs = req
+            .app_data::<web::Data<Live>>()
+            .map_or(crate::config::DEFAULT_REQUEST_TIMEOUT_SECS, |l| {
+                l.snapshot().server.request_timeout_secs
+            });
+        let read = web::Json::<T>::from_request(req, payload);
+        Box::pin(async move {
+            match actix_web::rt::time::timeout(Duration::from_secs(secs), read).await {
+                Ok(json) => Ok(TimedJson(json?.into_inner())),
+                Err(_elapsed) => Err(ApiError::RequestTimeout { secs }.into()),
+            }
+        })
+    }
+}
+
 /// Maps the JSON extractor's errors onto the error table.
 pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     let api = match err {
@@ -144,16 +179,17 @@ pub async fn datasets(who: Authed) -> HttpResponse {
         (status = 200, description = "dry run", body = DryRunResponse),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)
+        (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 429, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
 pub async fn query(
     live: web::Data<Live>,
     who: Authed,
-    body: web::Json<QueryRequest>,
+    body: TimedJson<QueryRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.into_inner();
+    let body = body.0;
     let dataset = body.dataset.clone();
     let outcome = query::run(who.state, who.index, body).await?;
     Ok(match outcome {

@@ -1,0 +1,272 @@
+//! Timing probe (run by `scripts/timing-probe`, ignored in `cargo test`):
+//! does the time to answer depend on the noise drawn or on the true counts?
+//!
+//! 1. In process: `privacy::release_counts` on one cell, many times, at small
+//!    ε: time against |noise| and against the true count.
+//! 2. Over HTTP against the real server: single-cell and 900-cell queries at
+//!    ε = 0.01; noise = released − truth (truth from the generator).
+//!
+//! Prints Pearson r with a two-sided p-value (normal approximation, fine for
+//! these n), and median latency by quartile of |noise| and of the truth.
+//! Size: `TIMING_CALLS` (in-process, default 20000), `TIMING_QUERIES`
+//! (single-cell HTTP queries, default 600; 900-cell ones: a third of it).
+//! `TIMING_QUANTUM_MS` is passed to the server as `timing_quantum_ms` when set.
+
+#[path = "common/server.rs"]
+mod server_common;
+
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use server_common::*;
+
+/// Pearson r and its two-sided p-value (t statistic, normal approximation).
+fn pearson(x: &[f64], y: &[f64]) -> (f64, f64) {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(y) {
+        sxy += (a - mx) * (b - my);
+        sxx += (a - mx).powi(2);
+        syy += (b - my).powi(2);
+    }
+    let r = sxy / (sxx * syy).sqrt();
+    if !r.is_finite() {
+        return (0.0, 1.0);
+    }
+    let t = r * ((n - 2.0) / (1.0 - r * r).max(1e-12)).sqrt();
+    (r, erfc(t.abs() / std::f64::consts::SQRT_2))
+}
+
+/// Complementary error function (Numerical Recipes' erfcc, |error| < 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t
+        * (-z * z - 1.265_512_23
+            + t * (1.000_023_68
+                + t * (0.374_091_96
+                    + t * (0.096_784_18
+                        + t * (-0.186_288_06
+                            + t * (0.278_868_07
+                                + t * (-1.135_203_98
+                                    + t * (1.488_515_87
+                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
+            .exp();
+    if x >= 0.0 { r } else { 2.0 - r }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn percentile(v: &[f64], p: f64) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Median of `lat` in each quartile of `by`.
+fn by_quartile(by: &[f64], lat: &[f64]) -> String {
+    let mut idx: Vec<usize> = (0..by.len()).collect();
+    idx.sort_by(|&a, &b| by[a].total_cmp(&by[b]));
+    let q = idx.len() / 4;
+    if q == 0 {
+        return "-".into();
+    }
+    (0..4)
+        .map(|k| {
+            let part = &idx[k * q..if k == 3 { idx.len() } else { (k + 1) * q }];
+            let mut l: Vec<f64> = part.iter().map(|&i| lat[i]).collect();
+            let lo = by[part[0]];
+            let hi = by[*part.last().unwrap()];
+            format!("[{lo:.0}..{hi:.0}]: {:.3}", median(&mut l))
+        })
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// Residuals of `y` after a least-squares line on `x`.
+fn residuals(y: &[f64], x: &[f64]) -> Vec<f64> {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let sxx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let slope = if sxx > 0.0 { sxy / sxx } else { 0.0 };
+    x.iter()
+        .zip(y)
+        .map(|(a, b)| b - my - slope * (a - mx))
+        .collect()
+}
+
+/// Latency against the truth once what the analyst sees anyway (the size of
+/// the answer, which grows with the released counts' digits, and the number
+/// of filter values sent) is taken out.
+fn report_public(what: &str, truth: &[f64], lat_ms: &[f64], bytes: &[f64], filters: &[f64]) {
+    let (rb, pb) = pearson(bytes, lat_ms);
+    let (rf, pf) = pearson(filters, lat_ms);
+    let lat_rest = residuals(&residuals(lat_ms, bytes), filters);
+    let truth_rest = residuals(&residuals(truth, bytes), filters);
+    let (rt, pt) = pearson(&truth_rest, &lat_rest);
+    eprintln!(
+        "{what}: r(latency, answer bytes) = {rb:+.4} (p = {pb:.3})   \
+         r(latency, filter values) = {rf:+.4} (p = {pf:.3})\n  \
+         partial r(latency, truth | answer bytes, filter values) = {rt:+.4} (p = {pt:.3})"
+    );
+}
+
+fn report(what: &str, noise: &[f64], truth: &[f64], lat_ms: &[f64]) {
+    let (rn, pn) = pearson(noise, lat_ms);
+    let (rt, pt) = pearson(truth, lat_ms);
+    eprintln!(
+        "{what}: n={} latency ms p50 {:.3} p90 {:.3} p99 {:.3}\n  \
+         r(latency, |noise|) = {rn:+.4} (p = {pn:.3})   r(latency, truth) = {rt:+.4} (p = {pt:.3})\n  \
+         median ms by |noise| quartile: {}\n  median ms by truth quartile:   {}",
+        lat_ms.len(),
+        percentile(lat_ms, 0.5),
+        percentile(lat_ms, 0.9),
+        percentile(lat_ms, 0.99),
+        by_quartile(noise, lat_ms),
+        by_quartile(truth, lat_ms),
+    );
+}
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+#[test]
+#[ignore = "a measurement, run by scripts/timing-probe"]
+fn timing_probe() {
+    // 1. In process.
+    let calls = env("TIMING_CALLS", 20_000);
+    for epsilon in [0.01f64, 0.1] {
+        let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..calls {
+            let exact = [[0u64, 50, 5_000, 500_000][i % 4]];
+            let t = Instant::now();
+            let r = privacy::release_counts(&exact, epsilon).unwrap();
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            noise.push((r.noisy[0] - exact[0] as i64).abs() as f64);
+            truth.push(exact[0] as f64);
+        }
+        report(
+            &format!("in-process release_counts, 1 cell, epsilon {epsilon}"),
+            &noise,
+            &truth,
+            &lat,
+        );
+    }
+
+    // 1b. One cell at epsilon 0.1 and 900 cells at 0.01, without and with
+    // the server's padding of counting + noise (`server::query::pad_stage`,
+    // what the query path calls, at the default 2 ms quantum).
+    for (cells, epsilon) in [(1u64, 0.1f64), (900, 0.01)] {
+        for quantum_ms in [0u64, server::config::DEFAULT_TIMING_QUANTUM_MS] {
+            let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
+            for i in 0..calls / 10 {
+                let exact: Vec<u64> = (0..cells).map(|c| (c * 37 + i as u64 * 11) % 200).collect();
+                let t = Instant::now();
+                let r = privacy::release_counts(&exact, epsilon).unwrap();
+                server::query::pad_stage(t, "probe", cells, quantum_ms);
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                noise.push(
+                    r.noisy
+                        .iter()
+                        .zip(&exact)
+                        .map(|(n, e)| (n - *e as i64).abs() as f64)
+                        .sum(),
+                );
+                truth.push(exact.iter().sum::<u64>() as f64);
+            }
+            report(
+                &format!(
+                    "in-process release_counts, {cells} cells, epsilon {epsilon}, \
+                     padded to {quantum_ms} ms"
+                ),
+                &noise,
+                &truth,
+                &lat,
+            );
+        }
+    }
+
+    // 2. Over HTTP.
+    let dir = tempfile::tempdir().unwrap();
+    let alice = TestAnalyst::nc("alice", 1e9);
+    let extra = std::env::var("TIMING_QUANTUM_MS")
+        .map(|q| format!("timing_quantum_ms = {q}"))
+        .unwrap_or_default();
+    let server = start(&write_config(
+        dir.path(),
+        &DatasetSettings {
+            epsilon_total: 1e9,
+            max_epsilon_per_query: 1.0,
+        },
+        std::slice::from_ref(&alice),
+        &extra,
+    ));
+    let data = nc_data();
+    let value = |r: &TruthRow, d: &str| r.values[d].clone().unwrap_or_else(|| "unknown".into());
+    let parties = ["DEM", "REP", "UNA", "LIB", "GRE", "CST"];
+    let statuses = ["A", "I", "R", "D", "S"];
+    let genders = ["F", "M", "U"];
+    let queries = env("TIMING_QUERIES", 600);
+
+    let run = |what: &str, n: usize, group_by: &[&str]| {
+        let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bytes, mut filters) = (Vec::new(), Vec::new());
+        // Shuffled: the filters (and so the truth) must not follow time, or
+        // drifting machine load would look like a correlation.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by_key(|&i| (i as u64 ^ 0x5DEE_CE66).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        for i in order {
+            let party: Vec<&str> = parties[..1 + i % parties.len()].to_vec();
+            let status: Vec<&str> = statuses[..1 + (i / 6) % statuses.len()].to_vec();
+            let gender: Vec<&str> = genders[..1 + (i / 30) % genders.len()].to_vec();
+            let q = json!({"dataset": "nc", "group_by": group_by,
+                           "filter": {"party": party, "status": status, "gender": gender},
+                           "epsilon": 0.01 + i as f64 * 1e-7 + group_by.len() as f64 * 1e-3});
+            let t = Instant::now();
+            let a = server.query(&alice.token, &q);
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+            assert_eq!(a.status, 200, "{}", a.text);
+            assert_eq!(a.body["cached"], Value::Bool(false));
+            bytes.push(a.text.len() as f64);
+            filters.push((party.len() + status.len() + gender.len()) as f64);
+            let exact = data.counts(group_by, |r| {
+                party.contains(&value(r, "party").as_str())
+                    && status.contains(&value(r, "status").as_str())
+                    && gender.contains(&value(r, "gender").as_str())
+            });
+            let (mut abs, mut total) = (0.0, 0.0);
+            for row in a.body["rows"].as_array().unwrap() {
+                let key: Vec<String> = group_by
+                    .iter()
+                    .map(|d| row[*d].as_str().unwrap().to_owned())
+                    .collect();
+                let want = exact.get(&key).copied().unwrap_or(0) as f64;
+                abs += (row["count"].as_f64().unwrap() - want).abs();
+                total += want;
+            }
+            noise.push(abs);
+            truth.push(total);
+        }
+        report(what, &noise, &truth, &lat);
+        report_public(what, &truth, &lat, &bytes, &filters);
+    };
+    run("HTTP single-cell queries, epsilon 0.01", queries, &[]);
+    run(
+        "HTTP 900-cell queries (county x age_band), epsilon 0.01",
+        queries / 3,
+        &["county", "age_band"],
+    );
+    eprintln!(
+        "server: timing_quantum_ms = {}",
+        std::env::var("TIMING_QUANTUM_MS").unwrap_or_else(|_| "default".into())
+    );
+}
