@@ -7,11 +7,6 @@ use clap::{Parser, Subcommand};
 
 mod audit_cmd;
 mod budget_cmd;
-/// mimalloc keeps freed memory for reuse: ingest's 4 MiB read buffers and
-/// per-chunk row vectors then stop costing a page fault per 4 KiB each time.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod ingest_cmd;
 mod synth_cmd;
 
