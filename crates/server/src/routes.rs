@@ -114,12 +114,18 @@ impl<T: serde::de::DeserializeOwned + 'static> FromRequest for TimedJson<T> {
 }
 
 /// Maps the JSON extractor's errors onto the error table.
-pub fn json_error(err: JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error {
     let api = match err {
         JsonPayloadError::OverflowKnownLength { limit, .. }
         | JsonPayloadError::Overflow { limit } => ApiError::PayloadTooLarge { limit },
         JsonPayloadError::Payload(actix_web::error::PayloadError::Overflow) => {
-            ApiError::PayloadTooLarge { limit: 0 }
+            // The payload stream does not say its limit: it is the server's.
+            let limit = req
+                .app_data::<web::Data<Live>>()
+                .map_or(crate::config::DEFAULT_MAX_BODY_BYTES, |l| {
+                    l.snapshot().server.max_body_bytes
+                });
+            ApiError::PayloadTooLarge { limit }
         }
         JsonPayloadError::Deserialize(e) => ApiError::MalformedJson(e.to_string()),
         other => ApiError::MalformedJson(other.to_string()),

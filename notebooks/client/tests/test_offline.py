@@ -20,6 +20,7 @@ from rollcall_client import (
     InvalidQuery,
     RollcallError,
     ServerError,
+    TryAgain,
     Unauthorized,
 )
 from rollcall_client.errors import error_from_response
@@ -170,6 +171,9 @@ def test_errors_from_server(client: Client) -> None:
         (400, "some_future_code", InvalidQuery),
         (403, "some_future_code", Forbidden),
         (503, "overloaded", ServerError),
+        (429, "too_many_requests", TryAgain),
+        (408, "request_timeout", TryAgain),
+        (429, "some_future_code", TryAgain),
     ],
 )
 def test_error_mapping(status: int, code: str, cls: type[RollcallError]) -> None:

@@ -17,6 +17,7 @@ from .errors import (
     InvalidQuery,
     RollcallError,
     ServerError,
+    TryAgain,
     Unauthorized,
 )
 
@@ -34,5 +35,6 @@ __all__ = [
     "BudgetExhausted",
     "InvalidQuery",
     "ServerError",
+    "TryAgain",
     "ConnectionFailed",
 ]

@@ -17,6 +17,7 @@ __all__ = [
     "Forbidden",
     "BudgetExhausted",
     "InvalidQuery",
+    "TryAgain",
     "ServerError",
     "ConnectionFailed",
     "error_from_response",
@@ -78,6 +79,15 @@ class InvalidQuery(RollcallError):
     """
 
 
+class TryAgain(RollcallError):
+    """Nothing was spent, and the same query may succeed if sent again later.
+
+    Codes: ``too_many_requests`` (429: this analyst already has the server's
+    limit of queries in flight) and ``request_timeout`` (408: the request did
+    not arrive in time). Wait, then repeat the query unchanged.
+    """
+
+
 class ServerError(RollcallError):
     """The server failed (5xx) or answered something the client cannot read."""
 
@@ -99,6 +109,8 @@ _BY_CODE: dict[str, type[RollcallError]] = {
     "malformed_json": InvalidQuery,
     "payload_too_large": InvalidQuery,
     "invalid_query": InvalidQuery,
+    "too_many_requests": TryAgain,
+    "request_timeout": TryAgain,
 }
 
 
@@ -110,6 +122,8 @@ def _class_for(code: str, status: int) -> type[RollcallError]:
         return Unauthorized
     if status == 403:
         return Forbidden
+    if status in (408, 429):
+        return TryAgain
     if 400 <= status < 500:
         return InvalidQuery
     return ServerError
