@@ -195,8 +195,11 @@ fn query_json(
 }
 
 /// How fast the padding deadline of a stage forgets a slow release: each
-/// release of the same shape multiplies it by this.
-const DEADLINE_DECAY: f64 = 0.99;
+/// release of the same shape multiplies it by this. At 0.99 a stall under
+/// load held the mark up for a hundred releases and cost 17% of the
+/// throughput of two clients; at 0.95 the padded timings still show no
+/// correlation with the noise (`scripts/timing-probe`, docs/privacy.md).
+const DEADLINE_DECAY: f64 = 0.95;
 
 /// Per (dataset, bit length of the cell count) — public shape only — the
 /// recent high-water mark of the counting + noise stage.
@@ -212,7 +215,7 @@ static STAGE_DEADLINE: std::sync::LazyLock<
 /// time sits near a multiple, whether it crosses it depends on the noise —
 /// the padding would turn a few microseconds into a whole quantum. So each
 /// stage waits until the recent high-water mark of stages of the same public
-/// shape (dataset, cells rounded to a power of two; decaying by 1% per
+/// shape (dataset, cells rounded to a power of two; decaying by 5% per
 /// release so a one-off stall is forgotten), rounded up to a multiple of
 /// `quantum_ms`. Only a stage slower than every recent one of its shape
 /// shows its own time. `quantum_ms = 0` turns padding off.
