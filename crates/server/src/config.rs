@@ -49,7 +49,7 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
 
 /// Default quantum, in milliseconds, of the padding of counting and noise.
-pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 2;
+pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 1;
 /// Largest `timing_quantum_ms` accepted.
 pub const MAX_TIMING_QUANTUM_MS: u64 = 1000;
 
