@@ -11,7 +11,7 @@
 //!
 //! **Timing.** Drawing opendp's discrete Laplace noise takes longer the
 //! larger the noise (its sampler loops; `scripts/timing-probe` measures it).
-//! So counting and noise together are padded ([`pad_stage`]) to the recent
+//! So counting, noise and the ledger commit together are padded ([`pad_stage`]) to the recent
 //! high-water mark of stages of the same public shape, rounded up to
 //! `server.timing_quantum_ms`.
 //!
@@ -202,12 +202,12 @@ fn query_json(
 const DEADLINE_DECAY: f64 = 0.95;
 
 /// Per (dataset, bit length of the cell count) — public shape only — the
-/// recent high-water mark of the counting + noise stage.
+/// recent high-water mark of the counting + noise + commit stage.
 static STAGE_DEADLINE: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<(String, u32), Duration>>,
 > = std::sync::LazyLock::new(Default::default);
 
-/// Pads the counting + noise stage of a fresh release, started at
+/// Pads the counting + noise + commit stage of a fresh release, started at
 /// `started`, so that its duration does not tell the size of the noise.
 ///
 /// Rounding every stage up to a multiple of a quantum is not enough: the
@@ -322,12 +322,9 @@ pub async fn run(
             let exact = d.data.count(&v.query)?;
             let t_noise = Instant::now();
             let release = privacy::release_counts(&exact, epsilon)?;
-            let noise_ms = t_noise.elapsed().as_secs_f64() * 1e3;
-            pad_stage(t_count, &name, n_cells, st.server.timing_quantum_ms);
             tracing::debug!(
                 count_ms = (t_noise - t_count).as_secs_f64() * 1e3,
-                noise_ms,
-                padded_ms = t_count.elapsed().as_secs_f64() * 1e3,
+                noise_ms = t_noise.elapsed().as_secs_f64() * 1e3,
                 "stages"
             );
             release
@@ -340,7 +337,7 @@ pub async fn run(
         })
         .map_err(|e| ApiError::Internal(e.to_string()))?;
         let t_commit = Instant::now();
-        let outcome = st.ledger.commit_release(
+        let committed = st.ledger.commit_release(
             &SpendRequest {
                 analyst: a.name.clone(),
                 dataset: name.clone(),
@@ -356,8 +353,16 @@ pub async fn run(
                 noise_scale: release.scale,
                 ci95: privacy::ci95(release.scale)?,
             },
-        )?;
-        tracing::debug!(commit_ms = t_commit.elapsed().as_secs_f64() * 1e3, "stages");
+        );
+        // The commit is inside the padded stage: its fsync overlaps the wait
+        // instead of following it, and a refusal is padded like an answer.
+        pad_stage(t_count, &name, n_cells, st.server.timing_quantum_ms);
+        tracing::debug!(
+            commit_ms = t_commit.elapsed().as_secs_f64() * 1e3,
+            padded_ms = t_count.elapsed().as_secs_f64() * 1e3,
+            "stages"
+        );
+        let outcome = committed?;
         Ok((outcome, spent()?))
     })
     .await
