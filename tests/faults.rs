@@ -333,17 +333,17 @@ struct Versioned {
 }
 
 fn synth(out: &Path, rows: usize, seed: u64) {
-    let out = Command::new(bin())
-        .args(["synth", "--layout", "nc", "--rows", &rows.to_string()])
-        .args(["--seed", &seed.to_string(), "--out"])
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::rollcall_ok(&[
+        "synth",
+        "--layout",
+        "nc",
+        "--rows",
+        &rows.to_string(),
+        "--seed",
+        &seed.to_string(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
 }
 
 fn ingest_args(data_dir: &Path, file: &Path) -> Vec<String> {

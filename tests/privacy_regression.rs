@@ -12,46 +12,9 @@ mod server_common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{Value, json};
 use server_common::*;
-
-/// The rows of an answer as (key values in `dims` order, count).
-fn rows(answer: &Answer, dims: &[&str]) -> Vec<(Vec<String>, i64)> {
-    answer.body["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rows in {}", answer.text))
-        .iter()
-        .map(|r| {
-            let key = dims
-                .iter()
-                .map(|d| r[*d].as_str().unwrap().to_owned())
-                .collect();
-            (key, r["count"].as_i64().unwrap())
-        })
-        .collect()
-}
-
-/// The public values of each dimension, from `/v1/datasets`.
-fn domains(server: &Server, token: &str) -> BTreeMap<String, Vec<String>> {
-    let a = server.get("/v1/datasets", token);
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.body["datasets"][0]["dimensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            let values = d["values"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_str().unwrap().to_owned())
-                .collect();
-            (d["name"].as_str().unwrap().to_owned(), values)
-        })
-        .collect()
-}
 
 /// Whole-number occurrences of `n` in `hay`: not next to a digit, a letter
 /// or a dot (so not inside a hex id, a float or a longer number).
@@ -234,15 +197,7 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
 fn quirks_data(root: &Path) -> (std::path::PathBuf, Value) {
     let raw = root.join("quirks.txt");
     let data_dir = root.join("data");
-    let run = |args: &[&str]| {
-        let out = Command::new(bin()).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    run(&[
+    run_ok(&[
         "synth",
         "--layout",
         "nc",
@@ -254,7 +209,7 @@ fn quirks_data(root: &Path) -> (std::path::PathBuf, Value) {
         "--out",
         raw.to_str().unwrap(),
     ]);
-    run(&[
+    run_ok(&[
         "ingest",
         "--layout",
         "nc",

@@ -4,56 +4,13 @@
 #[path = "common/server.rs"]
 mod server_common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 use server_common::*;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
-}
-
-/// The rows of an answer as (key values in `dims` order, count).
-fn rows(answer: &Answer, dims: &[&str]) -> Vec<(Vec<String>, i64)> {
-    answer.body["rows"]
-        .as_array()
-        .unwrap_or_else(|| panic!("no rows in {}", answer.text))
-        .iter()
-        .map(|r| {
-            let key = dims
-                .iter()
-                .map(|d| {
-                    r[*d]
-                        .as_str()
-                        .unwrap_or_else(|| panic!("row without {d}: {r}"))
-                        .to_owned()
-                })
-                .collect();
-            (key, r["count"].as_i64().unwrap())
-        })
-        .collect()
-}
-
-/// The public values of each dimension, from `/v1/datasets`.
-fn domains(server: &Server, token: &str) -> BTreeMap<String, Vec<String>> {
-    let a = server.get("/v1/datasets", token);
-    assert_eq!(a.status, 200, "{}", a.text);
-    a.body["datasets"][0]["dimensions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| {
-            (
-                d["name"].as_str().unwrap().to_owned(),
-                d["values"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_str().unwrap().to_owned())
-                    .collect(),
-            )
-        })
-        .collect()
 }
 
 #[test]

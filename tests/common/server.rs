@@ -88,6 +88,19 @@ impl NcData {
     }
 }
 
+/// Runs `rollcall ARGS` and panics with its stderr unless it succeeds.
+pub fn run_ok(args: &[&str]) {
+    let out = Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run rollcall");
+    assert!(
+        out.status.success(),
+        "rollcall {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Synthesizes and ingests the shared dataset once per test binary.
 pub fn nc_data() -> &'static NcData {
     static DATA: OnceLock<NcData> = OnceLock::new();
@@ -98,18 +111,7 @@ pub fn nc_data() -> &'static NcData {
         let raw = root.join("nc.txt");
         let truth = root.join("truth.json");
         let data_dir = root.join("data");
-        let run = |args: &[&str]| {
-            let out = Command::new(bin())
-                .args(args)
-                .output()
-                .expect("run rollcall");
-            assert!(
-                out.status.success(),
-                "rollcall {args:?} failed:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&[
+        run_ok(&[
             "synth",
             "--layout",
             "nc",
@@ -122,7 +124,7 @@ pub fn nc_data() -> &'static NcData {
             "--truth",
             truth.to_str().unwrap(),
         ]);
-        run(&[
+        run_ok(&[
             "ingest",
             "--layout",
             "nc",
@@ -352,6 +354,49 @@ pub fn try_start_with_log_level(
 /// Starts the server or panics with its stderr.
 pub fn start(config: &Path) -> Server {
     try_start(config, &[]).unwrap_or_else(|e| panic!("server did not start: {e}"))
+}
+
+/// The rows of an answer as (key values in `dims` order, count).
+pub fn rows(answer: &Answer, dims: &[&str]) -> Vec<(Vec<String>, i64)> {
+    answer.body["rows"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no rows in {}", answer.text))
+        .iter()
+        .map(|r| {
+            let key = dims
+                .iter()
+                .map(|d| {
+                    r[*d]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("row without {d}: {r}"))
+                        .to_owned()
+                })
+                .collect();
+            (key, r["count"].as_i64().unwrap())
+        })
+        .collect()
+}
+
+/// The public values of each dimension, from `/v1/datasets`.
+pub fn domains(server: &Server, token: &str) -> BTreeMap<String, Vec<String>> {
+    let a = server.get("/v1/datasets", token);
+    assert_eq!(a.status, 200, "{}", a.text);
+    a.body["datasets"][0]["dimensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_owned(),
+                d["values"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_owned())
+                    .collect(),
+            )
+        })
+        .collect()
 }
 
 /// An HTTP answer: status and JSON body (`Null` if not JSON).

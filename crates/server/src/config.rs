@@ -480,12 +480,16 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+    /// The token hash of [`base`]'s analyst.
+    pub(crate) const HASH: &str =
+        "0000000000000000000000000000000000000000000000000000000000000000";
 
-    fn base() -> String {
+    /// A valid config (one dataset, one analyst) that tests vary by replacing
+    /// text; shared with the reload tests.
+    pub(crate) fn base() -> String {
         format!(
             r#"
 [server]

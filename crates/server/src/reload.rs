@@ -284,31 +284,7 @@ impl Live {
 mod tests {
     use super::*;
 
-    const HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
-
-    fn base() -> String {
-        format!(
-            r#"
-[server]
-listen = "127.0.0.1:0"
-data_dir = "data"
-ledger = "data/ledger.sqlite"
-
-[[dataset]]
-name = "nc"
-layout = "nc"
-as_of = "2026-06-30"
-age_bands = [18, 25, 35, 45, 55, 65, 75]
-epsilon_total = 10.0
-max_epsilon_per_query = 1.0
-
-[[analyst]]
-name = "alice"
-token_sha256 = "{HASH}"
-epsilon = {{ nc = 3.0 }}
-"#
-        )
-    }
+    use crate::config::tests::{HASH, base};
 
     fn keys(new: &str) -> Vec<String> {
         let old = Config::from_toml(&base()).unwrap();
