@@ -239,6 +239,18 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         )
         .unwrap();
     assert_eq!(orphans, 0, "spends and releases must match one to one");
+    // The running totals the budget checks read agree with the spends.
+    let drift: i64 = ledger
+        .query_row(
+            "SELECT COUNT(*) FROM (SELECT dataset, analyst, SUM(epsilon) AS e, COUNT(*) AS n \
+             FROM spends GROUP BY dataset, analyst) s \
+             FULL JOIN spent_totals t USING (dataset, analyst) \
+             WHERE t.releases IS NOT s.n OR abs(t.epsilon - s.e) > 1e-9 OR t.epsilon IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(drift, 0, "spent_totals must equal the sums of spends");
 
     let mut find = ledger
         .prepare("SELECT epsilon, analyst FROM releases WHERE release_id = ?1")

@@ -22,10 +22,11 @@ const TOLERANCE: f64 = 1e-9;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The schema version this code writes.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 /// Each migration moves the schema from version `index` to `index + 1`.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE releases (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     release_id   TEXT    NOT NULL UNIQUE,
@@ -51,7 +52,37 @@ CREATE TABLE spends (
     created_at   TEXT    NOT NULL
 );
 CREATE INDEX spends_by_dataset ON spends (dataset, analyst);
-"#];
+"#,
+    // Version 2: running totals per (dataset, analyst). Summing `spends` on each
+    // budget check took time in proportion to the releases ever made: three
+    // scans per query, a millisecond at a few ten thousand releases. The totals
+    // are kept by triggers, inside the very transaction that inserts a spend, so
+    // they cannot drift from `spends`; and `spends` becomes append-only, which it
+    // always was in practice, so no other path can make them drift either.
+    r#"
+CREATE TABLE spent_totals (
+    dataset      TEXT    NOT NULL,
+    analyst      TEXT    NOT NULL,
+    epsilon      REAL    NOT NULL,
+    releases     INTEGER NOT NULL,
+    PRIMARY KEY (dataset, analyst)
+) WITHOUT ROWID;
+INSERT INTO spent_totals (dataset, analyst, epsilon, releases)
+    SELECT dataset, analyst, SUM(epsilon), COUNT(*) FROM spends GROUP BY dataset, analyst;
+CREATE TRIGGER spends_add_to_total AFTER INSERT ON spends BEGIN
+    INSERT INTO spent_totals (dataset, analyst, epsilon, releases)
+        VALUES (NEW.dataset, NEW.analyst, NEW.epsilon, 1)
+        ON CONFLICT (dataset, analyst) DO UPDATE
+        SET epsilon = epsilon + excluded.epsilon, releases = releases + 1;
+END;
+CREATE TRIGGER spends_are_append_only_update BEFORE UPDATE ON spends BEGIN
+    SELECT RAISE(ABORT, 'spends are append-only');
+END;
+CREATE TRIGGER spends_are_append_only_delete BEFORE DELETE ON spends BEGIN
+    SELECT RAISE(ABORT, 'spends are append-only');
+END;
+"#,
+];
 
 /// `strftime` pattern giving RFC 3339 UTC with milliseconds.
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -177,26 +208,28 @@ fn find(
     dataset: &str,
     query_key: &str,
 ) -> rusqlite::Result<Option<StoredRelease>> {
-    conn.query_row(
-        &format!("SELECT {RELEASE_COLUMNS} FROM releases WHERE dataset = ?1 AND query_key = ?2"),
-        params![dataset, query_key],
-        release_from_row,
-    )
+    conn.prepare_cached(&format!(
+        "SELECT {RELEASE_COLUMNS} FROM releases WHERE dataset = ?1 AND query_key = ?2"
+    ))?
+    .query_row(params![dataset, query_key], release_from_row)
     .optional()
 }
 
+/// The ε spent on `dataset` by `analyst`, or by everyone with `None`, from
+/// the running totals (one row per analyst who ever spent on the dataset).
 fn sum_spent(conn: &Connection, analyst: Option<&str>, dataset: &str) -> rusqlite::Result<f64> {
     match analyst {
-        Some(a) => conn.query_row(
-            "SELECT COALESCE(SUM(epsilon), 0.0) FROM spends WHERE dataset = ?1 AND analyst = ?2",
-            params![dataset, a],
-            |r| r.get(0),
-        ),
-        None => conn.query_row(
-            "SELECT COALESCE(SUM(epsilon), 0.0) FROM spends WHERE dataset = ?1",
-            params![dataset],
-            |r| r.get(0),
-        ),
+        Some(a) => conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(epsilon), 0.0) FROM spent_totals \
+                 WHERE dataset = ?1 AND analyst = ?2",
+            )?
+            .query_row(params![dataset, a], |r| r.get(0)),
+        None => conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(epsilon), 0.0) FROM spent_totals WHERE dataset = ?1",
+            )?
+            .query_row(params![dataset], |r| r.get(0)),
     }
 }
 
@@ -297,36 +330,53 @@ impl Ledger {
                 remaining: (req.dataset_budget - dataset_spent).max(0.0),
             });
         }
-        tx.execute(
-            &format!(
+        // The stored release is what was inserted plus the commit time, so
+        // it is rebuilt here rather than read back (the rows are tens of kB).
+        let created_at: String = tx
+            .prepare_cached(&format!(
                 "INSERT INTO releases ({RELEASE_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {NOW})"
-            ),
-            params![
-                release_id,
-                req.analyst,
-                req.dataset,
-                release.query_key,
-                release.query_json,
-                release.rows_json,
-                req.epsilon,
-                release.mechanism,
-                release.noise_scale,
-                release.ci95,
-            ],
-        )?;
-        tx.execute(
-            &format!(
-                "INSERT INTO spends (analyst, dataset, epsilon, release_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, {NOW})"
-            ),
-            params![req.analyst, req.dataset, req.epsilon, release_id],
-        )?;
-        let stored = find(&tx, &req.dataset, &release.query_key)?.ok_or_else(|| {
-            PrivacyError::Ledger("the release just inserted cannot be read back".into())
-        })?;
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {NOW}) RETURNING created_at"
+            ))?
+            .query_row(
+                params![
+                    release_id,
+                    req.analyst,
+                    req.dataset,
+                    release.query_key,
+                    release.query_json,
+                    release.rows_json,
+                    req.epsilon,
+                    release.mechanism,
+                    release.noise_scale,
+                    release.ci95,
+                ],
+                |r| r.get(0),
+            )?;
+        tx.prepare_cached(
+            "INSERT INTO spends (analyst, dataset, epsilon, release_id, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![
+            req.analyst,
+            req.dataset,
+            req.epsilon,
+            release_id,
+            created_at
+        ])?;
         tx.commit()?;
-        Ok(CommitOutcome::Released(stored))
+        Ok(CommitOutcome::Released(StoredRelease {
+            release_id,
+            analyst: req.analyst.clone(),
+            dataset: req.dataset.clone(),
+            query_key: release.query_key.clone(),
+            query_json: release.query_json.clone(),
+            rows_json: release.rows_json.clone(),
+            epsilon: req.epsilon,
+            mechanism: release.mechanism.clone(),
+            noise_scale: release.noise_scale,
+            ci95: release.ci95,
+            created_at,
+        }))
     }
 
     /// The ε an analyst has spent on a dataset.
@@ -416,8 +466,8 @@ impl Ledger {
     pub fn spend_summary(&self) -> Result<Vec<SpendSummary>, PrivacyError> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT analyst, dataset, SUM(epsilon), COUNT(*) FROM spends \
-             GROUP BY dataset, analyst ORDER BY dataset, analyst",
+            "SELECT analyst, dataset, epsilon, releases FROM spent_totals \
+             ORDER BY dataset, analyst",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok(SpendSummary {
@@ -717,6 +767,83 @@ mod tests {
             .map(|_| Arc::new(Ledger::open(&path).unwrap()))
             .collect();
         race(ledgers);
+    }
+
+    /// A version-1 ledger (sums taken from `spends`) migrates to running
+    /// totals that agree with its spends, and they keep agreeing.
+    #[test]
+    fn totals_migrate_from_version_one_and_track_spends() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("l.sqlite");
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            tx.execute_batch(
+                "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);
+                 INSERT INTO schema_migrations VALUES (1, 'x');",
+            )
+            .unwrap();
+            tx.execute_batch(MIGRATIONS[0]).unwrap();
+            for (i, (analyst, eps)) in [("alice", 0.1), ("alice", 0.2), ("bob", 1.5)]
+                .iter()
+                .enumerate()
+            {
+                tx.execute(
+                    "INSERT INTO releases (release_id, analyst, dataset, query_key, query_json, \
+                     rows_json, epsilon, mechanism, noise_scale, ci95, created_at) \
+                     VALUES (?1, ?2, 'nc', ?1, '{}', '[]', ?3, 'm', 1.0, 1.0, 'x')",
+                    params![format!("r{i}"), analyst, eps],
+                )
+                .unwrap();
+                tx.execute(
+                    "INSERT INTO spends (analyst, dataset, epsilon, release_id, created_at) \
+                     VALUES (?1, 'nc', ?2, ?3, 'x')",
+                    params![analyst, eps, format!("r{i}")],
+                )
+                .unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let ledger = Ledger::open(&path).unwrap();
+        assert!((ledger.spent("alice", "nc").unwrap() - 0.3).abs() < 1e-12);
+        assert_eq!(ledger.spent("bob", "nc").unwrap(), 1.5);
+        assert!((ledger.dataset_spent("nc").unwrap() - 1.8).abs() < 1e-12);
+        ledger
+            .commit_release(&request("alice", 0.5, 3.0, 10.0), &release("new"))
+            .unwrap();
+        let summary = ledger.spend_summary().unwrap();
+        assert_eq!(summary.len(), 2);
+        assert_eq!(
+            (summary[0].analyst.as_str(), summary[0].releases),
+            ("alice", 3)
+        );
+        assert!((summary[0].spent - 0.8).abs() < 1e-12);
+        let conn = ledger.conn();
+        let from_spends: f64 = conn
+            .query_row("SELECT SUM(epsilon) FROM spends", [], |r| r.get(0))
+            .unwrap();
+        assert!((from_spends - ledger_total(&conn)).abs() < 1e-12);
+    }
+
+    fn ledger_total(conn: &Connection) -> f64 {
+        conn.query_row("SELECT SUM(epsilon) FROM spent_totals", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    /// Nothing can take a spend back, so the totals cannot drift from it.
+    #[test]
+    fn spends_are_append_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&dir.path().join("l.sqlite")).unwrap();
+        ledger
+            .commit_release(&request("alice", 0.5, 3.0, 10.0), &release("q"))
+            .unwrap();
+        let conn = ledger.conn();
+        for sql in ["DELETE FROM spends", "UPDATE spends SET epsilon = 0.1"] {
+            let err = conn.execute(sql, []).unwrap_err().to_string();
+            assert!(err.contains("append-only"), "{sql}: {err}");
+        }
+        assert_eq!(ledger_total(&conn), 0.5);
     }
 
     #[test]
