@@ -237,7 +237,9 @@ fn several_files_make_one_dataset() {
     // The same file twice: every voter is a duplicate of itself with an equal
     // registration date, so the later copy wins and the rows are those of one.
     let tmp = tempfile::tempdir().unwrap();
-    let (truth, _) = synth_and_ingest("fl", 5_000, 21, tmp.path());
+    // Big enough for each copy to span several read chunks, so line numbers
+    // are checked across chunk and file boundaries.
+    let (truth, _) = synth_and_ingest("fl", 30_000, 21, tmp.path());
     let file = tmp.path().join("fl.txt");
     let data = tmp.path().join("data2");
     rollcall_ok(&[
@@ -265,6 +267,15 @@ fn several_files_make_one_dataset() {
     assert_eq!(m["sources"].as_array().map(Vec::len), Some(2));
     let rejects = std::fs::read_to_string(data.join("two/rejects.tsv")).unwrap();
     assert_eq!(rejects.lines().count() as u64, 1 + 2 * truth.rows_rejected);
+    // Each copy's rejects carry that file's own line numbers.
+    let numbers: Vec<u64> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    let (first, second) = numbers.split_at(numbers.len() / 2);
+    assert_eq!(first, truth.rejected_lines.as_slice());
+    assert_eq!(second, truth.rejected_lines.as_slice());
 }
 
 #[test]

@@ -40,7 +40,6 @@ impl Progress for () {
 struct Chunk {
     seq: u64,
     file: usize,
-    first_line: u64,
     /// A buffer shared with the hashing thread; the chunk is `range` of it.
     bytes: Arc<Vec<u8>>,
     range: Range<usize>,
@@ -146,6 +145,8 @@ fn build(
         .collect();
     let mut sources: Vec<Option<Source>> = vec![None; opts.files.len()];
     let mut rows_read_by_file = vec![0u64; opts.files.len()];
+    // Physical line numbers: the header, when there is one, is line 1.
+    let first_data_line = if layout.format.header { 2 } else { 1 };
 
     // One exact-size vector per chunk, joined once at the end: a single
     // growing vector would briefly hold its old and new buffers (3x).
@@ -206,7 +207,9 @@ fn build(
             );
             unknown.extend(out.unknown.into_iter().map(|(i, u)| (base as u32 + i, u)));
             let rules = &out.rules;
+            let first_line = rows_read_by_file[out.file] + first_data_line;
             for (line, reason) in &out.rejects {
+                let line = first_line + line;
                 let (column, text, key) = describe(reason, rules, layout);
                 *rejects_by_reason.entry(key.to_owned()).or_default() += 1;
                 writeln!(
@@ -473,7 +476,9 @@ fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
     };
     let data = &chunk.bytes[chunk.range.clone()];
     let mut start = 0usize;
-    let mut line_no = chunk.first_line;
+    // Line numbers within the chunk; the merger, which sees the chunks in
+    // order, adds where the chunk starts in its file.
+    let mut line_no = 0u64;
     let mut encoded = [0u8; ROW_BYTES];
     while start < data.len() {
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
@@ -585,7 +590,6 @@ fn read_file(
     let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
     let mut carry: Vec<u8> = Vec::new();
     let mut rules: Option<Arc<Rules>> = None;
-    let mut line = 1u64;
     let mut eof = false;
     while !eof {
         let mut buf = Vec::with_capacity(carry.len() + CHUNK_BYTES);
@@ -625,9 +629,6 @@ fn read_file(
                 &buf[..header_end],
                 current_year,
             )?));
-            if layout.format.header {
-                line = 2;
-            }
             start = header_end;
         }
         let cut = if eof {
@@ -645,19 +646,14 @@ fn read_file(
         if cut == start {
             continue;
         }
-        let body = &buf[start..cut];
-        let lines = memchr::memchr_iter(b'\n', body).count() as u64
-            + u64::from(body.last() != Some(&b'\n'));
         let chunk = Chunk {
             seq: *seq,
             file: index,
-            first_line: line,
             bytes: buf.clone(),
             range: start..cut,
             rules: rules.clone().expect("set above"),
         };
         *seq += 1;
-        line += lines;
         if chunks.send(chunk).is_err() {
             return Ok(false);
         }
