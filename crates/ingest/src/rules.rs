@@ -148,6 +148,9 @@ pub struct Rules {
     slots_of_column: Vec<[u8; 2]>,
     /// Number of fields every line must have.
     pub expected_fields: usize,
+    /// One past the last column that feeds a slot: later fields are only
+    /// counted.
+    wanted_fields: usize,
     /// Source column names (for reject messages).
     pub column_names: Vec<String>,
     county_lookup: Lookup<u16>,
@@ -267,9 +270,14 @@ impl Rules {
                 county_lookup.insert(&latin1, idx as u16);
             }
         }
+        let wanted_fields = slots_of_column
+            .iter()
+            .rposition(|s| s.iter().any(|&slot| slot != NO_SLOT))
+            .map_or(0, |last| last + 1);
         Ok(Rules {
             slots_of_column,
             expected_fields: header.len(),
+            wanted_fields,
             column_names: header.to_vec(),
             county_lookup,
             county_numeric: layout.county.numeric,
@@ -290,15 +298,21 @@ impl Rules {
         out: &mut RowOutcome,
     ) -> Result<(Row, DedupKey), RejectReason> {
         let mut spans = [Span::default(); SLOT_CODED + 6];
-        let result = split::split_line(line, self.delimiter, self.quoting, |i, span| {
-            if let Some(slots) = self.slots_of_column.get(i) {
-                for s in *slots {
-                    if s != NO_SLOT {
-                        spans[s as usize] = span;
+        let result = split::split_line_wanting(
+            line,
+            self.delimiter,
+            self.quoting,
+            self.wanted_fields,
+            |i, span| {
+                if let Some(slots) = self.slots_of_column.get(i) {
+                    for s in *slots {
+                        if s != NO_SLOT {
+                            spans[s as usize] = span;
+                        }
                     }
                 }
-            }
-        });
+            },
+        );
         let found = match result {
             Ok(n) => n,
             Err(split::SplitError::UnclosedQuote(i)) => return Err(RejectReason::UnclosedQuote(i)),
