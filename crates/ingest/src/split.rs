@@ -58,6 +58,23 @@ pub fn split_line_wanting(
     wanted: usize,
     mut on_field: impl FnMut(usize, Span),
 ) -> Result<usize, SplitError> {
+    if quoting == Quoting::Double
+        && let Some(n) = plain_line(line, delim, wanted, &mut on_field)
+    {
+        return Ok(n);
+    }
+    split_fields(line, delim, quoting, wanted, on_field)
+}
+
+/// The field-by-field splitter behind [`split_line_wanting`], for any line.
+#[inline]
+fn split_fields(
+    line: &[u8],
+    delim: u8,
+    quoting: Quoting,
+    wanted: usize,
+    mut on_field: impl FnMut(usize, Span),
+) -> Result<usize, SplitError> {
     let mut index = 0usize;
     let mut start = 0usize;
     let mut delims = Delims::new(line, delim);
@@ -110,6 +127,70 @@ pub fn split_line_wanting(
             }
         }
     }
+}
+
+/// Lines up to this many 64-byte blocks are tried by [`plain_line`].
+const PLAIN_BLOCKS: usize = 16;
+
+/// Splits a line whose fields are all plainly quoted (see [`quoted_fields`];
+/// NC files quote every field) from its bit masks alone: the fields are then
+/// exactly the pieces between delimiters, so there is no per-field quote
+/// logic, and past `wanted` nothing but a population count. Returns `None`,
+/// having called nothing, for any other line (or one over
+/// [`PLAIN_BLOCKS`] blocks), which the caller splits field by field.
+#[inline]
+fn plain_line(
+    line: &[u8],
+    delim: u8,
+    wanted: usize,
+    on_field: &mut impl FnMut(usize, Span),
+) -> Option<usize> {
+    let len = line.len();
+    if !(2..=PLAIN_BLOCKS * 64).contains(&len) || delim == b'"' {
+        return None;
+    }
+    let blocks = len.div_ceil(64);
+    let mut d = [0u64; PLAIN_BLOCKS];
+    let mut q = [0u64; PLAIN_BLOCKS];
+    for k in 0..blocks {
+        d[k] = block_mask(line, k * 64, delim);
+        q[k] = block_mask(line, k * 64, b'"');
+    }
+    let mut fields = 1usize;
+    let mut carry = 1u64;
+    for k in 0..blocks {
+        let starts = (d[k] << 1) | carry;
+        let next = if k + 1 < blocks { d[k + 1] & 1 } else { 0 };
+        let mut ends = (d[k] >> 1) | (next << 63);
+        if k + 1 == blocks {
+            ends |= 1u64 << ((len - 1) % 64);
+        }
+        if q[k] != starts | ends || starts & ends != 0 {
+            return None;
+        }
+        fields += d[k].count_ones() as usize;
+        carry = d[k] >> 63;
+    }
+    // Plain fields hold no quote, so none needs unescaping: `quoted: false`.
+    let mut index = 0usize;
+    let mut start = 0usize;
+    'blocks: for (k, &mask) in d[..blocks].iter().enumerate() {
+        let mut mask = mask;
+        while mask != 0 {
+            if index >= wanted {
+                break 'blocks;
+            }
+            let at = k * 64 + mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            on_field(index, span(start + 1, at - 1, false));
+            index += 1;
+            start = at + 1;
+        }
+    }
+    if index < wanted {
+        on_field(index, span(start + 1, len - 1, false));
+    }
+    Some(fields)
 }
 
 /// The number of fields in `rest` if every one of them is plainly quoted:
@@ -448,16 +529,51 @@ mod tests {
             quoted in any::<bool>(),
         ) {
             let line = pieces.join("\t");
+            let bytes = line.as_bytes();
             let q = if quoted { Quoting::Double } else { Quoting::None };
+            let text = |s: Span| {
+                let mut scratch = Vec::new();
+                field(bytes, s, &mut scratch).to_vec()
+            };
             let mut all = Vec::new();
-            let full = split_line(line.as_bytes(), b'\t', q, |i, s| all.push((i, s)));
+            let full = split_fields(bytes, b'\t', q, usize::MAX, |i, s| all.push((i, text(s))));
             let mut some = Vec::new();
-            let fast = split_line_wanting(line.as_bytes(), b'\t', q, wanted, |i, s| some.push((i, s)));
+            let fast = split_line_wanting(bytes, b'\t', q, wanted, |i, s| some.push((i, text(s))));
             prop_assert_eq!(fast, full, "line {:?}", line);
             if full.is_ok() {
                 let n = wanted.min(all.len());
                 prop_assert!(some.len() >= n);
-                prop_assert_eq!(&some[..n], &all[..n]);
+                prop_assert_eq!(&some[..n], &all[..n], "line {:?}", line);
+            }
+        }
+
+        /// Long plain lines (the fast path: many blocks, delimiters on block
+        /// edges), and the same with one byte changed, split as field by field.
+        #[test]
+        fn plain_lines_split_as_field_by_field(
+            pieces in proptest::collection::vec("\"[a b]{0,20}\"", 1..60),
+            wanted in 0usize..70,
+            poke in any::<(usize, u8)>(),
+        ) {
+            let mut line = pieces.join("\t").into_bytes();
+            for round in 0..2 {
+                if round == 1 {
+                    let at = poke.0 % line.len();
+                    line[at] = [b'"', b'\t', b'a'][poke.1 as usize % 3];
+                }
+                let text = |s: Span| {
+                    let mut scratch = Vec::new();
+                    field(&line, s, &mut scratch).to_vec()
+                };
+                let mut all = Vec::new();
+                let full = split_fields(&line, b'\t', Quoting::Double, usize::MAX, |i, s| all.push((i, text(s))));
+                let mut some = Vec::new();
+                let fast = split_line_wanting(&line, b'\t', Quoting::Double, wanted, |i, s| some.push((i, text(s))));
+                prop_assert_eq!(fast, full);
+                if full.is_ok() {
+                    let n = wanted.min(all.len());
+                    prop_assert_eq!(&some[..n], &all[..n]);
+                }
             }
         }
 
@@ -472,7 +588,7 @@ mod tests {
         ) {
             let line = pieces.join("\t");
             if let Some(n) = quoted_fields(line.as_bytes(), b'\t') {
-                prop_assert_eq!(split_line(line.as_bytes(), b'\t', Quoting::Double, |_, _| {}), Ok(n));
+                prop_assert_eq!(split_fields(line.as_bytes(), b'\t', Quoting::Double, usize::MAX, |_, _| {}), Ok(n));
             }
         }
 
