@@ -4,7 +4,10 @@
 //! returned is on disk. [`Ledger::commit_release`] does the whole budget
 //! decision in one `BEGIN IMMEDIATE` transaction: the write lock is taken
 //! before the budget is read, so concurrent requests (threads or processes)
-//! are serialised and can never spend past a cap together.
+//! are serialised and can never spend past a cap together. The budget check
+//! reads running totals (`spent_totals`) that triggers keep inside the same
+//! transaction as each insert into the append-only `spends`, so its cost does
+//! not grow with the number of releases.
 
 use std::path::Path;
 use std::sync::Mutex;
