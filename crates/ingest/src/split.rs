@@ -138,6 +138,11 @@ const PLAIN_BLOCKS: usize = 16;
 /// logic, and past `wanted` nothing but a population count. Returns `None`,
 /// having called nothing, for any other line (or one over
 /// [`PLAIN_BLOCKS`] blocks), which the caller splits field by field.
+///
+/// The test, 64 bytes at a time with two bit masks, D (delimiters) and Q
+/// (quotes): field starts are the bytes after a delimiter (and the first),
+/// field ends the bytes before one (and the last); the fields are plain
+/// exactly when Q equals starts | ends and no byte is both.
 #[inline]
 fn plain_line(
     line: &[u8],
@@ -197,44 +202,10 @@ fn plain_line(
 /// a quote first and last, at least two bytes, and no other quote inside.
 /// Such fields each close at their own delimiter, so they number one more
 /// than the delimiters. `None` for anything else (an empty or unquoted
-/// field, an inner quote, a delimiter inside quotes), which the caller then
-/// splits field by field.
-///
-/// Checked 64 bytes at a time with two bit masks, D (delimiters) and Q
-/// (quotes): field starts are the bytes after a delimiter (and the first),
-/// field ends the bytes before one (and the last); the fields are plain
-/// exactly when Q equals starts | ends and no byte is both.
+/// field, an inner quote, a delimiter inside quotes, more than
+/// [`PLAIN_BLOCKS`] blocks), which the caller then splits field by field.
 fn quoted_fields(rest: &[u8], delim: u8) -> Option<usize> {
-    let len = rest.len();
-    if len < 2 || delim == b'"' {
-        return None;
-    }
-    let blocks = len.div_ceil(64);
-    let mut fields = 1usize;
-    // The byte before the first is, in effect, a delimiter.
-    let mut carry = 1u64;
-    let mut cur = (block_mask(rest, 0, delim), block_mask(rest, 0, b'"'));
-    for k in 0..blocks {
-        let next = if k + 1 < blocks {
-            let at = (k + 1) * 64;
-            (block_mask(rest, at, delim), block_mask(rest, at, b'"'))
-        } else {
-            (0, 0)
-        };
-        let (d, q) = cur;
-        let starts = (d << 1) | carry;
-        let mut ends = (d >> 1) | ((next.0 & 1) << 63);
-        if k + 1 == blocks {
-            ends |= 1u64 << ((len - 1) % 64);
-        }
-        if q != starts | ends || starts & ends != 0 {
-            return None;
-        }
-        fields += d.count_ones() as usize;
-        carry = d >> 63;
-        cur = next;
-    }
-    Some(fields)
+    plain_line(rest, delim, 0, &mut |_, _| {})
 }
 
 /// Bit `i` set where `data[pos + i]` is `needle`, for the 64 bytes from
