@@ -13,20 +13,13 @@ mod server_common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use server_common::*;
-
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A small deterministic mixer, so request `i` is the same query every run.
 fn mix(mut x: u64) -> u64 {
@@ -109,7 +102,6 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         server.lock().unwrap().as_ref().unwrap().url.clone(),
     ));
     let next = Arc::new(AtomicUsize::new(0));
-    let done = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<Vec<(usize, usize, Got)>>> = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
 
@@ -169,7 +161,7 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
     let mut kills_done = 0;
     for k in 1..=kills {
         let at = requests * k / (kills + 1);
-        while next.load(Ordering::SeqCst) < at && !done.load(Ordering::SeqCst) {
+        while next.load(Ordering::SeqCst) < at {
             std::thread::sleep(Duration::from_millis(5));
         }
         let old = server.lock().unwrap().take().unwrap();
@@ -184,7 +176,6 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
     for w in workers {
         w.join().expect("a client thread panicked");
     }
-    done.store(true, Ordering::SeqCst);
     let wall = started.elapsed();
     // One last kill: the checks below read what is on disk, not a clean shutdown.
     if let Some(s) = server.lock().unwrap().take() {
@@ -378,11 +369,7 @@ fn version_one() -> Versioned {
     let data_dir = root.join("data");
     let v1 = root.join("v1.txt");
     synth(&v1, 5_000, 1);
-    let out = Command::new(bin())
-        .args(ingest_args(&data_dir, &v1))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    ingest_nc(&data_dir, &v1);
     let manifest = std::fs::read_to_string(data_dir.join("nc/manifest.json")).unwrap();
     let rows = read_rows(&data_dir.join("nc"));
     Versioned {
@@ -476,11 +463,7 @@ fn sigkill_mid_ingest_keeps_the_previous_version() {
             // Too fast to interrupt at this point on this machine.
             eprintln!("ingest finished before {delay_ms} ms; not counted as a kill");
             // It succeeded: restore version 1 for the next round.
-            let out = Command::new(bin())
-                .args(ingest_args(&v.data_dir, &v.root.join("v1.txt")))
-                .output()
-                .unwrap();
-            assert!(out.status.success());
+            ingest_nc(&v.data_dir, &v.root.join("v1.txt"));
             continue;
         }
         child.kill().unwrap();
@@ -499,11 +482,7 @@ fn sigkill_mid_ingest_keeps_the_previous_version() {
     eprintln!("ingest interrupted {kills} times; previous version intact each time");
 
     // The next ingest removes stale temporary folders of killed ingests.
-    let out = Command::new(bin())
-        .args(ingest_args(&v.data_dir, &v.root.join("v1.txt")))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    ingest_nc(&v.data_dir, &v.root.join("v1.txt"));
     assert_eq!(
         v.leftovers(),
         Vec::<String>::new(),

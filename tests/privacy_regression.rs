@@ -123,7 +123,7 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
                 &json!({"dataset": "nc", "group_by": dims, "filter": filter, "epsilon": epsilon}),
             );
             assert_eq!(a.status, 200, "{}", a.text);
-            // A cached repeat, a dry run, and the listings, for the log.
+            // A cached repeat, and (below) the listings, for the log.
             assert_eq!(
                 server
                     .query(
@@ -209,17 +209,7 @@ fn quirks_data(root: &Path) -> (std::path::PathBuf, Value) {
         "--out",
         raw.to_str().unwrap(),
     ]);
-    run_ok(&[
-        "ingest",
-        "--layout",
-        "nc",
-        "--dataset",
-        "nc",
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        raw.to_str().unwrap(),
-        "--quiet",
-    ]);
+    ingest_nc(&data_dir, &raw);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir.join("nc/manifest.json")).unwrap())
             .unwrap();

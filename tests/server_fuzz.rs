@@ -131,9 +131,9 @@ fn base_query(rng: &mut Rng, dims: &[String]) -> Value {
     q
 }
 
-/// Builds request number `i`. `fields` and their schema types come from
+/// Builds request number `i`. `fields` come from
 /// `/openapi.json`; `dims` from `/v1/datasets`.
-fn case(i: usize, token: &str, fields: &[(String, String)], dims: &[String]) -> Case {
+fn case(i: usize, token: &str, fields: &[String], dims: &[String]) -> Case {
     let mut rng = Rng::new(i as u64 + 1);
     let auth = |t: &str| {
         vec![(
@@ -155,7 +155,7 @@ fn case(i: usize, token: &str, fields: &[(String, String)], dims: &[String]) -> 
         0 => {
             // Each schema field replaced by a value of the wrong type.
             let mut q = base_query(&mut rng, dims);
-            let (name, _ty) = rng.pick(fields).clone();
+            let name = rng.pick(fields).clone();
             q[name.as_str()] = wrong_value(&mut rng);
             json_post("wrong type", q.to_string().into_bytes())
         }
@@ -164,7 +164,7 @@ fn case(i: usize, token: &str, fields: &[(String, String)], dims: &[String]) -> 
             let mut q = base_query(&mut rng, dims);
             let obj = q.as_object_mut().unwrap();
             if rng.chance(2) {
-                let (name, _) = rng.pick(fields);
+                let name = rng.pick(fields);
                 obj.remove(name);
             } else {
                 obj.insert(rng.pick(ODD).to_string(), wrong_value(&mut rng));
@@ -392,7 +392,7 @@ fn case(i: usize, token: &str, fields: &[(String, String)], dims: &[String]) -> 
 /// Checks one answer: no 5xx, errors in the one shape with a known code.
 fn check(i: usize, c: &Case, status: u16, text: &str) {
     assert!(status < 500, "case {i} ({}): {status} {text}", c.kind);
-    if c.method == "HEAD" || status < 400 {
+    if status < 400 {
         if status == 200 {
             serde_json::from_str::<Value>(text)
                 .unwrap_or_else(|e| panic!("case {i} ({}): 200 without JSON ({e})", c.kind));
@@ -429,32 +429,16 @@ fn check(i: usize, c: &Case, status: u16, text: &str) {
 
 #[test]
 fn generated_requests_never_get_a_5xx_and_errors_have_one_shape() {
-    let cases: usize = std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1500);
-    let dir = tempfile::tempdir().unwrap();
-    let alice = TestAnalyst::nc("alice", 1e9);
-    let server = start(&write_config(
-        dir.path(),
-        &DatasetSettings {
-            epsilon_total: 1e9,
-            max_epsilon_per_query: 1.0,
-        },
-        std::slice::from_ref(&alice),
-        "request_timeout_secs = 5",
-    ));
+    let cases = env_usize("FUZZ_CASES", 1500);
+    let (_dir, server, alice) = start_alice("request_timeout_secs = 5");
 
-    // The schema: QueryRequest's fields and types.
+    // The schema: QueryRequest's fields.
     let api = server.send("GET", "/openapi.json", None, None);
     assert_eq!(api.status, 200);
     let props = api.body["components"]["schemas"]["QueryRequest"]["properties"]
         .as_object()
         .expect("QueryRequest properties in the OpenAPI document");
-    let fields: Vec<(String, String)> = props
-        .iter()
-        .map(|(k, v)| (k.clone(), v["type"].to_string()))
-        .collect();
+    let fields: Vec<String> = props.keys().cloned().collect();
     assert!(fields.len() >= 4, "{fields:?}");
     let ds = server.get("/v1/datasets", &alice.token);
     let dims: Vec<String> = ds.body["datasets"][0]["dimensions"]
@@ -532,18 +516,9 @@ fn generated_requests_never_get_a_5xx_and_errors_have_one_shape() {
 /// A server with small limits: 2 s to send a request, 4 KiB bodies, 1000
 /// cells, one query in flight per analyst.
 fn limited() -> (tempfile::TempDir, Server, TestAnalyst) {
-    let dir = tempfile::tempdir().unwrap();
-    let alice = TestAnalyst::nc("alice", 1e9);
-    let server = start(&write_config(
-        dir.path(),
-        &DatasetSettings {
-            epsilon_total: 1e9,
-            max_epsilon_per_query: 1.0,
-        },
-        std::slice::from_ref(&alice),
+    start_alice(
         "request_timeout_secs = 2\nmax_body_bytes = 4096\nmax_cells = 1000\nmax_concurrent_per_token = 1",
-    ));
-    (dir, server, alice)
+    )
 }
 
 fn addr(server: &Server) -> String {

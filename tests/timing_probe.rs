@@ -132,18 +132,11 @@ fn report(what: &str, noise: &[f64], truth: &[f64], lat_ms: &[f64]) {
     );
 }
 
-fn env(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[test]
 #[ignore = "a measurement, run by scripts/timing-probe"]
 fn timing_probe() {
     // 1. In process.
-    let calls = env("TIMING_CALLS", 20_000);
+    let calls = env_usize("TIMING_CALLS", 20_000);
     for epsilon in [0.01f64, 0.1] {
         let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..calls {
@@ -196,26 +189,16 @@ fn timing_probe() {
     }
 
     // 2. Over HTTP.
-    let dir = tempfile::tempdir().unwrap();
-    let alice = TestAnalyst::nc("alice", 1e9);
     let extra = std::env::var("TIMING_QUANTUM_MS")
         .map(|q| format!("timing_quantum_ms = {q}"))
         .unwrap_or_default();
-    let server = start(&write_config(
-        dir.path(),
-        &DatasetSettings {
-            epsilon_total: 1e9,
-            max_epsilon_per_query: 1.0,
-        },
-        std::slice::from_ref(&alice),
-        &extra,
-    ));
+    let (_dir, server, alice) = start_alice(&extra);
     let data = nc_data();
     let value = |r: &TruthRow, d: &str| r.values[d].clone().unwrap_or_else(|| "unknown".into());
     let parties = ["DEM", "REP", "UNA", "LIB", "GRE", "CST"];
     let statuses = ["A", "I", "R", "D", "S"];
     let genders = ["F", "M", "U"];
-    let queries = env("TIMING_QUERIES", 600);
+    let queries = env_usize("TIMING_QUERIES", 600);
 
     let run = |what: &str, n: usize, group_by: &[&str]| {
         let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
@@ -244,13 +227,9 @@ fn timing_probe() {
                     && gender.contains(&value(r, "gender").as_str())
             });
             let (mut abs, mut total) = (0.0, 0.0);
-            for row in a.body["rows"].as_array().unwrap() {
-                let key: Vec<String> = group_by
-                    .iter()
-                    .map(|d| row[*d].as_str().unwrap().to_owned())
-                    .collect();
+            for (key, count) in rows(&a, group_by) {
                 let want = exact.get(&key).copied().unwrap_or(0) as f64;
-                abs += (row["count"].as_f64().unwrap() - want).abs();
+                abs += (count as f64 - want).abs();
                 total += want;
             }
             noise.push(abs);

@@ -101,6 +101,30 @@ pub fn run_ok(args: &[&str]) {
     );
 }
 
+/// A whole number from the environment variable `name`, or `default`: lets
+/// the scripts run bigger versions of the same tests.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Ingests the NC file `file` as dataset `nc` into `data_dir`.
+pub fn ingest_nc(data_dir: &Path, file: &Path) {
+    run_ok(&[
+        "ingest",
+        "--layout",
+        "nc",
+        "--dataset",
+        "nc",
+        "--data-dir",
+        data_dir.to_str().unwrap(),
+        file.to_str().unwrap(),
+        "--quiet",
+    ]);
+}
+
 /// Synthesizes and ingests the shared dataset once per test binary.
 pub fn nc_data() -> &'static NcData {
     static DATA: OnceLock<NcData> = OnceLock::new();
@@ -124,17 +148,7 @@ pub fn nc_data() -> &'static NcData {
             "--truth",
             truth.to_str().unwrap(),
         ]);
-        run_ok(&[
-            "ingest",
-            "--layout",
-            "nc",
-            "--dataset",
-            "nc",
-            "--data-dir",
-            data_dir.to_str().unwrap(),
-            raw.to_str().unwrap(),
-            "--quiet",
-        ]);
+        ingest_nc(&data_dir, &raw);
         let _ = std::fs::remove_file(&raw);
         let json: Value = serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
         let truth = json["rows"]
@@ -200,6 +214,24 @@ pub fn hash_token(token: &str) -> String {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// A server on the shared dataset for one analyst, `alice`, whose budget
+/// (and the dataset's) never runs out; `extra_server` is appended to
+/// `[server]`. Keep the folder alive as long as the server.
+pub fn start_alice(extra_server: &str) -> (tempfile::TempDir, Server, TestAnalyst) {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = TestAnalyst::nc("alice", 1e9);
+    let server = start(&write_config(
+        dir.path(),
+        &DatasetSettings {
+            epsilon_total: 1e9,
+            max_epsilon_per_query: 1.0,
+        },
+        std::slice::from_ref(&alice),
+        extra_server,
+    ));
+    (dir, server, alice)
 }
 
 /// Dataset-level settings of a test config.

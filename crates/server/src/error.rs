@@ -183,6 +183,13 @@ impl ApiError {
     }
 }
 
+/// A blocking task that could not run or panicked is the server's fault.
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(e: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(format!("blocking task failed: {e}"))
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         self.status_and_code().0

@@ -254,10 +254,6 @@ pub fn pad_stage(started: Instant, dataset: &str, cells: u64, quantum_ms: u64) {
 /// is as fast as before.
 static NOISE_GATE: parking_lot::FairMutex<()> = parking_lot::const_fair_mutex(());
 
-fn blocking_err(e: actix_web::error::BlockingError) -> ApiError {
-    ApiError::Internal(format!("blocking task failed: {e}"))
-}
-
 /// Runs one query for analyst number `analyst`.
 pub async fn run(
     state: Arc<AppState>,
@@ -288,8 +284,7 @@ pub async fn run(
                 st.ledger.dataset_spent(&name)?,
             ))
         })
-        .await
-        .map_err(blocking_err)??;
+        .await??;
         let cost = if cached {
             0.0
         } else {
@@ -383,8 +378,7 @@ pub async fn run(
         let outcome = committed?;
         Ok((outcome, spent()?))
     })
-    .await
-    .map_err(blocking_err)?
+    .await?
     .inspect_err(|e| {
         if matches!(e.status_and_code().1, "budget_exhausted") {
             tracing::info!(

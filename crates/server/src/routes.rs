@@ -239,8 +239,7 @@ pub async fn budget(who: Authed) -> Result<HttpResponse, ApiError> {
             datasets,
         })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await??;
     Ok(HttpResponse::Ok().json(response))
 }
 
@@ -274,8 +273,7 @@ pub async fn releases(who: Authed) -> Result<HttpResponse, ApiError> {
             .collect::<Result<Vec<_>, ApiError>>()?;
         Ok(ReleasesResponse { releases })
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await??;
     Ok(HttpResponse::Ok().json(response))
 }
 
@@ -307,8 +305,7 @@ pub async fn metrics(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             })
             .collect()
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    .await??;
     let (ok, refused) = live.reload_counts();
     let text = live.metrics.render(&budgets, Reloads { ok, refused });
     Ok(HttpResponse::Ok()

@@ -14,7 +14,7 @@ use privacy::Ledger;
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use crate::config::{Config, ConfigError, DatasetConfig, ServerConfig};
+use crate::config::{AnalystConfig, Config, ConfigError, DatasetConfig, ServerConfig};
 
 /// A dataset ready to answer queries.
 #[derive(Debug)]
@@ -65,6 +65,17 @@ impl Drop for InflightGuard<'_> {
 }
 
 impl Analyst {
+    /// The analyst configured as `a`, counting in-flight queries in
+    /// `inflight` (fresh at start-up, carried over by a reload).
+    fn new(a: &AnalystConfig, inflight: Arc<AtomicUsize>) -> Analyst {
+        Analyst {
+            name: a.name.clone(),
+            token_sha256: a.token_sha256.0,
+            epsilon: a.epsilon.clone(),
+            inflight,
+        }
+    }
+
     /// Takes a query slot, or `None` if `limit` are already taken.
     pub fn try_enter(&self, limit: usize) -> Option<InflightGuard<'_>> {
         let before = self.inflight.fetch_add(1, Ordering::AcqRel);
@@ -104,13 +115,8 @@ impl AppState {
         })?;
         let analysts = config
             .analysts
-            .into_iter()
-            .map(|a| Analyst {
-                name: a.name,
-                token_sha256: a.token_sha256.0,
-                epsilon: a.epsilon,
-                inflight: Arc::new(AtomicUsize::new(0)),
-            })
+            .iter()
+            .map(|a| Analyst::new(a, Arc::default()))
             .collect();
         Ok(AppState {
             server,
@@ -144,16 +150,14 @@ impl AppState {
         let analysts = config
             .analysts
             .iter()
-            .map(|a| Analyst {
-                name: a.name.clone(),
-                token_sha256: a.token_sha256.0,
-                epsilon: a.epsilon.clone(),
-                inflight: self
+            .map(|a| {
+                let inflight = self
                     .analysts
                     .iter()
                     .find(|old| old.name == a.name)
                     .map(|old| old.inflight.clone())
-                    .unwrap_or_default(),
+                    .unwrap_or_default();
+                Analyst::new(a, inflight)
             })
             .collect();
         AppState {
@@ -300,12 +304,7 @@ mod tests {
             analysts: config
                 .analysts
                 .iter()
-                .map(|a| Analyst {
-                    name: a.name.clone(),
-                    token_sha256: a.token_sha256.0,
-                    epsilon: a.epsilon.clone(),
-                    inflight: Arc::default(),
-                })
+                .map(|a| Analyst::new(a, Arc::default()))
                 .collect(),
             ledger: Arc::new(Ledger::open(&dir.join("l.sqlite")).unwrap()),
         }
