@@ -60,32 +60,31 @@ enum Term {
 /// Fuses the `u8` tables pairwise where one side has at most 16 values, so
 /// each row does fewer lookups; the sums are the same.
 fn fuse(domains: &crate::Domains, luts: Vec<(Dim, Lut)>) -> Vec<Term> {
-    let small = |d: Dim| domains.domain_len(d) <= 1 << PAIR_SHIFT;
-    let (mut narrow_small, mut rest): (Vec<_>, Vec<_>) = luts
-        .into_iter()
-        .partition(|(d, l)| matches!(l, Lut::U8(_)) && small(*d));
-    let mut terms = Vec::new();
-    let mut unpaired = Vec::new();
-    for (dim, lut) in rest.drain(..) {
-        match (lut, narrow_small.pop()) {
-            (Lut::U8(a), Some((b_dim, Lut::U8(b)))) => {
-                terms.push(Term::Pair(dim, b_dim, pair_table(&a, &b)));
+    let mut small = Vec::new();
+    let mut rest = Vec::new();
+    for (dim, lut) in luts {
+        match lut {
+            Lut::U8(table) if domains.domain_len(dim) <= 1 << PAIR_SHIFT => {
+                small.push((dim, table))
             }
-            (lut, back) => {
-                narrow_small.extend(back);
-                unpaired.push(Term::One(dim, lut));
-            }
+            lut => rest.push((dim, lut)),
         }
     }
-    while let Some((a_dim, a)) = narrow_small.pop() {
-        match narrow_small.pop() {
-            Some((b_dim, b)) => {
-                let (Lut::U8(a), Lut::U8(b)) = (a, b) else {
-                    unreachable!("only u8 tables are small")
-                };
-                terms.push(Term::Pair(a_dim, b_dim, pair_table(&a, &b)));
+    let mut terms = Vec::new();
+    let mut unpaired = Vec::new();
+    for (dim, lut) in rest {
+        match lut {
+            Lut::U8(a) if !small.is_empty() => {
+                let (b_dim, b) = small.pop().expect("not empty");
+                terms.push(Term::Pair(dim, b_dim, pair_table(&a, &b)));
             }
-            None => unpaired.push(Term::One(a_dim, a)),
+            lut => unpaired.push(Term::One(dim, lut)),
+        }
+    }
+    while let Some((a_dim, a)) = small.pop() {
+        match small.pop() {
+            Some((b_dim, b)) => terms.push(Term::Pair(a_dim, b_dim, pair_table(&a, &b))),
+            None => unpaired.push(Term::One(a_dim, Lut::U8(a))),
         }
     }
     terms.extend(unpaired);
@@ -143,6 +142,8 @@ impl Dataset {
         if luts.is_empty() {
             return Ok(vec![self.rows() as u64]);
         }
+        // Every dimension the query touches, for choosing a level below.
+        let needed = luts.iter().fold(0u16, |m, (d, _)| m | 1 << d.index());
         let luts = fuse(&self.domains, luts);
 
         // With few cells, counts go to LANES interleaved copies (row j into
@@ -155,12 +156,6 @@ impl Dataset {
         };
         // The smallest pre-aggregated level that keeps every dimension the
         // query touches, else every row (weight 1).
-        let needed = plan
-            .group
-            .iter()
-            .map(|(d, _)| *d)
-            .chain(plan.filters.iter().map(|(d, _)| *d))
-            .fold(0u16, |m, d| m | 1 << d.index());
         let level = self
             .rollups
             .get()

@@ -239,10 +239,8 @@ impl Dataset {
     /// [`Dataset::build_rollups`], keeping levels of at most `max_fraction`
     /// as many rows as the dataset (tests keep them all).
     pub(crate) fn build_rollups_keeping(&self, max_fraction: f64) {
-        if self.rollups.get().is_none() {
-            let levels = crate::rollup::build(self, max_fraction);
-            let _ = self.rollups.set(levels);
-        }
+        self.rollups
+            .get_or_init(|| crate::rollup::build(self, max_fraction));
     }
 
     /// Whether [`Dataset::build_rollups`] has finished.

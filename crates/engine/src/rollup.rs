@@ -60,6 +60,19 @@ fn bits_for(len: usize) -> u32 {
     usize::BITS - len.saturating_sub(1).leading_zeros()
 }
 
+/// Sorted `(key, weight)` pairs with the weights of equal neighbouring keys
+/// added up.
+fn merge_runs(sorted: impl Iterator<Item = (u64, u32)>) -> Vec<(u64, u32)> {
+    let mut runs: Vec<(u64, u32)> = Vec::new();
+    for (k, w) in sorted {
+        match runs.last_mut() {
+            Some((last, lw)) if *last == k => *lw += w,
+            _ => runs.push((k, w)),
+        }
+    }
+    runs
+}
+
 /// Builds the levels worth keeping: those with at most `max_fraction` as
 /// many rows as the dataset. Returns nothing if the packed key would not fit
 /// in 64 bits (very large custom code tables) or a weight in 32.
@@ -112,13 +125,7 @@ pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
     keys.par_sort_unstable();
 
     // The longest level: runs of equal keys.
-    let mut level: Vec<(u64, u32)> = Vec::new();
-    for &k in &keys {
-        match level.last_mut() {
-            Some((last, w)) if *last == k => *w += 1,
-            _ => level.push((k, 1)),
-        }
-    }
+    let mut level = merge_runs(keys.iter().map(|&k| (k, 1)));
     drop(keys);
 
     let limit = (ds.rows() as f64 * max_fraction) as usize;
@@ -127,15 +134,7 @@ pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
         if kept < order.len() {
             // Drop dimension `kept`'s bits and merge the runs that now match.
             let shift = shifts[kept - 1];
-            let mut shorter: Vec<(u64, u32)> = Vec::with_capacity(level.len() / 2);
-            for &(k, w) in &level {
-                let k = k >> shift << shift;
-                match shorter.last_mut() {
-                    Some((last, lw)) if *last == k => *lw += w,
-                    _ => shorter.push((k, w)),
-                }
-            }
-            level = shorter;
+            level = merge_runs(level.iter().map(|&(k, w)| (k >> shift << shift, w)));
         }
         if level.len() <= limit {
             levels.push(decode(domains, &order[..kept], &shifts, &bits, &level));

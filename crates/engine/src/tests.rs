@@ -899,8 +899,8 @@ fn large_counts_match_codes() {
         assert_eq!(ds.count(q).unwrap(), expected, "{q:?}");
     }
     ds.build_rollups_keeping(1.0);
+    let before = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
     for q in &queries {
-        let before = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
         assert_eq!(
             ds.count(q).unwrap(),
             before.count(q).unwrap(),

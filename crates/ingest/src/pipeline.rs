@@ -476,9 +476,6 @@ fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
     };
     let data = &chunk.bytes[chunk.range.clone()];
     let mut start = 0usize;
-    // Line numbers within the chunk; the merger, which sees the chunks in
-    // order, adds where the chunk starts in its file.
-    let mut line_no = 0u64;
     let mut encoded = [0u8; ROW_BYTES];
     while start < data.len() {
         let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
@@ -502,10 +499,11 @@ fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
                     out.reg_nulls[null_index(why)] += 1;
                 }
             }
-            Err(reason) => out.rejects.push((line_no, reason)),
+            // The line number within the chunk; the merger, which sees the
+            // chunks in order, adds where the chunk starts in its file.
+            Err(reason) => out.rejects.push((out.lines, reason)),
         }
         out.lines += 1;
-        line_no += 1;
         start = end + 1;
     }
     out
