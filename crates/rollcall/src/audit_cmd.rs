@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use privacy::{Ledger, StoredRelease};
+use privacy::StoredRelease;
 use serde_json::{Value, json};
-use server::Config;
 
 /// Export every release in the ledger (all analysts), oldest first.
 ///
@@ -152,9 +151,7 @@ pub(crate) fn render(format: Format, records: &[Record], with_rows: bool) -> Str
 
 /// Runs `rollcall audit`.
 pub fn run(args: AuditArgs) -> anyhow::Result<()> {
-    let config = Config::from_file(&args.config)
-        .with_context(|| format!("invalid config {}", args.config.display()))?;
-    let ledger = Ledger::open_read_only(&config.server.ledger).context("server.ledger")?;
+    let (_config, ledger) = crate::budget_cmd::open_ledger(&args.config)?;
     let releases = ledger
         .releases_since(args.since.as_deref())
         .context("--since")?;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -240,11 +240,18 @@ pub(crate) fn render(format: Format, analysts: &[AnalystLine], datasets: &[Datas
     }
 }
 
+/// The config at `path` and its ledger, opened read-only (the operator
+/// commands never write to it, and a running server may).
+pub(crate) fn open_ledger(path: &Path) -> anyhow::Result<(Config, Ledger)> {
+    let config =
+        Config::from_file(path).with_context(|| format!("invalid config {}", path.display()))?;
+    let ledger = Ledger::open_read_only(&config.server.ledger).context("server.ledger")?;
+    Ok((config, ledger))
+}
+
 /// Runs `rollcall budget`.
 pub fn run(args: BudgetArgs) -> anyhow::Result<()> {
-    let config = Config::from_file(&args.config)
-        .with_context(|| format!("invalid config {}", args.config.display()))?;
-    let ledger = Ledger::open_read_only(&config.server.ledger).context("server.ledger")?;
+    let (config, ledger) = open_ledger(&args.config)?;
     let spends = ledger.spend_summary()?;
     let (analysts, datasets) = lines(&config, &spends);
     let mut out = std::io::stdout().lock();

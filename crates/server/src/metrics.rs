@@ -48,11 +48,29 @@ impl Histogram {
     }
 }
 
+/// What one route pattern has seen.
+#[derive(Debug, Default)]
+struct RouteStats {
+    /// Requests by status.
+    statuses: BTreeMap<u16, u64>,
+    latency: Histogram,
+}
+
 #[derive(Debug, Default)]
 struct Counters {
-    requests: BTreeMap<(String, u16), u64>,
-    latency: BTreeMap<String, Histogram>,
-    releases: BTreeMap<(String, &'static str), u64>,
+    /// By route pattern.
+    routes: BTreeMap<String, RouteStats>,
+    /// By dataset: answers `[cached, new]`.
+    releases: BTreeMap<String, [u64; 2]>,
+}
+
+/// The entry for `key`, allocating its key only the first time it is seen
+/// (these run on every request, under the lock).
+fn entry<'a, V: Default>(map: &'a mut BTreeMap<String, V>, key: &str) -> &'a mut V {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), V::default());
+    }
+    map.get_mut(key).expect("just inserted")
 }
 
 /// The server's counters since start (one per process, across reloads).
@@ -127,21 +145,14 @@ impl Metrics {
     /// [`UNMATCHED`]), never the raw path.
     pub fn request(&self, route: &str, status: u16, latency: Duration) {
         let mut c = self.counters();
-        *c.requests.entry((route.to_owned(), status)).or_default() += 1;
-        c.latency
-            .entry(route.to_owned())
-            .or_default()
-            .observe(latency.as_secs_f64());
+        let stats = entry(&mut c.routes, route);
+        *stats.statuses.entry(status).or_default() += 1;
+        stats.latency.observe(latency.as_secs_f64());
     }
 
     /// Counts one answer on `dataset`: a new release or a cached one.
     pub fn release(&self, dataset: &str, cached: bool) {
-        let kind = if cached { "cached" } else { "new" };
-        *self
-            .counters()
-            .releases
-            .entry((dataset.to_owned(), kind))
-            .or_default() += 1;
+        entry(&mut self.counters().releases, dataset)[usize::from(!cached)] += 1;
     }
 
     /// The exposition text.
@@ -155,19 +166,21 @@ impl Metrics {
             "# HELP rollcall_http_requests_total HTTP requests by matched route pattern and status."
         );
         let _ = writeln!(w, "# TYPE rollcall_http_requests_total counter");
-        for ((route, status), n) in &c.requests {
-            let _ = writeln!(
-                w,
-                "rollcall_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
-                label(route)
-            );
+        for (route, stats) in &c.routes {
+            for (status, n) in &stats.statuses {
+                let _ = writeln!(
+                    w,
+                    "rollcall_http_requests_total{{route=\"{}\",status=\"{status}\"}} {n}",
+                    label(route)
+                );
+            }
         }
         let _ = writeln!(
             w,
             "# HELP rollcall_http_request_duration_seconds Time from request head to response, by route."
         );
         let _ = writeln!(w, "# TYPE rollcall_http_request_duration_seconds histogram");
-        for (route, h) in &c.latency {
+        for (route, RouteStats { latency: h, .. }) in &c.routes {
             let route = label(route);
             let mut cumulative = 0;
             for (i, n) in h.buckets.iter().enumerate() {
@@ -194,12 +207,16 @@ impl Metrics {
             "# HELP rollcall_releases_total Answers served since start: new (ε spent) or cached (a stored release, free)."
         );
         let _ = writeln!(w, "# TYPE rollcall_releases_total counter");
-        for ((dataset, kind), n) in &c.releases {
-            let _ = writeln!(
-                w,
-                "rollcall_releases_total{{dataset=\"{}\",kind=\"{kind}\"}} {n}",
-                label(dataset)
-            );
+        for (dataset, counts) in &c.releases {
+            for (kind, n) in ["cached", "new"].iter().zip(counts) {
+                if *n > 0 {
+                    let _ = writeln!(
+                        w,
+                        "rollcall_releases_total{{dataset=\"{}\",kind=\"{kind}\"}} {n}",
+                        label(dataset)
+                    );
+                }
+            }
         }
         let _ = writeln!(
             w,

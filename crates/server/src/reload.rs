@@ -14,7 +14,7 @@
 //! | `[[analyst]]` (add, remove, `token_sha256`, `epsilon`) | applied |
 //! | `dataset[i].epsilon_total`, `dataset[i].max_epsilon_per_query` | applied |
 //! | `server.max_cells`, `server.max_concurrent_per_token`, `server.metrics_token_sha256` | applied |
-//! | `server.listen`, `data_dir`, `ledger`, `max_body_bytes`, `request_timeout_secs`, `workers` | refused: restart |
+//! | `server.listen`, `data_dir`, `ledger`, `max_body_bytes`, `request_timeout_secs`, `workers`, `timing_quantum_ms` | refused: restart |
 //! | adding or removing a `[[dataset]]`, its `layout`, `as_of`, `age_bands` | refused: restart |
 //!
 //! A budget lowered below what is already spent is allowed: the ledger keeps
@@ -40,6 +40,19 @@ pub enum ReloadError {
     /// The new file changes keys that only a restart can apply.
     #[error("{}", restart_message(.0))]
     NeedsRestart(Vec<RestartKey>),
+}
+
+impl ReloadError {
+    /// The config key (or keys, comma-separated) the refusal is about.
+    pub fn key(&self) -> String {
+        match self {
+            ReloadError::Invalid(e) => e.key.clone(),
+            ReloadError::NeedsRestart(keys) => {
+                let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
+                names.join(",")
+            }
+        }
+    }
 }
 
 /// A changed key that a reload cannot apply.
@@ -79,45 +92,37 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<RestartKey> {
     let changed = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
         format!("{a:?} -> {b:?} (the server keeps {a:?})")
     };
-    if o.listen != n.listen {
-        push("server.listen".into(), changed(&o.listen, &n.listen));
+    // Every `[server]` key is named here, so one added later does not compile
+    // until someone decides whether a reload may change it.
+    let ServerConfig {
+        listen,
+        data_dir,
+        ledger,
+        max_body_bytes,
+        request_timeout_secs,
+        workers,
+        timing_quantum_ms,
+        // Reloadable: the new snapshot takes them.
+        max_cells: _,
+        max_concurrent_per_token: _,
+        metrics_token_sha256: _,
+    } = n;
+    macro_rules! needs_restart_if_changed {
+        ($($key:ident),*) => {$(
+            if o.$key != *$key {
+                push(concat!("server.", stringify!($key)).into(), changed(&o.$key, $key));
+            }
+        )*};
     }
-    if o.data_dir != n.data_dir {
-        push("server.data_dir".into(), changed(&o.data_dir, &n.data_dir));
-    }
-    if o.ledger != n.ledger {
-        push("server.ledger".into(), changed(&o.ledger, &n.ledger));
-    }
-    if o.max_body_bytes != n.max_body_bytes {
-        push(
-            "server.max_body_bytes".into(),
-            changed(&o.max_body_bytes, &n.max_body_bytes),
-        );
-    }
-    if o.request_timeout_secs != n.request_timeout_secs {
-        push(
-            "server.request_timeout_secs".into(),
-            changed(&o.request_timeout_secs, &n.request_timeout_secs),
-        );
-    }
-    if o.workers != n.workers {
-        push("server.workers".into(), changed(&o.workers, &n.workers));
-    }
-    // Any other `[server]` key (one added later and not listed above) is
-    // treated as needing a restart until someone decides otherwise.
-    let mut listed = o.clone();
-    listed.listen.clone_from(&n.listen);
-    listed.data_dir.clone_from(&n.data_dir);
-    listed.ledger.clone_from(&n.ledger);
-    listed.max_body_bytes = n.max_body_bytes;
-    listed.request_timeout_secs = n.request_timeout_secs;
-    listed.workers = n.workers;
-    if reloadable_server_view(&listed) != reloadable_server_view(n) {
-        push(
-            "server".into(),
-            "a [server] key other than the reloadable ones changed".into(),
-        );
-    }
+    needs_restart_if_changed!(
+        listen,
+        data_dir,
+        ledger,
+        max_body_bytes,
+        request_timeout_secs,
+        workers,
+        timing_quantum_ms
+    );
 
     for (i, d) in new.datasets.iter().enumerate() {
         let key = |k: &str| format!("dataset[{i}].{k}");
@@ -153,15 +158,6 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<RestartKey> {
         }
     }
     out
-}
-
-/// `[server]` with the reloadable keys blanked out, to catch any other change.
-fn reloadable_server_view(s: &ServerConfig) -> ServerConfig {
-    let mut v = s.clone();
-    v.max_cells = 0;
-    v.max_concurrent_per_token = 0;
-    v.metrics_token_sha256 = None;
-    v
 }
 
 /// The server's live state: the current snapshot, the config it came from,
@@ -255,19 +251,11 @@ impl Live {
                 removed = ?s.removed,
                 "config reloaded"
             ),
-            Err(ReloadError::Invalid(e)) => tracing::error!(
-                key = %e.key,
+            Err(e) => tracing::error!(
+                key = %e.key(),
                 error = %e,
                 "config reload refused; still serving the previous config"
             ),
-            Err(ReloadError::NeedsRestart(keys)) => {
-                let names: Vec<&str> = keys.iter().map(|k| k.key.as_str()).collect();
-                tracing::error!(
-                    key = %names.join(","),
-                    error = %restart_message(&keys),
-                    "config reload refused; still serving the previous config"
-                )
-            }
         }
     }
 
@@ -348,6 +336,10 @@ mod tests {
                 "server.workers",
             ),
             (
+                base().replace("[server]", "[server]\ntiming_quantum_ms = 5"),
+                "server.timing_quantum_ms",
+            ),
+            (
                 base().replace("2026-06-30", "2025-06-30"),
                 "dataset[0].as_of",
             ),
@@ -397,5 +389,6 @@ mod tests {
             text.contains("server.listen") && text.contains("dataset[0].as_of"),
             "{text}"
         );
+        assert_eq!(e.key(), "server.listen,dataset[0].as_of");
     }
 }
