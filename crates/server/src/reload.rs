@@ -92,36 +92,23 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<RestartKey> {
     let changed = |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| {
         format!("{a:?} -> {b:?} (the server keeps {a:?})")
     };
-    // Every `[server]` key is named here, so one added later does not compile
-    // until someone decides whether a reload may change it.
-    let ServerConfig {
-        listen,
-        data_dir,
-        ledger,
-        max_body_bytes,
-        request_timeout_secs,
-        workers,
-        timing_quantum_ms,
-        // Reloadable: the new snapshot takes them.
-        max_cells: _,
-        max_concurrent_per_token: _,
-        metrics_token_sha256: _,
-    } = n;
-    macro_rules! needs_restart_if_changed {
-        ($($key:ident),*) => {$(
-            if o.$key != *$key {
-                push(concat!("server.", stringify!($key)).into(), changed(&o.$key, $key));
-            }
-        )*};
+    // Every `[server]` key is named here, once, so one added later does not
+    // compile until someone decides whether a reload may change it.
+    macro_rules! server_keys {
+        (restart: $($key:ident),*; reloadable: $($free:ident),*) => {
+            let ServerConfig { $($key,)* $($free: _,)* } = n;
+            $(
+                if o.$key != *$key {
+                    push(concat!("server.", stringify!($key)).into(), changed(&o.$key, $key));
+                }
+            )*
+        };
     }
-    needs_restart_if_changed!(
-        listen,
-        data_dir,
-        ledger,
-        max_body_bytes,
-        request_timeout_secs,
-        workers,
-        timing_quantum_ms
+    server_keys!(
+        restart: listen, data_dir, ledger, max_body_bytes, request_timeout_secs, workers,
+            timing_quantum_ms;
+        // The new snapshot takes these.
+        reloadable: max_cells, max_concurrent_per_token, metrics_token_sha256
     );
 
     for (i, d) in new.datasets.iter().enumerate() {
