@@ -27,5 +27,6 @@ pub mod mechanism;
 pub use error::{BudgetScope, PrivacyError};
 pub use ledger::{CommitOutcome, Ledger, NewRelease, SpendRequest, SpendSummary, StoredRelease};
 pub use mechanism::{
-    MECHANISM, Release, ci95, epsilon_for_scale, release_counts, scale_for_epsilon,
+    MECHANISM, Release, ci95, epsilon_for_scale, randomness_source, release_counts,
+    scale_for_epsilon,
 };

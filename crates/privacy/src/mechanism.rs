@@ -177,6 +177,9 @@ pub fn ci95(scale: f64) -> Result<f64, PrivacyError> {
 /// in async code call it from a blocking task. Nothing is recorded here: the
 /// caller must commit the release to the [`crate::Ledger`] before showing it.
 pub fn release_counts(exact: &[u64], epsilon: f64) -> Result<Release, PrivacyError> {
+    // Once per process; if it cannot install, OpenSSL serves every call
+    // itself, just as securely and more slowly (`randomness_source` says).
+    let _ = drbg_buffer::install();
     let scale = scale_for_epsilon(epsilon)?;
     let measurement = make_count_noise(scale)?;
     let charged = epsilon_of(&measurement)?;
@@ -205,9 +208,22 @@ pub fn release_counts(exact: &[u64], epsilon: f64) -> Result<Release, PrivacyErr
     })
 }
 
+/// Where the noise's random bytes come from, for the start-up log: OpenSSL's
+/// private DRBG, through `drbg_buffer`'s per-thread buffer unless it could
+/// not be installed. Installs the buffer if no release has yet.
+pub fn randomness_source() -> String {
+    match drbg_buffer::install() {
+        Ok(()) => format!(
+            "OpenSSL private DRBG, buffered {} bytes per thread",
+            drbg_buffer::BUFFER
+        ),
+        Err(e) => format!("OpenSSL private DRBG, unbuffered ({e})"),
+    }
+}
+
 /// Cells per parallel noise task. Each cell costs a few microseconds of
-/// opendp's exact sampler (most of it OpenSSL's DRBG), so a 900-cell county ×
-/// age-band release is worth splitting across cores.
+/// opendp's exact sampler, so a 900-cell county × age-band release is worth
+/// splitting across cores.
 const PARALLEL_CELLS: usize = 128;
 
 /// Draws the noise of `counts` in parallel chunks, each through its own

@@ -76,6 +76,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "dataset loaded"
         );
     }
+    tracing::info!(randomness = %privacy::randomness_source(), "noise source");
     let live = Arc::new(Live::new(state, config, Some(args.config.clone())));
     actix_web::rt::System::new().block_on(async move {
         let running = crate::run(live.clone())?;
