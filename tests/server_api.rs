@@ -594,6 +594,13 @@ fn logs_carry_no_counts_and_no_tokens() {
         log.contains("\"query\""),
         "the log should have query lines: {log}"
     );
+    // The server draws through the per-thread DRBG buffer, not OpenSSL
+    // call by call (drbg-buffer; docs/privacy.md).
+    assert!(
+        log.contains("\"noise source\"")
+            && log.contains("OpenSSL private DRBG, buffered 4096 bytes per thread"),
+        "the log should name the buffered noise source: {log}"
+    );
     assert!(
         !log.contains(&alice.token) && !log.contains("wrong-token-value-1234"),
         "token in the log"

@@ -157,7 +157,7 @@ fn timing_probe() {
 
     // 1b. One cell at epsilon 0.1 and 900 cells at 0.01, without and with
     // the server's padding of counting + noise (`server::query::pad_stage`,
-    // what the query path calls, at the default 2 ms quantum).
+    // what the query path calls, at the default quantum).
     for (cells, epsilon) in [(1u64, 0.1f64), (900, 0.01)] {
         for quantum_ms in [0u64, server::config::DEFAULT_TIMING_QUANTUM_MS] {
             let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());

@@ -142,7 +142,7 @@ pub struct ServerConfig {
     /// endpoint is open (firewall it: it carries no data or secrets, but
     /// shows traffic and ε spent).
     pub metrics_token_sha256: Option<TokenHash>,
-    /// Counting, noise and ledger commit of a fresh release are padded to the recent
+    /// Counting and noise of a fresh release are padded to the recent
     /// slowest of the same shape, rounded up to a multiple of this many
     /// milliseconds (0: no padding), so the response time does not tell the
     /// size of the noise drawn. See [`crate::query::pad_stage`].
