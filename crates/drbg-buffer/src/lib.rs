@@ -201,6 +201,15 @@ struct Pool {
 }
 
 impl Pool {
+    /// A pool with nothing unread: the first take fills it.
+    const fn empty() -> Self {
+        Pool {
+            bytes: [0; BUFFER],
+            next: BUFFER,
+            generation: 0,
+        }
+    }
+
     /// Copies `out.len()` unread bytes out (refilling first if too few are
     /// left or a fork happened since the fill) and zeroes them behind.
     fn take(&mut self, out: &mut [u8]) -> bool {
@@ -233,9 +242,7 @@ thread_local! {
     /// Per thread, so that tests running side by side do not count each
     /// other's calls.
     static GENERATE_CALLS: Cell<u64> = const { Cell::new(0) };
-    static POOL: RefCell<Pool> = const {
-        RefCell::new(Pool { bytes: [0; BUFFER], next: BUFFER, generation: 0 })
-    };
+    static POOL: RefCell<Pool> = const { RefCell::new(Pool::empty()) };
 }
 
 /// Fills `out` with DRBG output: from this thread's buffer for short
@@ -331,11 +338,7 @@ mod tests {
     #[test]
     fn served_bytes_are_zeroed_and_never_repeated() {
         install().expect("install");
-        let mut pool = Pool {
-            bytes: [0; BUFFER],
-            next: BUFFER,
-            generation: 0,
-        };
+        let mut pool = Pool::empty();
         let mut a = [0u8; 64];
         assert!(pool.take(&mut a));
         assert!(pool.bytes[..64].iter().all(|&b| b == 0), "not zeroed");
@@ -356,11 +359,7 @@ mod tests {
     #[test]
     fn a_fork_discards_the_buffer() {
         install().expect("install");
-        let mut pool = Pool {
-            bytes: [0; BUFFER],
-            next: BUFFER,
-            generation: 0,
-        };
+        let mut pool = Pool::empty();
         let mut a = [0u8; 8];
         assert!(pool.take(&mut a));
         let unread = pool.bytes[8..16].to_vec();
