@@ -102,14 +102,9 @@ static METHOD: RandMethod = RandMethod {
     status: Some(forward_status),
 };
 
-/// OpenSSL's own `seed`, `add` and `status`, read when installing.
-struct Forward {
-    seed: Option<unsafe extern "C" fn(*const c_void, c_int) -> c_int>,
-    add: Option<unsafe extern "C" fn(*const c_void, c_int, c_double) -> c_int>,
-    status: Option<unsafe extern "C" fn() -> c_int>,
-}
-
-static FORWARD: OnceLock<Forward> = OnceLock::new();
+/// OpenSSL's own method (a static inside libcrypto), whose `seed`, `add` and
+/// `status` ours forwards to.
+static OPENSSL_METHOD: OnceLock<&'static RandMethod> = OnceLock::new();
 static INSTALLED: OnceLock<Result<(), InstallError>> = OnceLock::new();
 
 /// Bumped in every child after `fork`; a buffer filled under another value
@@ -149,15 +144,8 @@ fn install_once() -> Result<(), InstallError> {
         return Err(InstallError::ForeignMethod);
     }
     // SAFETY: `default` is non-null and points to OpenSSL's static
-    // RAND_METHOD, whose layout RandMethod mirrors; we copy three fields.
-    let forward = unsafe {
-        Forward {
-            seed: (*default).seed,
-            add: (*default).add,
-            status: (*default).status,
-        }
-    };
-    let _ = FORWARD.set(forward);
+    // RAND_METHOD (never freed or written), whose layout RandMethod mirrors.
+    let _ = OPENSSL_METHOD.set(unsafe { &*default });
     // SAFETY: registers a child handler that only touches an atomic, which
     // is async-signal-safe as the post-fork child requires.
     if unsafe { libc::pthread_atfork(None, None, Some(after_fork_in_child)) } != 0 {
@@ -283,7 +271,7 @@ unsafe extern "C" fn buffered_bytes(buf: *mut u8, num: c_int) -> c_int {
 }
 
 unsafe extern "C" fn forward_seed(buf: *const c_void, num: c_int) -> c_int {
-    match FORWARD.get().and_then(|f| f.seed) {
+    match OPENSSL_METHOD.get().and_then(|f| f.seed) {
         // SAFETY: OpenSSL's own seed function, called with the arguments
         // OpenSSL gave us.
         Some(seed) => unsafe { seed(buf, num) },
@@ -292,7 +280,7 @@ unsafe extern "C" fn forward_seed(buf: *const c_void, num: c_int) -> c_int {
 }
 
 unsafe extern "C" fn forward_add(buf: *const c_void, num: c_int, randomness: c_double) -> c_int {
-    match FORWARD.get().and_then(|f| f.add) {
+    match OPENSSL_METHOD.get().and_then(|f| f.add) {
         // SAFETY: OpenSSL's own add function, called with the arguments
         // OpenSSL gave us.
         Some(add) => unsafe { add(buf, num, randomness) },
@@ -301,7 +289,7 @@ unsafe extern "C" fn forward_add(buf: *const c_void, num: c_int, randomness: c_d
 }
 
 unsafe extern "C" fn forward_status() -> c_int {
-    match FORWARD.get().and_then(|f| f.status) {
+    match OPENSSL_METHOD.get().and_then(|f| f.status) {
         // SAFETY: OpenSSL's own status function takes no arguments.
         Some(status) => unsafe { status() },
         None => 0,
@@ -355,6 +343,20 @@ mod tests {
         assert!(pool.take(&mut c));
         assert!(generate_calls() > calls);
         assert_eq!(pool.next, 32);
+    }
+
+    /// `status` and `add` reach OpenSSL's own method through ours.
+    #[test]
+    fn status_and_add_are_forwarded() {
+        install().expect("install");
+        assert!(is_installed());
+        // SAFETY: RAND_status takes no arguments.
+        assert_eq!(unsafe { openssl_sys::RAND_status() }, 1);
+        let extra = [7u8; 32];
+        // SAFETY: `extra` is 32 readable bytes.
+        unsafe { openssl_sys::RAND_add(extra.as_ptr().cast(), 32, 0.0) };
+        let mut out = [0u8; 16];
+        assert!(fill(&mut out));
     }
 
     #[test]
