@@ -112,9 +112,14 @@ impl Dataset {
     /// gives one cell. The keys are [`crate::Domains::cells`] of the same
     /// query.
     ///
-    /// These are exact counts: they must go to the privacy crate and nowhere
-    /// else.
-    pub fn count(&self, query: &CountQuery) -> Result<Vec<u64>, EngineError> {
+    /// These are exact counts, wrapped so that only the privacy crate can
+    /// read them (to add noise).
+    pub fn count(&self, query: &CountQuery) -> Result<privacy::ExactCounts, EngineError> {
+        self.count_cells(query).map(privacy::ExactCounts::new)
+    }
+
+    /// [`Dataset::count`], unwrapped: for this crate's own tests.
+    pub(crate) fn count_cells(&self, query: &CountQuery) -> Result<Vec<u64>, EngineError> {
         let plan = self.domains.plan(query)?;
         let cells = plan.cells;
         let may_exclude = !plan.filters.is_empty()
@@ -142,8 +147,7 @@ impl Dataset {
         if luts.is_empty() {
             return Ok(vec![self.rows() as u64]);
         }
-        // Every dimension the query touches, for choosing a level below.
-        let needed = luts.iter().fold(0u16, |m, (d, _)| m | 1 << d.index());
+        let needed = plan.needed();
         let luts = fuse(&self.domains, luts);
 
         // With few cells, counts go to LANES interleaved copies (row j into
@@ -156,10 +160,7 @@ impl Dataset {
         };
         // The smallest pre-aggregated level that keeps every dimension the
         // query touches, else every row (weight 1).
-        let level = self
-            .rollups
-            .get()
-            .and_then(|levels| levels.iter().find(|l| l.covers(needed)));
+        let level = self.level_for(needed).map(|(_, l)| l);
         let sources: Vec<(&Segment, Option<&[u32]>)> = match level {
             Some(l) => vec![(&l.segment, Some(&l.weights[..]))],
             None => self.segments.iter().map(|s| (s, None)).collect(),

@@ -18,7 +18,7 @@ use parquet::arrow::arrow_reader::{
 use rayon::prelude::*;
 
 use crate::rollup::Rollup;
-use crate::{Dim, Domains, EngineError};
+use crate::{CountQuery, Dim, Domains, EngineError};
 
 /// An integer type codes are stored in.
 pub(crate) trait CodeInt: Copy + Send + Sync + 'static {
@@ -38,8 +38,8 @@ impl CodeInt for u16 {
 }
 
 /// The codes of one dimension over a run of rows: `u8` when the domain has
-/// at most 256 values, else `u16`.
-#[derive(Debug, Clone)]
+/// at most 256 values, else `u16`. No `Debug`: these are rows.
+#[derive(Clone)]
 pub(crate) enum Codes {
     U8(Vec<u8>),
     U16(Vec<u16>),
@@ -60,7 +60,8 @@ pub(crate) fn narrow(domains: &Domains, dim: Dim) -> bool {
 }
 
 /// A run of rows (one Parquet batch): a column of codes per present dimension.
-#[derive(Debug, Clone)]
+/// No `Debug`: these are rows.
+#[derive(Clone)]
 pub(crate) struct Segment {
     pub rows: usize,
     /// By `Dim::index()`.
@@ -69,8 +70,10 @@ pub(crate) struct Segment {
 
 /// A dataset's rows as codes into its [`Domains`].
 ///
-/// Holds only codes of public domain values; nothing identifies a voter.
-#[derive(Debug, Clone)]
+/// Holds only codes of public domain values; nothing identifies a voter. Its
+/// `Debug` shows the public side only (dimensions, data version): the rows,
+/// their number and the levels' weights are exact counts.
+#[derive(Clone)]
 pub struct Dataset {
     pub(crate) domains: Arc<Domains>,
     pub(crate) segments: Vec<Segment>,
@@ -78,6 +81,31 @@ pub struct Dataset {
     /// Pre-aggregated levels, once [`Dataset::build_rollups`] has run;
     /// smallest first.
     pub(crate) rollups: OnceLock<Vec<Rollup>>,
+    /// What the data is: see [`Dataset::version`].
+    version: String,
+    /// SHA-256 of each source file the ingest read (from `manifest.json`).
+    sources: Vec<String>,
+}
+
+impl std::fmt::Debug for Dataset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataset")
+            .field("dimensions", &self.domains.dim_names())
+            .field("version", &self.version)
+            .field("levels_ready", &self.rollups_ready())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Which rows a count runs over: a choice made from the query's public shape
+/// and the server's state (whether the levels are built), never from data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CountSource {
+    /// The pre-aggregated level keeping the first `n` dimensions of the
+    /// level order.
+    Level(usize),
+    /// Every row.
+    Rows,
 }
 
 /// Sentinel in a dictionary's value → code table for a value with no code.
@@ -121,6 +149,7 @@ impl Dataset {
     ) -> Result<Dataset, EngineError> {
         let files = parquet_files(dir)?;
         let manifest = read_manifest(dir)?;
+        let (version, sources) = describe(manifest.as_ref());
         if let Some(m) = &manifest
             && let Some(name) = m.get("layout").and_then(|v| v.as_str())
             && name != layout.name
@@ -172,6 +201,8 @@ impl Dataset {
             segments,
             rows,
             rollups: OnceLock::new(),
+            version,
+            sources,
         })
     }
 
@@ -224,7 +255,44 @@ impl Dataset {
             segments: vec![Segment { rows, cols }],
             rows,
             rollups: OnceLock::new(),
+            version: "in-memory".to_owned(),
+            sources: Vec::new(),
         })
+    }
+
+    /// What the data is, for the key of a stored release: a digest of the
+    /// manifest's source file hashes, Parquet schema, layout digest and
+    /// reference year. A re-ingest of other files, or with another layout,
+    /// is another version; the same files ingested the same way are the same.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// SHA-256 of each file the dataset was ingested from: two datasets
+    /// sharing one hold the same voters.
+    pub fn source_hashes(&self) -> &[String] {
+        &self.sources
+    }
+
+    /// The rows [`Dataset::count`] would run `query` over now. Depends on the
+    /// dimensions the query touches and on whether the levels are built.
+    pub fn source_for(&self, query: &CountQuery) -> Result<CountSource, EngineError> {
+        let plan = self.domains.plan(query)?;
+        let needed = plan.needed();
+        Ok(match self.level_for(needed) {
+            Some((i, _)) => CountSource::Level(i),
+            None => CountSource::Rows,
+        })
+    }
+
+    /// The smallest built level keeping every dimension in `needed` (a
+    /// `Dim::index()` bit set), with the number of dimensions it keeps.
+    pub(crate) fn level_for(&self, needed: u16) -> Option<(usize, &Rollup)> {
+        self.rollups
+            .get()?
+            .iter()
+            .find(|l| l.covers(needed))
+            .map(|l| (l.dims.count_ones() as usize, l))
     }
 
     /// Builds the pre-aggregated levels that make most counts independent of
@@ -233,14 +301,14 @@ impl Dataset {
     /// a second per ten million rows on two cores: a server calls it after it
     /// is ready, on a thread of its own. A second call does nothing.
     pub fn build_rollups(&self) {
-        self.build_rollups_keeping(0.25);
+        self.build_rollups_within(crate::rollup::MAX_LEVEL_CELLS);
     }
 
-    /// [`Dataset::build_rollups`], keeping levels of at most `max_fraction`
-    /// as many rows as the dataset (tests keep them all).
-    pub(crate) fn build_rollups_keeping(&self, max_fraction: f64) {
+    /// [`Dataset::build_rollups`], keeping levels whose domain product is at
+    /// most `max_cells` (tests keep them all).
+    pub(crate) fn build_rollups_within(&self, max_cells: u64) {
         self.rollups
-            .get_or_init(|| crate::rollup::build(self, max_fraction));
+            .get_or_init(|| crate::rollup::build(self, max_cells));
     }
 
     /// Whether [`Dataset::build_rollups`] has finished.
@@ -248,8 +316,9 @@ impl Dataset {
         self.rollups.get().is_some()
     }
 
-    /// Number of rows (voters).
-    pub fn rows(&self) -> usize {
+    /// Number of rows (voters): an exact count, for this crate's counting
+    /// and its tests only.
+    pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
@@ -289,6 +358,34 @@ fn read_manifest(dir: &Path) -> Result<Option<serde_json::Value>, EngineError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path, e)),
     }
+}
+
+/// The data version and source hashes from a manifest (see
+/// [`Dataset::version`]); without a manifest, the version says so.
+fn describe(manifest: Option<&serde_json::Value>) -> (String, Vec<String>) {
+    use sha2::{Digest, Sha256};
+    let Some(m) = manifest else {
+        return ("no-manifest".to_owned(), Vec::new());
+    };
+    let sources: Vec<String> = m
+        .get("sources")
+        .and_then(|s| s.as_array())
+        .map(|s| {
+            s.iter()
+                .filter_map(|f| f.get("sha256")?.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let identity = serde_json::json!({
+        "layout": m.get("layout"),
+        "layout_sha256": m.get("layout_sha256"),
+        "current_year": m.get("current_year"),
+        "schema": m.get("schema"),
+        "sources": sources,
+    });
+    let digest = Sha256::digest(identity.to_string().as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    (hex, sources)
 }
 
 fn read_row_group(

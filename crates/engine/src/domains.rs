@@ -163,6 +163,18 @@ pub(crate) struct Plan {
     pub cells: usize,
 }
 
+impl Plan {
+    /// Every dimension the query touches (a `Dim::index()` bit set): what a
+    /// pre-aggregated level must keep to answer it.
+    pub fn needed(&self) -> u16 {
+        let grouped = self.group.iter().map(|(d, _)| *d);
+        let filtered = self.filters.iter().map(|(d, _)| *d);
+        grouped
+            .chain(filtered)
+            .fold(0u16, |m, d| m | 1 << d.index())
+    }
+}
+
 fn age_labels(edges: &[u16]) -> Vec<String> {
     let mut labels = Vec::with_capacity(edges.len() + 2);
     labels.push(format!("<{}", edges[0]));
@@ -534,10 +546,10 @@ impl Domains {
         })
     }
 
-    /// A stable text key for `q` (with its ε) that is the same for identical
-    /// queries: same group-by *set*, same filter *sets*, same ε. Use it as the
-    /// ledger's query key. Validates `q`.
-    pub fn query_key(&self, q: &CountQuery, epsilon: f64) -> Result<String, EngineError> {
+    /// A stable text key for `q` that is the same for identical queries:
+    /// same group-by *set*, same filter *sets*. The release key adds the data
+    /// version, [`Domains::digest`] and ε. Validates `q`.
+    pub fn query_key(&self, q: &CountQuery) -> Result<String, EngineError> {
         let c = self.canonical(q)?;
         let mut group: Vec<Dim> = c.group_by.clone();
         group.sort();
@@ -553,13 +565,39 @@ impl Domains {
                 )
             })
             .collect();
-        // `{:?}` of an f64 round-trips exactly, so equal ε give equal keys.
         Ok(format!(
-            "v1|group={}|filter={}|epsilon={:?}",
+            "group={}|filter={}",
             group.join(","),
-            filter.join(";"),
-            epsilon
+            filter.join(";")
         ))
+    }
+
+    /// A digest of everything these domains answer with: every dimension's
+    /// values and labels in order, and the spec (age bands, reference year).
+    /// Two specs that would label or bin any cell differently differ here,
+    /// so a stored release is never served under other labels.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let put = |h: &mut Sha256, s: &str| {
+            h.update((s.len() as u64).to_le_bytes());
+            h.update(s.as_bytes());
+        };
+        for d in &self.dims {
+            put(&mut h, d.dim.name());
+            for (v, l) in d.values.iter().zip(&d.labels) {
+                put(&mut h, v);
+                put(&mut h, l);
+            }
+        }
+        put(&mut h, &format!("{:?}", self.spec));
+        // Which birth years are `unknown` (the layout's plausible range) is
+        // in the table, not in the labels.
+        h.update(&self.age_table);
+        h.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

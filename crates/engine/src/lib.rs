@@ -19,8 +19,10 @@
 //! ```
 //!
 //! **Invariant: exact counts never leave this crate except to the privacy
-//! crate**, which adds noise before anything is shown. Errors name
-//! dimensions, public values and files, never a count or a row.
+//! crate**, which adds noise before anything is shown: [`Dataset::count`]
+//! returns them as [`privacy::ExactCounts`], which only the privacy crate
+//! can read, and nothing here has a `Debug` that prints rows or weights.
+//! Errors name dimensions, public values and files, never a count or a row.
 
 mod count;
 mod dataset;
@@ -28,9 +30,10 @@ mod domains;
 mod error;
 mod rollup;
 
-pub use dataset::Dataset;
+pub use dataset::{CountSource, Dataset};
 pub use domains::{CountQuery, Dim, DimDomain, DomainSpec, Domains, MAX_CELLS};
 pub use error::EngineError;
+pub use rollup::MAX_LEVEL_CELLS;
 
 #[cfg(test)]
 mod tests;

@@ -12,8 +12,11 @@
 //!
 //! Levels are built by one sort of a packed key per row (first dimension in
 //! the highest bits), then each shorter level by merging runs of the longer
-//! one. A level is kept only when it is much smaller than the rows (see
-//! [`Dataset::build_rollups`]); otherwise scanning the rows is as good.
+//! one. Which levels are kept depends on **public information only**: a
+//! level is kept when the product of its dimensions' domain sizes is at most
+//! [`MAX_LEVEL_CELLS`]. Were it chosen by the number of entries the data
+//! happens to have, one voter could move a query between a level and a scan
+//! of every row, and its response time would tell.
 //!
 //! Like the rows, levels hold only codes of public domain values and exact
 //! counts that never leave the crate except to the privacy crate.
@@ -36,8 +39,15 @@ pub(crate) const ORDER: [Dim; 9] = [
     Dim::RegistrationYear,
 ];
 
+/// The most entries a level may have by its domains: the product of the
+/// domain sizes of the dimensions it keeps. County × age band × party ×
+/// status × gender × race × ethnicity in NC is 3.5 M.
+pub const MAX_LEVEL_CELLS: u64 = 1 << 22;
+
 /// One level: the distinct code combinations of some leading dimensions.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows only which dimensions it keeps: its weights are exact
+/// counts.
+#[derive(Clone)]
 pub(crate) struct Rollup {
     /// Bit `Dim::index()` is set for each dimension this level keeps.
     pub dims: u16,
@@ -46,6 +56,14 @@ pub(crate) struct Rollup {
     pub segment: Segment,
     /// Voters per row of `segment`.
     pub weights: Vec<u32>,
+}
+
+impl std::fmt::Debug for Rollup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rollup")
+            .field("dims", &self.dims)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Rollup {
@@ -73,16 +91,35 @@ fn merge_runs(sorted: impl Iterator<Item = (u64, u32)>) -> Vec<(u64, u32)> {
     runs
 }
 
-/// Builds the levels worth keeping: those with at most `max_fraction` as
-/// many rows as the dataset. Returns nothing if the packed key would not fit
-/// in 64 bits (very large custom code tables) or a weight in 32.
-pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
-    let domains = &ds.domains;
-    let order: Vec<Dim> = ORDER
+/// The number of leading dimensions of `order` whose domain sizes multiply
+/// to at most `max_cells`: the levels that are kept are 1..=that many.
+pub(crate) fn kept_levels(domains: &Domains, order: &[Dim], max_cells: u64) -> usize {
+    let mut product = 1u64;
+    order
+        .iter()
+        .take_while(|d| {
+            product = product.saturating_mul(domains.domain_len(**d) as u64);
+            product <= max_cells
+        })
+        .count()
+}
+
+/// The dimensions of [`ORDER`] this dataset has, in that order.
+pub(crate) fn order(domains: &Domains) -> Vec<Dim> {
+    ORDER
         .iter()
         .copied()
         .filter(|d| domains.get(*d).is_some())
-        .collect();
+        .collect()
+}
+
+/// Builds the levels whose domain product is at most `max_cells`. Returns
+/// nothing if the packed key would not fit in 64 bits (very large custom
+/// code tables) or a weight in 32.
+pub(crate) fn build(ds: &Dataset, max_cells: u64) -> Vec<Rollup> {
+    let domains = &ds.domains;
+    let mut order = order(domains);
+    order.truncate(kept_levels(domains, &order, max_cells));
     let bits: Vec<u32> = order
         .iter()
         .map(|d| bits_for(domains.domain_len(*d)).max(1))
@@ -128,7 +165,6 @@ pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
     let mut level = merge_runs(keys.iter().map(|&k| (k, 1)));
     drop(keys);
 
-    let limit = (ds.rows() as f64 * max_fraction) as usize;
     let mut levels = Vec::new();
     for kept in (1..=order.len()).rev() {
         if kept < order.len() {
@@ -136,9 +172,7 @@ pub(crate) fn build(ds: &Dataset, max_fraction: f64) -> Vec<Rollup> {
             let shift = shifts[kept - 1];
             level = merge_runs(level.iter().map(|&(k, w)| (k >> shift << shift, w)));
         }
-        if level.len() <= limit {
-            levels.push(decode(domains, &order[..kept], &shifts, &bits, &level));
-        }
+        levels.push(decode(domains, &order[..kept], &shifts, &bits, &level));
     }
     // Smallest first: the first level that covers a query is the cheapest.
     levels.reverse();

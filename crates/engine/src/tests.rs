@@ -430,16 +430,12 @@ fn query_key_ignores_order_and_repeats() {
         &[Dim::AgeBand, Dim::County],
         &[(Dim::Party, &["DEM", "REP", "DEM"]), (Dim::Status, &["A"])],
     );
-    assert_eq!(d.query_key(&a, 0.5).unwrap(), d.query_key(&b, 0.5).unwrap());
-    assert_ne!(
-        d.query_key(&a, 0.5).unwrap(),
-        d.query_key(&a, 0.25).unwrap()
-    );
+    assert_eq!(d.query_key(&a).unwrap(), d.query_key(&b).unwrap());
     let c = query(
         &[Dim::County, Dim::AgeBand],
         &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
     );
-    assert_ne!(d.query_key(&a, 0.5).unwrap(), d.query_key(&c, 0.5).unwrap());
+    assert_ne!(d.query_key(&a).unwrap(), d.query_key(&c).unwrap());
     let canonical = d.canonical(&b).unwrap();
     assert_eq!(
         canonical.filter[0],
@@ -487,7 +483,7 @@ fn counts_equal_a_naive_count() {
             ),
         ];
         for q in &queries {
-            let got = ds.count(q).unwrap();
+            let got = ds.count_cells(q).unwrap();
             assert_eq!(got.len() as u64, domains.cell_count(q).unwrap());
             assert_eq!(
                 got,
@@ -496,7 +492,7 @@ fn counts_equal_a_naive_count() {
             );
         }
         // Empty cells are present as zeros: rows use only five counties.
-        let by_county = ds.count(&query(&[Dim::County], &[])).unwrap();
+        let by_county = ds.count_cells(&query(&[Dim::County], &[])).unwrap();
         assert_eq!(by_county.len(), 100);
         assert_eq!(by_county.iter().filter(|&&c| c == 0).count(), 95);
         assert_eq!(by_county.iter().sum::<u64>(), 3000);
@@ -508,10 +504,12 @@ fn filters_narrow_the_count() {
     let (_, domains) = nc();
     let rows = sample_rows(&domains, 2000, 11);
     let (_dir, ds) = load_rows(&rows, true, 512);
-    let all = ds.count(&query(&[], &[])).unwrap()[0];
-    let active = ds.count(&query(&[], &[(Dim::Status, &["A"])])).unwrap()[0];
+    let all = ds.count_cells(&query(&[], &[])).unwrap()[0];
+    let active = ds
+        .count_cells(&query(&[], &[(Dim::Status, &["A"])]))
+        .unwrap()[0];
     let active_dem = ds
-        .count(&query(
+        .count_cells(&query(
             &[],
             &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
         ))
@@ -545,7 +543,7 @@ fn out_of_table_codes_become_the_fallback_and_nulls_unknown() {
         query(&[Dim::RegistrationYear], &[]),
     ] {
         assert_eq!(
-            ds.count(&q).unwrap(),
+            ds.count_cells(&q).unwrap(),
             naive_count(&domains, &fixed, &q),
             "{q:?}"
         );
@@ -699,11 +697,11 @@ fn ingest_style_dictionary_keys_load() {
         .unwrap();
     w.close().unwrap();
     let ds = Dataset::load(dir.path(), &layout, domains.clone()).unwrap();
-    let by_county = ds.count(&query(&[Dim::County], &[])).unwrap();
+    let by_county = ds.count_cells(&query(&[Dim::County], &[])).unwrap();
     assert_eq!((by_county[0], by_county[3], by_county[99]), (1, 1, 2));
-    let by_party = ds.count(&query(&[Dim::Party], &[])).unwrap();
+    let by_party = ds.count_cells(&query(&[Dim::Party], &[])).unwrap();
     assert_eq!(by_party, [1, 2, 0, 0, 0, 0, 0, 0, 1]);
-    let by_age = ds.count(&query(&[Dim::AgeBand], &[])).unwrap();
+    let by_age = ds.count_cells(&query(&[Dim::AgeBand], &[])).unwrap();
     // 2026-1990 = 36 → 35-44; 2001 → 25 → 25-34; 1930 → 96 → 75+.
     assert_eq!(by_age, [0, 0, 1, 1, 0, 0, 0, 1, 1]);
 }
@@ -764,7 +762,7 @@ proptest! {
             (dd.dim, rows.iter().map(|r| domains.code(dd.dim, &key_of(r, dd.dim)).unwrap()).collect())
         }).collect();
         let ds = Dataset::from_codes(domains.clone(), columns).unwrap();
-        let counts = ds.count(&q).unwrap();
+        let counts = ds.count_cells(&q).unwrap();
         let cells = domains.cells(&q).unwrap();
         prop_assert_eq!(counts.len(), cells.len());
         let passing = rows.iter().filter(|r| q.filter.iter().all(|(d, vs)| vs.contains(&key_of(r, *d)))).count();
@@ -779,22 +777,20 @@ proptest! {
         prop_assert_eq!(&counts, &naive);
         // The same query over pre-aggregated levels (all kept, so whichever
         // level covers the query is used) counts the same.
-        ds.build_rollups_keeping(1.0);
+        ds.build_rollups_within(u64::MAX);
         prop_assert!(ds.rollups_ready());
-        prop_assert_eq!(ds.count(&q).unwrap(), naive);
+        prop_assert_eq!(ds.count_cells(&q).unwrap(), naive);
     }
 }
 
-/// Levels are kept only when much smaller than the rows; a query the
-/// smallest level covers counts the same as the scan, and one that needs a
-/// dimension beyond every kept level still scans the rows.
+/// Levels are kept by their domain sizes alone; a query a level covers
+/// counts the same as the scan, and one that needs a dimension beyond every
+/// kept level still scans the rows.
 #[test]
 fn rollups_count_like_the_rows() {
     let (_, domains) = nc();
     let rows = 200_000;
     let mut g = Lcg(7);
-    // Few distinct combinations: ten counties, and a registration year that
-    // varies freely (so only levels without it are small).
     let columns: Vec<(Dim, Vec<u16>)> = domains
         .dims()
         .iter()
@@ -816,18 +812,17 @@ fn rollups_count_like_the_rows() {
     rolled.build_rollups();
     let levels = rolled.rollups.get().unwrap();
     assert!(!levels.is_empty(), "small levels must be kept");
-    assert!(levels.iter().all(|l| l.segment.rows <= rows / 4));
     assert!(
         levels
             .windows(2)
-            .all(|w| w[0].segment.rows <= w[1].segment.rows),
+            .all(|w| w[0].dims.count_ones() < w[1].dims.count_ones()),
         "smallest level first"
     );
     assert!(
         !levels
             .iter()
             .any(|l| l.covers(1 << Dim::RegistrationYear.index())),
-        "a level with every registration year is too big to keep here"
+        "a level with every registration year is beyond MAX_LEVEL_CELLS"
     );
     for q in [
         query(&[], &[]),
@@ -839,7 +834,78 @@ fn rollups_count_like_the_rows() {
         query(&[Dim::Gender], &[(Dim::Race, &["B", "W"])]),
         query(&[Dim::RegistrationYear], &[(Dim::County, &["ALAMANCE"])]),
     ] {
-        assert_eq!(rolled.count(&q).unwrap(), scan.count(&q).unwrap(), "{q:?}");
+        assert_eq!(
+            rolled.count_cells(&q).unwrap(),
+            scan.count_cells(&q).unwrap(),
+            "{q:?}"
+        );
+    }
+    assert_eq!(
+        rolled
+            .source_for(&query(&[Dim::RegistrationYear], &[]))
+            .unwrap(),
+        CountSource::Rows
+    );
+    assert_eq!(
+        rolled
+            .source_for(&query(&[Dim::County, Dim::AgeBand], &[]))
+            .unwrap(),
+        CountSource::Level(2)
+    );
+}
+
+/// Which levels exist, and so which rows a query counts over (and how long
+/// it takes), must not depend on the data: one voter more or less, or a
+/// file with many distinct combinations or few, gives the same levels.
+/// (Levels used to be kept only when their entries were at most a quarter of
+/// the rows, so one voter could switch a query between a level and a scan.)
+#[test]
+fn kept_levels_depend_on_the_domains_only() {
+    let (_, domains) = nc();
+    let dims: Vec<Dim> = domains.dims().iter().map(|d| d.dim).collect();
+    let make = |rows: usize, spread: u64, seed: u64| {
+        let mut g = Lcg(seed);
+        let columns: Vec<(Dim, Vec<u16>)> = dims
+            .iter()
+            .map(|&dim| {
+                let n = (domains.get(dim).unwrap().values.len() as u64).min(spread);
+                (dim, (0..rows).map(|_| (g.next() % n) as u16).collect())
+            })
+            .collect();
+        let ds = Dataset::from_codes(domains.clone(), columns).unwrap();
+        ds.build_rollups();
+        ds
+    };
+    let shapes = [
+        query(&[Dim::County], &[]),
+        query(&[Dim::County, Dim::AgeBand], &[(Dim::Status, &["A"])]),
+        query(
+            &[
+                Dim::County,
+                Dim::AgeBand,
+                Dim::Party,
+                Dim::Status,
+                Dim::Gender,
+            ],
+            &[],
+        ),
+        query(&[Dim::Race], &[(Dim::Ethnicity, &["HL"])]),
+        query(&[Dim::CongressionalDistrict], &[]),
+        query(&[Dim::RegistrationYear], &[]),
+    ];
+    // Few rows with every combination distinct, many rows with few
+    // combinations, and the same plus one voter.
+    let datasets = [
+        make(2_000, 1_000, 1),
+        make(40_000, 2, 2),
+        make(40_001, 2, 2),
+    ];
+    for q in &shapes {
+        let sources: Vec<CountSource> = datasets.iter().map(|d| d.source_for(q).unwrap()).collect();
+        assert!(
+            sources.windows(2).all(|w| w[0] == w[1]),
+            "{q:?} counts over {sources:?} depending on the data"
+        );
     }
 }
 
@@ -896,14 +962,14 @@ fn large_counts_match_codes() {
             let at = cells.iter().position(|c| *c == key).unwrap();
             expected[at] += 1;
         }
-        assert_eq!(ds.count(q).unwrap(), expected, "{q:?}");
+        assert_eq!(ds.count_cells(q).unwrap(), expected, "{q:?}");
     }
-    ds.build_rollups_keeping(1.0);
+    ds.build_rollups_within(u64::MAX);
     let before = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
     for q in &queries {
         assert_eq!(
-            ds.count(q).unwrap(),
-            before.count(q).unwrap(),
+            ds.count_cells(q).unwrap(),
+            before.count_cells(q).unwrap(),
             "{q:?} over levels"
         );
     }

@@ -14,11 +14,13 @@ fn main() {
         (900, 0.1),
         (38_400, 0.5),
     ] {
-        let exact = vec![1234u64; cells];
+        let charge =
+            privacy::charge_for(privacy::Epsilon::from_decimal_f64(epsilon).unwrap()).unwrap();
         let mut times: Vec<f64> = (0..10)
             .map(|_| {
+                let exact = privacy::ExactCounts::new(vec![1234u64; cells]);
                 let t = Instant::now();
-                let r = privacy::release_counts(&exact, epsilon).expect("release");
+                let r = privacy::release_counts(exact, &charge).expect("release");
                 assert_eq!(r.noisy.len(), cells);
                 t.elapsed().as_secs_f64() * 1e3
             })
@@ -37,10 +39,11 @@ fn main() {
         );
     }
     for eps in [0.1, 0.3, 0.5, 1.0] {
-        let s = privacy::scale_for_epsilon(eps).unwrap();
+        let c = privacy::charge_for(privacy::Epsilon::from_decimal_f64(eps).unwrap()).unwrap();
         println!(
-            "epsilon {eps}: scale {s:?}, ci95 {}",
-            privacy::ci95(s).unwrap()
+            "epsilon {eps}: scale {:?}, charged {}, ci95 {}",
+            c.scale, c.epsilon, c.ci95
         );
     }
+    println!("{}", privacy::noise_source());
 }

@@ -2,13 +2,18 @@
 
 use std::fmt;
 
-/// Whose budget a refused spend would have exceeded.
+use crate::Epsilon;
+
+/// Which cap a refused spend would have passed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetScope {
     /// The analyst's own budget on the dataset.
     Analyst,
-    /// The dataset's cap on the sum spent by all analysts together.
+    /// The dataset's own cap on the sum spent by all analysts together.
     Dataset,
+    /// The population's cap: the sum spent on every dataset holding the same
+    /// voters, by all analysts. This is what bounds a voter's privacy loss.
+    Population,
 }
 
 impl fmt::Display for BudgetScope {
@@ -16,6 +21,7 @@ impl fmt::Display for BudgetScope {
         f.write_str(match self {
             BudgetScope::Analyst => "analyst",
             BudgetScope::Dataset => "dataset",
+            BudgetScope::Population => "population",
         })
     }
 }
@@ -23,7 +29,7 @@ impl fmt::Display for BudgetScope {
 /// Everything that can go wrong when releasing or accounting.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivacyError {
-    /// ε (or a budget) is not a positive finite number, or is otherwise unusable.
+    /// ε (or a budget) is not a usable amount.
     #[error("invalid epsilon {epsilon}: {reason}")]
     InvalidEpsilon {
         /// The value given.
@@ -31,13 +37,15 @@ pub enum PrivacyError {
         /// Why it was refused.
         reason: String,
     },
-    /// The spend would exceed a budget; nothing was spent or released.
-    #[error("{scope} privacy budget exhausted: {remaining} epsilon remains")]
+    /// The spend would pass a cap; nothing was spent or released.
+    #[error("the {scope} budget of `{name}` is exhausted: {remaining} epsilon remains")]
     BudgetExhausted {
-        /// Which budget.
+        /// Which cap.
         scope: BudgetScope,
+        /// Whose: the analyst's, the dataset's or the population's name.
+        name: String,
         /// What remains of it (never negative).
-        remaining: f64,
+        remaining: Epsilon,
     },
     /// opendp refused to build or run a measurement.
     #[error("opendp: {0}")]

@@ -1,5 +1,5 @@
-//! Differential privacy for rollcall: mechanisms, their cost, budgets and the
-//! durable ledger.
+//! Differential privacy for rollcall: the mechanism, its cost in exact ε,
+//! budgets and the durable ledger.
 //!
 //! This crate is the boundary an auditor reads. It takes exact counts over
 //! *public* cells (the engine enumerates cells from the layout, never from the
@@ -9,24 +9,33 @@
 //! private; [`mechanism`] is the code that the explanation describes.
 //!
 //! ```text
-//! exact counts (engine) ──release_counts──▶ Release { noisy, scale, ε }
-//!                                              │
-//! SpendRequest + NewRelease ──Ledger::commit_release (one IMMEDIATE txn)──▶ Released | Cached
+//! asked ε ──charge_for──▶ Charge { scale, ε charged, ci95 }   (before any data)
+//! ExactCounts (engine) + Charge ──release_counts──▶ Release { noisy, charge }
+//! Caps + NewRelease ──Ledger::commit_release (one IMMEDIATE txn)──▶ Released | Cached
 //! ```
 //!
 //! Invariants:
-//! - all noise comes from opendp (discrete Laplace, OpenSSL's CSPRNG);
-//! - every ε charged is opendp's privacy map at `d_in = 1`, never a hand formula;
-//! - the ledger never lets the sum of ε spent pass an analyst's or a dataset's
-//!   cap, even under concurrent requests or across restarts.
+//! - all noise comes from opendp's exact discrete Laplace sampler, whose
+//!   random bytes come from OpenSSL's `RAND_priv_bytes` as OpenSSL ships it;
+//! - every ε charged is opendp's privacy map at `d_in = 1`, rounded up to a
+//!   whole nano-ε, never a hand formula;
+//! - exact counts ([`ExactCounts`]) can be read only here, to add noise;
+//! - the ledger never lets the sum of ε spent pass an analyst's, a dataset's
+//!   or a population's cap, even under concurrent requests or across
+//!   restarts, in exact integer arithmetic.
 
+mod epsilon;
 mod error;
 mod ledger;
 pub mod mechanism;
 
+pub use epsilon::{Epsilon, NANOS_PER_EPSILON};
 pub use error::{BudgetScope, PrivacyError};
-pub use ledger::{CommitOutcome, Ledger, NewRelease, SpendRequest, SpendSummary, StoredRelease};
+pub use ledger::{
+    Balances, Caps, CommitOutcome, DatasetSummary, Ledger, NewRelease, Sharing, SpendSummary,
+    StoredRelease,
+};
 pub use mechanism::{
-    MECHANISM, Release, ci95, epsilon_for_scale, randomness_source, release_counts,
-    scale_for_epsilon,
+    Charge, ExactCounts, MECHANISM, MIN_EPSILON, Release, charge_for, ci95, epsilon_for_scale,
+    noise_source, openssl_version, release_counts, scale_for_epsilon,
 };

@@ -23,24 +23,63 @@ use opendp::measures::MaxDivergence;
 use opendp::metrics::{L1Distance, SymmetricDistance};
 use opendp::transformations::make_count_by_categories;
 
-use crate::PrivacyError;
+use crate::{Epsilon, PrivacyError};
 
 /// The name of the mechanism, as recorded in the ledger and shown to analysts.
 pub const MECHANISM: &str = "discrete_laplace";
 
+/// The smallest ε a release may ask for: below it the scale (1/ε) is beyond
+/// any useful count and opendp's integer arithmetic on it grows for nothing.
+pub const MIN_EPSILON: Epsilon = Epsilon::from_nanos(1_000);
+
 /// The probability that the true count lies outside the reported interval.
 const CI_ALPHA: f64 = 0.05;
+
+/// Exact counts by disjoint public groups, as the engine counted them.
+///
+/// Deliberately without `Debug`, `Display`, `Clone` or `Serialize`: the only
+/// way to read them is [`release_counts`], which adds noise first. Anyone may
+/// wrap counts; only this crate unwraps them.
+pub struct ExactCounts(Vec<u64>);
+
+impl ExactCounts {
+    /// Wraps the engine's counts, one per cell in answer order.
+    pub fn new(counts: Vec<u64>) -> ExactCounts {
+        ExactCounts(counts)
+    }
+
+    /// Number of cells.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no cells.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// What one release at a given ε costs, fixed before any data is touched:
+/// the noise scale, the ε charged (opendp's privacy map at that scale,
+/// rounded up to a nano-ε, never above what was asked) and the 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Charge {
+    /// The discrete Laplace scale.
+    pub scale: f64,
+    /// The ε charged.
+    pub epsilon: Epsilon,
+    /// Half-width of the interval holding each cell's true count with
+    /// probability 95% (always finite).
+    pub ci95: f64,
+}
 
 /// A noisy release of a vector of counts and what it cost.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
     /// The noisy counts, one per cell, in the order of the exact counts given.
     pub noisy: Vec<i64>,
-    /// The discrete Laplace scale used.
-    pub scale: f64,
-    /// The ε charged: opendp's privacy map of this measurement at `d_in = 1`.
-    /// Never more than the ε asked for.
-    pub epsilon: f64,
+    /// What it cost.
+    pub charge: Charge,
 }
 
 /// The measurement on an already-counted vector: discrete Laplace on
@@ -85,27 +124,19 @@ fn check_scale(scale: f64) -> Result<(), PrivacyError> {
 }
 
 fn check_epsilon(epsilon: f64) -> Result<(), PrivacyError> {
-    if !epsilon.is_finite() {
-        return Err(PrivacyError::InvalidEpsilon {
-            epsilon,
-            reason: "must be a finite number".into(),
-        });
-    }
-    if epsilon <= 0.0 {
-        return Err(PrivacyError::InvalidEpsilon {
-            epsilon,
-            reason: "must be greater than 0".into(),
-        });
-    }
-    // Below this the scale (1/ε) is beyond any useful count and opendp's
-    // integer arithmetic on the scale grows without purpose.
-    if epsilon < 1e-6 {
-        return Err(PrivacyError::InvalidEpsilon {
-            epsilon,
-            reason: "must be at least 1e-6".into(),
-        });
-    }
-    Ok(())
+    let reason = if !epsilon.is_finite() {
+        "must be a finite number"
+    } else if epsilon <= 0.0 {
+        "must be greater than 0"
+    } else if epsilon < MIN_EPSILON.to_f64() {
+        "must be at least 0.000001"
+    } else {
+        return Ok(());
+    };
+    Err(PrivacyError::InvalidEpsilon {
+        epsilon,
+        reason: reason.into(),
+    })
 }
 
 fn epsilon_of(measurement: &CountNoise) -> Result<f64, PrivacyError> {
@@ -160,65 +191,102 @@ pub fn scale_for_epsilon(epsilon: f64) -> Result<f64, PrivacyError> {
     Ok(high)
 }
 
+/// What a release asking for `asked` costs: the smallest scale whose
+/// privacy map is at most `asked` **as an exact decimal**, and that map
+/// rounded up to a nano-ε. So the charge is never above what was asked, and
+/// a round ε (0.05) is charged exactly.
+pub fn charge_for(asked: Epsilon) -> Result<Charge, PrivacyError> {
+    if asked < MIN_EPSILON {
+        return Err(PrivacyError::InvalidEpsilon {
+            epsilon: asked.to_f64(),
+            reason: "must be at least 0.000001".into(),
+        });
+    }
+    let scale = scale_for_epsilon(asked.floor_f64())?;
+    let epsilon = Epsilon::ceil_of(epsilon_for_scale(scale)?)?;
+    if epsilon > asked {
+        // scale_for_epsilon's target makes this impossible; nothing may be
+        // released under a bug.
+        return Err(PrivacyError::OpenDp(format!(
+            "charge {epsilon} exceeds the {asked} asked for"
+        )));
+    }
+    Ok(Charge {
+        scale,
+        epsilon,
+        ci95: ci95(scale)?,
+    })
+}
+
 /// The half-width of the interval that holds the true count of a cell with
-/// probability 95%, from opendp's `discrete_laplacian_scale_to_accuracy`.
+/// probability 95%: opendp's `discrete_laplacian_scale_to_accuracy`. For
+/// scales below about 1/709 that formula overflows (`exp(1/scale)`); there the
+/// same expression is evaluated in log space, where it stays finite and
+/// tends to 0 (the noise is then almost always 0).
 pub fn ci95(scale: f64) -> Result<f64, PrivacyError> {
     check_scale(scale)?;
-    Ok(opendp::accuracy::discrete_laplacian_scale_to_accuracy(
-        scale, CI_ALPHA,
-    )?)
+    let opendp = opendp::accuracy::discrete_laplacian_scale_to_accuracy(scale, CI_ALPHA)?;
+    if opendp.is_finite() {
+        return Ok(opendp);
+    }
+    Ok(accuracy_in_log_space(scale, CI_ALPHA))
+}
+
+/// `scale · ln(2 / (α (e^{1/scale} + 1))) + 1`, opendp's accuracy, written
+/// as `scale · (ln(2/α) − ln1p(e^{−1/scale})) − 1 + 1`: the `e^{1/scale}`
+/// that overflows cancels against the `+ 1` term.
+fn accuracy_in_log_space(scale: f64, alpha: f64) -> f64 {
+    let inner = (2.0 / alpha).ln() - (-scale.recip()).exp().ln_1p();
+    (scale * inner).max(0.0)
 }
 
 /// Releases `exact` (counts by disjoint public groups) with opendp discrete
-/// Laplace noise calibrated to `epsilon`, and reports the ε charged: the map
-/// at `d_in = 1` of the very measurement that drew the noise.
+/// Laplace noise at `charge`'s scale, after checking that opendp's privacy
+/// map of the very measurement that draws the noise is what `charge` says.
 ///
 /// Builds and drops its opendp values inside the call (they are not `Send`);
 /// in async code call it from a blocking task. Nothing is recorded here: the
 /// caller must commit the release to the [`crate::Ledger`] before showing it.
-pub fn release_counts(exact: &[u64], epsilon: f64) -> Result<Release, PrivacyError> {
-    // Once per process; if it cannot install, OpenSSL serves every call
-    // itself, just as securely and more slowly (`randomness_source` says).
-    let _ = drbg_buffer::install();
-    let scale = scale_for_epsilon(epsilon)?;
-    let measurement = make_count_noise(scale)?;
-    let charged = epsilon_of(&measurement)?;
-    if charged > epsilon {
-        // scale_for_epsilon guarantees this; a failure here is a bug, and
-        // nothing may be released under it.
+pub fn release_counts(exact: ExactCounts, charge: &Charge) -> Result<Release, PrivacyError> {
+    let measurement = make_count_noise(charge.scale)?;
+    let charged = Epsilon::ceil_of(epsilon_of(&measurement)?)?;
+    if charged != charge.epsilon {
         return Err(PrivacyError::OpenDp(format!(
-            "charged epsilon {charged} exceeds the {epsilon} asked for"
+            "the measurement costs {charged}, not the {} planned",
+            charge.epsilon
         )));
     }
     let counts = exact
-        .iter()
-        .map(|&c| i64::try_from(c))
+        .0
+        .into_iter()
+        .map(i64::try_from)
         .collect::<Result<Vec<i64>, _>>()
         .map_err(|_| PrivacyError::OpenDp("a count does not fit in i64".into()))?;
     let noisy = if counts.len() < 2 * PARALLEL_CELLS {
         measurement.invoke(&counts)?
     } else {
         drop(measurement);
-        invoke_in_parallel(&counts, scale)?
+        invoke_in_parallel(&counts, charge.scale)?
     };
     Ok(Release {
         noisy,
-        scale,
-        epsilon: charged,
+        charge: *charge,
     })
 }
 
-/// Where the noise's random bytes come from, for the start-up log: OpenSSL's
-/// private DRBG, through `drbg_buffer`'s per-thread buffer unless it could
-/// not be installed. Installs the buffer if no release has yet.
-pub fn randomness_source() -> String {
-    match drbg_buffer::install() {
-        Ok(()) => format!(
-            "OpenSSL private DRBG, buffered {} bytes per thread",
-            drbg_buffer::BUFFER
-        ),
-        Err(e) => format!("OpenSSL private DRBG, unbuffered ({e})"),
-    }
+/// Where the noise comes from, for the start-up log and `rollcall version`:
+/// opendp's exact samplers, fed by the OpenSSL build linked in.
+pub fn noise_source() -> String {
+    format!(
+        "opendp exact discrete Laplace, random bytes from {} (RAND_priv_bytes)",
+        openssl_version()
+    )
+}
+
+/// The version of the OpenSSL linked into this program, as OpenSSL reports
+/// it (`OpenSSL 3.5.4 30 Sep 2025`).
+pub fn openssl_version() -> &'static str {
+    openssl::version::version()
 }
 
 /// Cells per parallel noise task. Each cell costs a few microseconds of
@@ -232,7 +300,7 @@ const PARALLEL_CELLS: usize = 128;
 /// opendp's vector discrete Laplace adds an independent draw to each element,
 /// so noising the chunks separately with the same scale gives the vector the
 /// very distribution of one invocation on the whole vector; the ε charged is
-/// the privacy map of the whole-vector measurement, computed by the caller.
+/// the privacy map of the whole-vector measurement, checked by the caller.
 /// Each task builds its own measurement because opendp values are not `Send`.
 fn invoke_in_parallel(counts: &[i64], scale: f64) -> Result<Vec<i64>, PrivacyError> {
     use rayon::prelude::*;
@@ -253,6 +321,15 @@ fn invoke_in_parallel(counts: &[i64], scale: f64) -> Result<Vec<i64>, PrivacyErr
 mod tests {
     use super::*;
     use opendp::combinators::make_chain_mt;
+
+    fn asked(v: f64) -> Epsilon {
+        Epsilon::from_decimal_f64(v).unwrap()
+    }
+
+    fn release(exact: &[u64], epsilon: f64) -> Release {
+        let charge = charge_for(asked(epsilon)).unwrap();
+        release_counts(ExactCounts::new(exact.to_vec()), &charge).unwrap()
+    }
 
     #[test]
     fn scale_two_costs_half() {
@@ -279,6 +356,33 @@ mod tests {
         }
     }
 
+    /// What is charged is exactly what was asked for round decimals, never
+    /// more for any, and the map of the scale used is within it exactly.
+    #[test]
+    fn charges_are_exact_decimals_never_above_the_ask() {
+        for (ask, want) in [
+            (0.05, 50_000_000u64),
+            (0.1, 100_000_000),
+            (0.3, 300_000_000),
+            (0.5, 500_000_000),
+            (1.0, 1_000_000_000),
+            (30.0, 30_000_000_000),
+            (1000.0, 1_000_000_000_000),
+            (0.000001, 1_000),
+        ] {
+            let c = charge_for(asked(ask)).unwrap();
+            assert_eq!(c.epsilon.nanos(), want, "ε {ask} charged {}", c.epsilon);
+            let map = epsilon_for_scale(c.scale).unwrap();
+            assert!(
+                Epsilon::ceil_of(map).unwrap() <= asked(ask),
+                "ε {ask}: map {map}"
+            );
+        }
+        let third = charge_for(asked(1.0 / 3.0)).unwrap();
+        assert!(third.epsilon <= asked(1.0 / 3.0));
+        assert!(third.epsilon.nanos() >= 333_333_332, "{}", third.epsilon);
+    }
+
     #[test]
     fn bad_epsilons_are_refused() {
         for eps in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-9] {
@@ -289,8 +393,9 @@ mod tests {
                 ),
                 "ε {eps} accepted"
             );
-            assert!(release_counts(&[1, 2], eps).is_err(), "ε {eps} released");
         }
+        assert!(charge_for(Epsilon::from_nanos(999)).is_err());
+        assert!(charge_for(Epsilon::ZERO).is_err());
         assert!(epsilon_for_scale(0.0).is_err());
         assert!(ci95(-1.0).is_err());
     }
@@ -303,6 +408,31 @@ mod tests {
             ci95(2.0).unwrap() > ci,
             "wider noise must widen the interval"
         );
+    }
+
+    /// opendp's formula overflows for scales below ~1/709 (ε above ~709):
+    /// the interval must still be a finite number, shrinking to 0, and the
+    /// log-space form must agree with opendp's wherever opendp's is finite.
+    #[test]
+    fn ci95_is_finite_for_every_epsilon() {
+        for eps in [700.0, 745.0, 1000.0, 1e6] {
+            let c = charge_for(asked(eps)).unwrap();
+            assert!(
+                c.ci95.is_finite() && c.ci95 >= 0.0,
+                "ε {eps}: ci95 {}",
+                c.ci95
+            );
+            assert!(c.ci95 < 1.0, "ε {eps}: ci95 {}", c.ci95);
+        }
+        for scale in [0.002, 0.01, 0.5, 1.0, 3.0, 100.0, 1e5] {
+            let ours = accuracy_in_log_space(scale, CI_ALPHA);
+            let theirs =
+                opendp::accuracy::discrete_laplacian_scale_to_accuracy(scale, CI_ALPHA).unwrap();
+            assert!(
+                (ours - theirs.max(0.0)).abs() <= 1e-9 * theirs.abs().max(1.0),
+                "scale {scale}: {ours} vs opendp {theirs}"
+            );
+        }
     }
 
     /// The fast path (counts from the engine, then `make_laplace` on the
@@ -343,15 +473,24 @@ mod tests {
     #[test]
     fn release_has_one_count_per_cell_and_charges_at_most_epsilon() {
         let exact = vec![0u64, 5, 1_000_000, 42];
-        let r = release_counts(&exact, 0.5).unwrap();
+        let r = release(&exact, 0.5);
         assert_eq!(r.noisy.len(), exact.len());
-        assert!(r.epsilon <= 0.5 && r.epsilon > 0.5 - 1e-9, "{}", r.epsilon);
-        assert!((r.scale - 2.0).abs() < 1e-9);
+        assert_eq!(r.charge.epsilon, asked(0.5));
+        assert!((r.charge.scale - 2.0).abs() < 1e-9);
         // At ε = 1000 the noise is almost always 0.
-        let sharp = release_counts(&exact, 1000.0).unwrap();
+        let sharp = release(&exact, 1000.0);
         for (n, e) in sharp.noisy.iter().zip(&exact) {
             assert!((n - *e as i64).abs() <= 1, "noisy {n} vs exact {e}");
         }
+    }
+
+    /// A charge that does not match the measurement's own map is refused:
+    /// nothing is released at a price other than opendp's.
+    #[test]
+    fn a_forged_charge_is_refused() {
+        let mut charge = charge_for(asked(0.5)).unwrap();
+        charge.epsilon = asked(0.25);
+        assert!(release_counts(ExactCounts::new(vec![1, 2]), &charge).is_err());
     }
 
     /// Above `2 × PARALLEL_CELLS` cells the noise is drawn in parallel
@@ -359,7 +498,7 @@ mod tests {
     #[test]
     fn parallel_release_keeps_cell_order() {
         let exact: Vec<u64> = (0..1_000u64).map(|i| i * 1_000).collect();
-        let r = release_counts(&exact, 1000.0).unwrap();
+        let r = release(&exact, 1000.0);
         assert_eq!(r.noisy.len(), exact.len());
         for (i, (n, e)) in r.noisy.iter().zip(&exact).enumerate() {
             assert!(
@@ -376,8 +515,8 @@ mod tests {
     #[test]
     fn noise_spread_matches_discrete_laplace() {
         let n = 20_000;
-        let r = release_counts(&vec![0u64; n], 1.0).unwrap();
-        let s = r.scale;
+        let r = release(&vec![0u64; n], 1.0);
+        let s = r.charge.scale;
         let q = (-1.0 / s).exp();
         let var_expected = 2.0 * q / (1.0 - q).powi(2);
         let mean_abs_expected = 2.0 * q / ((1.0 - q) * (1.0 + q));
@@ -397,5 +536,14 @@ mod tests {
         );
         // Integer noise, and not all zero.
         assert!(r.noisy.iter().any(|&x| x != 0));
+    }
+
+    /// The noise comes from OpenSSL as it ships, and a supported release of
+    /// it: 3.5 (LTS) or newer.
+    #[test]
+    fn openssl_is_a_supported_release() {
+        let n = openssl::version::number();
+        assert!(n >= 0x3050_0000, "linked {} ({n:#x})", openssl_version());
+        assert!(noise_source().contains("OpenSSL 3."), "{}", noise_source());
     }
 }

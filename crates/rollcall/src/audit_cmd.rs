@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 /// Export every release in the ledger (all analysts), oldest first.
 ///
 /// One record per release: release_id, created_at (UTC), analyst, dataset,
-/// group_by, filter, epsilon (charged), mechanism, noise_scale, ci95, cells.
+/// population (charged), group_by, filter, epsilon (charged, exact),
+/// mechanism, noise_scale, ci95, cells.
 /// The noisy counts themselves (already-released DP outputs) only with
 /// `--with-rows`. Cached re-serves (an identical query answered from a stored
 /// release, for free) are not recorded in the ledger; they are in the server's
@@ -96,7 +97,7 @@ pub(crate) fn render(format: Format, records: &[Record], with_rows: bool) -> Str
     match format {
         Format::Csv => {
             let mut out = String::from(
-                "release_id,created_at,analyst,dataset,group_by,filter,epsilon,mechanism,noise_scale,ci95,cells",
+                "release_id,created_at,analyst,dataset,population,group_by,filter,epsilon,mechanism,noise_scale,ci95,cells",
             );
             if with_rows {
                 out += ",rows";
@@ -109,6 +110,7 @@ pub(crate) fn render(format: Format, records: &[Record], with_rows: bool) -> Str
                     s.created_at.clone(),
                     s.analyst.clone(),
                     s.dataset.clone(),
+                    s.population.clone(),
                     r.group_by.join(";"),
                     r.filter.to_string(),
                     s.epsilon.to_string(),
@@ -133,9 +135,9 @@ pub(crate) fn render(format: Format, records: &[Record], with_rows: bool) -> Str
                     let s = &r.release;
                     let mut v = json!({
                         "release_id": s.release_id, "created_at": s.created_at,
-                        "analyst": s.analyst, "dataset": s.dataset,
+                        "analyst": s.analyst, "dataset": s.dataset, "population": s.population,
                         "group_by": r.group_by, "filter": r.filter,
-                        "epsilon": s.epsilon, "mechanism": s.mechanism,
+                        "epsilon": s.epsilon.to_f64(), "mechanism": s.mechanism,
                         "noise_scale": s.noise_scale, "ci95": s.ci95, "cells": r.cells,
                     });
                     if with_rows {
@@ -181,10 +183,11 @@ mod tests {
             release_id: "00ff".into(),
             analyst: "alice".into(),
             dataset: "nc".into(),
+            population: "nc-voters".into(),
             query_key: "k".into(),
             query_json: r#"{"dataset":"nc","group_by":["county","age_band"],"filter":{"party":["DEM","REP"]},"epsilon":0.5}"#.into(),
             rows_json: r#"[{"county":"WAKE","age_band":"18-24","count":12},{"county":"WAKE","age_band":"25-34","count":-1}]"#.into(),
-            epsilon: 0.5,
+            epsilon: privacy::Epsilon::from_nanos(500_000_000),
             mechanism: "discrete_laplace".into(),
             noise_scale: 2.0,
             ci95: 6.5,
@@ -203,7 +206,7 @@ mod tests {
         assert!(lines[0].ends_with(",cells"), "{}", lines[0]);
         assert_eq!(
             lines[1],
-            r#"00ff,2026-06-30T12:00:00.000Z,alice,nc,county;age_band,"{""party"":[""DEM"",""REP""]}",0.5,discrete_laplace,2,6.5,2"#
+            r#"00ff,2026-06-30T12:00:00.000Z,alice,nc,nc-voters,county;age_band,"{""party"":[""DEM"",""REP""]}",0.5,discrete_laplace,2,6.5,2"#
         );
         assert!(!lean.contains(r#"""count"""#), "rows leaked: {lean}");
         let full = render(Format::Csv, std::slice::from_ref(&r), true);
@@ -220,6 +223,8 @@ mod tests {
         assert_eq!(first["release_id"], "00ff");
         assert_eq!(first["filter"]["party"][1], "REP");
         assert_eq!(first["cells"], 2);
+        assert_eq!(first["population"], "nc-voters");
+        assert_eq!(first["epsilon"], 0.5);
         assert!(first.get("rows").is_none());
         let full: Value = serde_json::from_str(&render(Format::Json, &[r], true)).unwrap();
         assert_eq!(full["releases"][0]["rows"][0]["count"], 12);

@@ -35,6 +35,12 @@ pub struct DatasetInfo {
     pub max_epsilon_per_query: f64,
     /// The most cells one query may have.
     pub max_cells: u64,
+    /// The population its voters belong to (its own name if it has none):
+    /// its cap bounds what all analysts together spend on its datasets.
+    pub population: String,
+    /// Whether a stored answer is served free to any analyst (`true`) or
+    /// only to the analyst who paid for it.
+    pub share_releases: bool,
     /// The dimensions, in canonical order.
     pub dimensions: Vec<DimensionInfo>,
 }
@@ -86,7 +92,8 @@ pub struct QueryRequest {
     /// across dimensions).
     #[serde(default)]
     pub filter: BTreeMap<String, Vec<FilterValue>>,
-    /// The ε to spend (at most the dataset's `max_epsilon_per_query`).
+    /// The ε to spend (at most the dataset's `max_epsilon_per_query`), read
+    /// as the decimal written and rounded down to a multiple of 1e-9.
     pub epsilon: f64,
     /// Only report cost, noise scale and interval; spend nothing.
     #[serde(default)]
@@ -106,7 +113,7 @@ pub struct QueryResponse {
     pub noise_scale: f64,
     /// Half-width of the 95% interval of each cell's count.
     pub ci95: f64,
-    /// ε charged for this answer (0 when cached).
+    /// ε charged for this answer, exactly (0 when cached).
     pub epsilon_spent: f64,
     /// The analyst's remaining ε on this dataset.
     pub epsilon_remaining: f64,
@@ -121,7 +128,7 @@ pub struct QueryResponse {
 pub struct DryRunResponse {
     /// Always `true`.
     pub dry_run: bool,
-    /// The ε the query would be charged (0 if already released).
+    /// The ε the query would be charged, exactly (0 if already released).
     pub epsilon: f64,
     /// Noise scale every cell would get.
     pub noise_scale: f64,
@@ -133,11 +140,18 @@ pub struct DryRunResponse {
     pub mechanism: String,
     /// The analyst's remaining ε on this dataset now.
     pub epsilon_remaining: f64,
-    /// What remains of the dataset's total ε (all analysts).
+    /// What all analysts together may still spend on this dataset: the
+    /// smaller of what remains of its own cap (if any) and of its
+    /// population's.
     pub dataset_epsilon_remaining: f64,
-    /// Whether an identical query was already released (then it is free).
+    /// The dataset's population.
+    pub population: String,
+    /// What remains of the population's cap.
+    pub population_epsilon_remaining: f64,
+    /// Whether an identical query was already released to you (to anyone,
+    /// when the dataset shares releases): then it is free.
     pub cached: bool,
-    /// Whether both budgets would allow it now.
+    /// Whether every cap would allow it now.
     pub affordable: bool,
 }
 
@@ -150,7 +164,7 @@ pub struct BudgetResponse {
     pub datasets: Vec<BudgetEntry>,
 }
 
-/// The analyst's budget on one dataset.
+/// The analyst's budget on one dataset, and the caps above it.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct BudgetEntry {
     /// Dataset name.
@@ -161,10 +175,17 @@ pub struct BudgetEntry {
     pub spent: f64,
     /// What the analyst has left (never negative).
     pub remaining: f64,
-    /// The dataset's cap for all analysts together.
-    pub dataset_total: f64,
-    /// What remains of that cap.
+    /// The dataset's own cap for all analysts together, if it has one.
+    pub dataset_total: Option<f64>,
+    /// What all analysts together may still spend on the dataset (the
+    /// smaller of its own cap's and its population's remainders).
     pub dataset_remaining: f64,
+    /// Its population.
+    pub population: String,
+    /// The population's cap.
+    pub population_total: f64,
+    /// What remains of it.
+    pub population_remaining: f64,
     /// The most ε one query may spend.
     pub max_epsilon_per_query: f64,
 }

@@ -72,11 +72,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(
             dataset = %name,
             layout = %d.config.layout,
-            dimensions = ?d.domains.dim_names(),
+            dimensions = ?d.target.domains.dim_names(),
+            population = %d.target.policy.population,
             "dataset loaded"
         );
     }
-    tracing::info!(randomness = %privacy::randomness_source(), "noise source");
+    tracing::info!(source = %privacy::noise_source(), "noise source");
     let live = Arc::new(Live::new(state, config, Some(args.config.clone())));
     actix_web::rt::System::new().block_on(async move {
         let running = crate::run(live.clone())?;

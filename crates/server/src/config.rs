@@ -3,9 +3,24 @@
 //! TOML, read strictly: an unknown key, a missing dataset folder, a layout
 //! that does not match the dataset's manifest, a budget that is not a
 //! positive finite number, an analyst budget on a dataset that is not
-//! configured, a duplicate name or a token hash that is not 64 hex digits
-//! stops start-up with a [`ConfigError`] naming the key
+//! configured, a dataset in a population that is not configured, a
+//! duplicate name or a token hash that is not 64 hex digits stops start-up
+//! with a [`ConfigError`] naming the key
 //! (`dataset[0].epsilon_total: must be a finite number above 0`).
+//!
+//! **Populations.** The unit of privacy is one voter, and several datasets
+//! can hold the same voters (two snapshots of a state, a county extract, one
+//! file ingested under two names). A `[[population]]` names such a group and
+//! its `epsilon_total`, the cap on everything spent on all its datasets by
+//! everyone: what bounds one voter's privacy loss. Each dataset that holds
+//! those voters says `population = "…"`; a dataset without one is its own
+//! population, capped by its own `epsilon_total`. A dataset in a population
+//! may still have an `epsilon_total` of its own, which then also holds.
+//! Analyst budgets (`[[analyst]] epsilon`) are shares of these caps.
+//!
+//! Budgets are exact decimals: they are read as written and kept as whole
+//! nano-ε ([`privacy::Epsilon`]), so `2.0` affords exactly 40 queries at
+//! `0.05`.
 //!
 //! **Relative paths** (`data_dir`, `ledger`) are resolved against the
 //! current working directory, the way `rollcall ingest --data-dir data` is
@@ -18,13 +33,18 @@
 //! data_dir = "data"
 //! ledger = "data/ledger.sqlite"
 //!
+//! [[population]]
+//! name = "nc-voters"
+//! epsilon_total = 10.0
+//!
 //! [[dataset]]
 //! name = "nc"
 //! layout = "nc"
 //! as_of = "2026-06-30"
 //! age_bands = [18, 25, 35, 45, 55, 65, 75]
-//! epsilon_total = 10.0
+//! population = "nc-voters"
 //! max_epsilon_per_query = 1.0
+//! share_releases = true      # the default: stored answers are free for everyone
 //!
 //! [[analyst]]
 //! name = "alice"
@@ -36,6 +56,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use privacy::Epsilon;
 use serde::Deserialize;
 
 /// Default cap on the number of cells (rows) of one answer.
@@ -78,9 +99,18 @@ impl ConfigError {
 struct ConfigFile {
     server: ServerFile,
     #[serde(default)]
+    population: Vec<PopulationFile>,
+    #[serde(default)]
     dataset: Vec<DatasetFile>,
     #[serde(default)]
     analyst: Vec<AnalystFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PopulationFile {
+    name: String,
+    epsilon_total: f64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -105,8 +135,10 @@ struct DatasetFile {
     layout: String,
     as_of: String,
     age_bands: Vec<u16>,
-    epsilon_total: f64,
+    epsilon_total: Option<f64>,
     max_epsilon_per_query: f64,
+    population: Option<String>,
+    share_releases: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,6 +181,16 @@ pub struct ServerConfig {
     pub timing_quantum_ms: u64,
 }
 
+/// One `[[population]]`: datasets holding the same voters, and the cap on
+/// all that is spent on them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopulationConfig {
+    /// Name, as recorded in the ledger with every spend charged to it.
+    pub name: String,
+    /// Cap on the ε spent on all its datasets by all analysts together.
+    pub epsilon_total: Epsilon,
+}
+
 /// One `[[dataset]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DatasetConfig {
@@ -162,10 +204,16 @@ pub struct DatasetConfig {
     pub as_of_year: i16,
     /// Lower edges of the age bands.
     pub age_bands: Vec<u16>,
-    /// Cap on the ε spent on this dataset by all analysts together.
-    pub epsilon_total: f64,
+    /// Its own cap on the ε spent on it by all analysts together: required
+    /// when it has no population (it is then its own), optional otherwise.
+    pub epsilon_total: Option<Epsilon>,
     /// The most ε one query may spend.
-    pub max_epsilon_per_query: f64,
+    pub max_epsilon_per_query: Epsilon,
+    /// The `[[population]]` its voters belong to; `None`: its own.
+    pub population: Option<String>,
+    /// Whether a stored release is served free to any analyst (`true`, the
+    /// default) or only to the analyst who paid for it.
+    pub share_releases: bool,
 }
 
 /// The SHA-256 of a bearer token. Its `Debug` does not print it.
@@ -186,7 +234,7 @@ pub struct AnalystConfig {
     /// SHA-256 of the analyst's bearer token.
     pub token_sha256: TokenHash,
     /// The analyst's own budget per dataset; only these datasets may be queried.
-    pub epsilon: BTreeMap<String, f64>,
+    pub epsilon: BTreeMap<String, Epsilon>,
 }
 
 /// A validated configuration.
@@ -194,20 +242,65 @@ pub struct AnalystConfig {
 pub struct Config {
     /// `[server]`.
     pub server: ServerConfig,
+    /// `[[population]]`, in file order.
+    pub populations: Vec<PopulationConfig>,
     /// `[[dataset]]`, in file order.
     pub datasets: Vec<DatasetConfig>,
     /// `[[analyst]]`, in file order.
     pub analysts: Vec<AnalystConfig>,
 }
 
-fn check_budget(key: String, value: f64) -> Result<(), ConfigError> {
-    if value.is_finite() && value > 0.0 {
-        Ok(())
-    } else {
-        Err(ConfigError::new(
-            key,
-            format!("must be a finite number above 0, got {value}"),
-        ))
+/// The population a dataset's spends are charged to: its name, its cap and
+/// every dataset in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PopulationOf {
+    /// The population's name (the dataset's own for a dataset without one).
+    pub name: String,
+    /// Its cap.
+    pub cap: Epsilon,
+    /// Its datasets, in config order.
+    pub members: Vec<String>,
+}
+
+impl Config {
+    /// The population of dataset `d` (one of this config's).
+    pub fn population_of(&self, d: &DatasetConfig) -> PopulationOf {
+        match &d.population {
+            Some(name) => PopulationOf {
+                name: name.clone(),
+                cap: self
+                    .populations
+                    .iter()
+                    .find(|p| &p.name == name)
+                    .map_or(Epsilon::ZERO, |p| p.epsilon_total),
+                members: self
+                    .datasets
+                    .iter()
+                    .filter(|m| m.population.as_ref() == Some(name))
+                    .map(|m| m.name.clone())
+                    .collect(),
+            },
+            None => PopulationOf {
+                name: d.name.clone(),
+                cap: d.epsilon_total.unwrap_or(Epsilon::ZERO),
+                members: vec![d.name.clone()],
+            },
+        }
+    }
+}
+
+/// A budget as written: a finite number above 0, kept as exact nano-ε
+/// (rounded down past nine decimals).
+fn budget(key: String, value: f64) -> Result<Epsilon, ConfigError> {
+    let refuse = || {
+        ConfigError::new(
+            key.clone(),
+            format!("must be a finite number above 0 (at least 0.000000001), got {value}"),
+        )
+    };
+    match Epsilon::from_decimal_f64(value) {
+        Ok(e) if e > Epsilon::ZERO => Ok(e),
+        _ => Err(refuse()),
     }
 }
 
@@ -319,7 +412,19 @@ fn toml_error(text: &str, e: &toml::de::Error) -> ConfigError {
 }
 
 fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
-    let s = file.server;
+    let server = validate_server(file.server)?;
+    let populations = validate_populations(file.population)?;
+    let datasets = validate_datasets(file.dataset, &populations)?;
+    let analysts = validate_analysts(file.analyst, &datasets)?;
+    Ok(Config {
+        server,
+        populations,
+        datasets,
+        analysts,
+    })
+}
+
+fn validate_server(s: ServerFile) -> Result<ServerConfig, ConfigError> {
     if s.listen.trim().is_empty() {
         return Err(ConfigError::new("server.listen", "must not be empty"));
     }
@@ -377,7 +482,7 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
             format!("at most {MAX_TIMING_QUANTUM_MS} (0 turns padding off)"),
         ));
     }
-    let server = ServerConfig {
+    Ok(ServerConfig {
         listen: s.listen,
         data_dir: s.data_dir,
         ledger: s.ledger,
@@ -388,17 +493,42 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
         workers,
         metrics_token_sha256,
         timing_quantum_ms,
-    };
+    })
+}
 
-    if file.dataset.is_empty() {
+fn validate_populations(file: Vec<PopulationFile>) -> Result<Vec<PopulationConfig>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut out = Vec::with_capacity(file.len());
+    for (i, p) in file.into_iter().enumerate() {
+        let key = |k: &str| format!("population[{i}].{k}");
+        check_name(key("name"), &p.name)?;
+        if !names.insert(p.name.clone()) {
+            return Err(ConfigError::new(
+                key("name"),
+                format!("population `{}` is configured twice", p.name),
+            ));
+        }
+        out.push(PopulationConfig {
+            epsilon_total: budget(key("epsilon_total"), p.epsilon_total)?,
+            name: p.name,
+        });
+    }
+    Ok(out)
+}
+
+fn validate_datasets(
+    file: Vec<DatasetFile>,
+    populations: &[PopulationConfig],
+) -> Result<Vec<DatasetConfig>, ConfigError> {
+    if file.is_empty() {
         return Err(ConfigError::new(
             "dataset",
             "no [[dataset]] is configured; the server would have nothing to answer",
         ));
     }
     let mut names = HashSet::new();
-    let mut datasets = Vec::with_capacity(file.dataset.len());
-    for (i, d) in file.dataset.into_iter().enumerate() {
+    let mut datasets = Vec::with_capacity(file.len());
+    for (i, d) in file.into_iter().enumerate() {
         let key = |k: &str| format!("dataset[{i}].{k}");
         check_name(key("name"), &d.name)?;
         if !names.insert(d.name.clone()) {
@@ -407,39 +537,115 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 format!("dataset `{}` is configured twice", d.name),
             ));
         }
-        if d.layout.trim().is_empty() {
-            return Err(ConfigError::new(key("layout"), "must not be empty"));
-        }
-        let as_of_year = parse_date(key("as_of"), &d.as_of)?;
-        if d.age_bands.is_empty() {
-            return Err(ConfigError::new(
-                key("age_bands"),
-                "must list at least one edge",
-            ));
-        }
-        if d.age_bands.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(ConfigError::new(
-                key("age_bands"),
-                format!("must be strictly increasing, got {:?}", d.age_bands),
-            ));
-        }
-        check_budget(key("epsilon_total"), d.epsilon_total)?;
-        check_budget(key("max_epsilon_per_query"), d.max_epsilon_per_query)?;
-        datasets.push(DatasetConfig {
-            name: d.name,
-            layout: d.layout,
-            as_of: d.as_of,
-            as_of_year,
-            age_bands: d.age_bands,
-            epsilon_total: d.epsilon_total,
-            max_epsilon_per_query: d.max_epsilon_per_query,
-        });
+        datasets.push(validate_dataset(&key, d, populations)?);
     }
+    check_population_names(&datasets, populations)?;
+    Ok(datasets)
+}
 
+fn validate_dataset(
+    key: &dyn Fn(&str) -> String,
+    d: DatasetFile,
+    populations: &[PopulationConfig],
+) -> Result<DatasetConfig, ConfigError> {
+    if d.layout.trim().is_empty() {
+        return Err(ConfigError::new(key("layout"), "must not be empty"));
+    }
+    let as_of_year = parse_date(key("as_of"), &d.as_of)?;
+    if d.age_bands.is_empty() {
+        return Err(ConfigError::new(
+            key("age_bands"),
+            "must list at least one edge",
+        ));
+    }
+    if d.age_bands.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(ConfigError::new(
+            key("age_bands"),
+            format!("must be strictly increasing, got {:?}", d.age_bands),
+        ));
+    }
+    if let Some(p) = &d.population
+        && !populations.iter().any(|c| &c.name == p)
+    {
+        let known: Vec<&str> = populations.iter().map(|c| c.name.as_str()).collect();
+        return Err(ConfigError::new(
+            key("population"),
+            format!(
+                "no [[population]] is named `{p}` (configured: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    let epsilon_total = match (d.epsilon_total, &d.population) {
+        (Some(v), _) => Some(budget(key("epsilon_total"), v)?),
+        (None, Some(_)) => None,
+        (None, None) => {
+            return Err(ConfigError::new(
+                key("epsilon_total"),
+                "missing: a dataset with no `population` is its own population and needs \
+                 its own cap (or name a [[population]] that holds its voters)",
+            ));
+        }
+    };
+    Ok(DatasetConfig {
+        name: d.name,
+        layout: d.layout,
+        as_of: d.as_of,
+        as_of_year,
+        age_bands: d.age_bands,
+        epsilon_total,
+        max_epsilon_per_query: budget(key("max_epsilon_per_query"), d.max_epsilon_per_query)?,
+        population: d.population,
+        share_releases: d.share_releases.unwrap_or(true),
+    })
+}
+
+/// A dataset without a population is its own population, named after it,
+/// so no `[[population]]` may take the name of such a dataset; and every
+/// population must hold a dataset (else its name is probably a typo).
+fn check_population_names(
+    datasets: &[DatasetConfig],
+    populations: &[PopulationConfig],
+) -> Result<(), ConfigError> {
+    for (i, p) in populations.iter().enumerate() {
+        if let Some(d) = datasets
+            .iter()
+            .find(|d| d.population.is_none() && d.name == p.name)
+        {
+            return Err(ConfigError::new(
+                format!("population[{i}].name"),
+                format!(
+                    "`{}` is also a dataset with no `population`, which is its own population \
+                     of that name; rename one, or give dataset `{}` population = \"{}\"",
+                    p.name, d.name, p.name
+                ),
+            ));
+        }
+        if !datasets
+            .iter()
+            .any(|d| d.population.as_ref() == Some(&p.name))
+        {
+            return Err(ConfigError::new(
+                format!("population[{i}].name"),
+                format!("no [[dataset]] has population = \"{}\"", p.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn validate_analysts(
+    file: Vec<AnalystFile>,
+    datasets: &[DatasetConfig],
+) -> Result<Vec<AnalystConfig>, ConfigError> {
     let mut analyst_names = HashSet::new();
     let mut hashes = HashSet::new();
-    let mut analysts = Vec::with_capacity(file.analyst.len());
-    for (i, a) in file.analyst.into_iter().enumerate() {
+    let mut analysts = Vec::with_capacity(file.len());
+    for (i, a) in file.into_iter().enumerate() {
         let key = |k: &str| format!("analyst[{i}].{k}");
         check_name(key("name"), &a.name)?;
         if !analyst_names.insert(a.name.clone()) {
@@ -455,28 +661,24 @@ fn validate(file: ConfigFile) -> Result<Config, ConfigError> {
                 "the same token hash is given to another analyst",
             ));
         }
-        for (dataset, budget) in &a.epsilon {
+        let mut epsilon = BTreeMap::new();
+        for (dataset, value) in a.epsilon {
             let k = format!("analyst[{i}].epsilon.{dataset}");
-            if !names.contains(dataset) {
+            if !datasets.iter().any(|d| d.name == dataset) {
                 return Err(ConfigError::new(
                     k,
                     format!("no [[dataset]] is named `{dataset}`"),
                 ));
             }
-            check_budget(k, *budget)?;
+            epsilon.insert(dataset, budget(k, value)?);
         }
         analysts.push(AnalystConfig {
             name: a.name,
             token_sha256: TokenHash(hash),
-            epsilon: a.epsilon,
+            epsilon,
         });
     }
-
-    Ok(Config {
-        server,
-        datasets,
-        analysts,
-    })
+    Ok(analysts)
 }
 
 #[cfg(test)]
@@ -522,7 +724,13 @@ epsilon = {{ nc = 3.0 }}
         let c = Config::from_toml(&base()).unwrap();
         assert_eq!(c.server.max_cells, DEFAULT_MAX_CELLS);
         assert_eq!(c.datasets[0].as_of_year, 2026);
-        assert_eq!(c.analysts[0].epsilon["nc"], 3.0);
+        assert_eq!(
+            c.analysts[0].epsilon["nc"],
+            Epsilon::from_nanos(3_000_000_000)
+        );
+        assert!(c.datasets[0].share_releases);
+        let own = c.population_of(&c.datasets[0]);
+        assert_eq!((own.name.as_str(), own.members.len()), ("nc", 1));
     }
 
     #[test]
@@ -597,6 +805,76 @@ epsilon = {{ nc = 3.0 }}
             (
                 base().replace("[server]", "[server]\ntiming_quantum_ms = 5000"),
                 "server.timing_quantum_ms",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(e.contains(key), "error `{e}` does not name `{key}`");
+        }
+    }
+
+    /// Two snapshots of one state's voters: one population, one cap.
+    fn two_snapshots() -> String {
+        base()
+            .replace(
+                "[[dataset]]",
+                "[[population]]\nname = \"nc-voters\"\nepsilon_total = 10\n\n[[dataset]]",
+            )
+            .replace("epsilon_total = 10.0\n", "population = \"nc-voters\"\n")
+            + "\n[[dataset]]\nname = \"nc2025\"\nlayout = \"nc\"\nas_of = \"2025-06-30\"\n\
+               age_bands = [18]\npopulation = \"nc-voters\"\nepsilon_total = 2.5\n\
+               max_epsilon_per_query = 1.0\nshare_releases = false\n"
+    }
+
+    #[test]
+    fn populations_group_datasets_under_one_cap() {
+        let c = Config::from_toml(&two_snapshots()).unwrap();
+        assert_eq!(c.populations.len(), 1);
+        let p = c.population_of(&c.datasets[0]);
+        assert_eq!(p.name, "nc-voters");
+        assert_eq!(p.cap, Epsilon::from_nanos(10_000_000_000));
+        assert_eq!(p.members, ["nc", "nc2025"]);
+        assert_eq!(c.population_of(&c.datasets[1]), p);
+        assert_eq!(c.datasets[0].epsilon_total, None);
+        assert_eq!(
+            c.datasets[1].epsilon_total,
+            Some(Epsilon::from_nanos(2_500_000_000))
+        );
+        assert!(c.datasets[0].share_releases);
+        assert!(!c.datasets[1].share_releases);
+    }
+
+    #[test]
+    fn population_mistakes_name_the_key() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                two_snapshots().replace(
+                    "population = \"nc-voters\"\nmax",
+                    "population = \"nc-voter\"\nmax",
+                ),
+                "dataset[0].population",
+            ),
+            (
+                base().replace("epsilon_total = 10.0\n", ""),
+                "dataset[0].epsilon_total",
+            ),
+            (
+                base().replace(
+                    "[[dataset]]",
+                    "[[population]]\nname = \"nc\"\nepsilon_total = 1\n\n[[dataset]]",
+                ),
+                "population[0].name",
+            ),
+            (
+                base().replace(
+                    "[[dataset]]",
+                    "[[population]]\nname = \"unused\"\nepsilon_total = 1\n\n[[dataset]]",
+                ),
+                "population[0].name",
+            ),
+            (
+                two_snapshots().replace("epsilon_total = 10\n", "epsilon_total = 0\n"),
+                "population[0].epsilon_total",
             ),
         ];
         for (text, key) in cases {

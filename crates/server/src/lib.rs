@@ -3,13 +3,13 @@
 //!
 //! ```text
 //! rollcall serve --config FILE
-//!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open)
+//!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open,
+//!                                         release::ReleaseService)
 //!   Live (current snapshot; SIGHUP ──▶ reload::Live::reload swaps it)
 //!   run() ──▶ HttpServer(create_app) ──▶ observe (request id, metrics, access log)
-//!         ──▶ routes (thin) ──▶ query::run (service)
-//!                                                   engine::Dataset::count ─┐ blocking thread
-//!                                                   privacy::release_counts ─┤
-//!                                                   Ledger::commit_release ──┘ ──▶ respond
+//!         ──▶ routes::query (thin) ──▶ ReleaseService::answer_stored (memory, async thread)
+//!                                  └─▶ ReleaseService::answer (blocking thread: affordability,
+//!                                      count, noise, padding, Ledger::commit_release) ──▶ respond
 //! ```
 //!
 //! Invariants:
@@ -18,7 +18,8 @@
 //!   counts only through opendp's noise, and the ledger commit happens before
 //!   the answer is sent;
 //! - client input never yields a 5xx: every error goes through the one table
-//!   in [`error::ApiError::status_and_code`];
+//!   in [`error::ApiError::code`], whose codes are the [`error::ErrorCode`]
+//!   enum the OpenAPI schema lists;
 //! - the binary and the tests build the same app with [`create_app`];
 //! - every request runs in a `request` span carrying its `request_id`.
 
@@ -27,11 +28,13 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
-pub mod query;
 pub mod reload;
 pub mod request_id;
 pub mod routes;
 pub mod state;
+
+#[cfg(test)]
+mod app_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -10,7 +10,11 @@
 //!   `kind` = `new` (paid for now) or `cached` (a stored release, free);
 //! - `rollcall_epsilon_spent{dataset}`, `rollcall_epsilon_total{dataset}`:
 //!   the ε spent on each dataset by all analysts together, read from the
-//!   ledger at scrape time (so it survives restarts), and its cap;
+//!   ledger at scrape time (so it survives restarts), and its own cap (for
+//!   datasets that have one);
+//! - `rollcall_population_epsilon_spent{population}`,
+//!   `rollcall_population_epsilon_total{population}`: the same for each
+//!   population, whose cap bounds every voter's loss;
 //! - `rollcall_config_reloads_total{result}`; `rollcall_start_time_seconds`.
 //!
 //! Never a count of voters, a row, an analyst's name or a token.
@@ -89,15 +93,25 @@ impl Default for Metrics {
     }
 }
 
-/// Per dataset, what `/metrics` shows of its budget: public numbers only.
+/// What `/metrics` shows of one dataset's or population's budget: public
+/// numbers only.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DatasetBudget {
-    /// Dataset name.
-    pub dataset: String,
+pub struct Budget {
+    /// Dataset or population name.
+    pub name: String,
     /// ε spent by all analysts together (from the ledger).
     pub spent: f64,
-    /// The dataset's cap, `epsilon_total`.
-    pub total: f64,
+    /// Its cap, `epsilon_total` (a dataset in a population may have none).
+    pub total: Option<f64>,
+}
+
+/// Every budget `/metrics` shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Budgets {
+    /// Per dataset.
+    pub datasets: Vec<Budget>,
+    /// Per population.
+    pub populations: Vec<Budget>,
 }
 
 /// Reloads applied and refused since start.
@@ -156,7 +170,7 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, budgets: &[DatasetBudget], reloads: Reloads) -> String {
+    pub fn render(&self, budgets: &Budgets, reloads: Reloads) -> String {
         let c = self.counters();
         let mut out = String::new();
         let w = &mut out;
@@ -218,31 +232,48 @@ impl Metrics {
                 }
             }
         }
-        let _ = writeln!(
-            w,
-            "# HELP rollcall_epsilon_spent Epsilon spent on the dataset by all analysts together (ledger)."
-        );
-        let _ = writeln!(w, "# TYPE rollcall_epsilon_spent gauge");
-        for b in budgets {
+        for (series, label_name, list, what) in [
+            (
+                "rollcall_epsilon",
+                "dataset",
+                &budgets.datasets,
+                "the dataset",
+            ),
+            (
+                "rollcall_population_epsilon",
+                "population",
+                &budgets.populations,
+                "the population's datasets",
+            ),
+        ] {
             let _ = writeln!(
                 w,
-                "rollcall_epsilon_spent{{dataset=\"{}\"}} {}",
-                label(&b.dataset),
-                num(b.spent)
+                "# HELP {series}_spent Epsilon spent on {what} by all analysts together (ledger)."
             );
-        }
-        let _ = writeln!(
-            w,
-            "# HELP rollcall_epsilon_total The dataset's cap on epsilon (config epsilon_total)."
-        );
-        let _ = writeln!(w, "# TYPE rollcall_epsilon_total gauge");
-        for b in budgets {
+            let _ = writeln!(w, "# TYPE {series}_spent gauge");
+            for b in list {
+                let _ = writeln!(
+                    w,
+                    "{series}_spent{{{label_name}=\"{}\"}} {}",
+                    label(&b.name),
+                    num(b.spent)
+                );
+            }
             let _ = writeln!(
                 w,
-                "rollcall_epsilon_total{{dataset=\"{}\"}} {}",
-                label(&b.dataset),
-                num(b.total)
+                "# HELP {series}_total The cap on epsilon spent on {what} (config epsilon_total)."
             );
+            let _ = writeln!(w, "# TYPE {series}_total gauge");
+            for b in list {
+                if let Some(total) = b.total {
+                    let _ = writeln!(
+                        w,
+                        "{series}_total{{{label_name}=\"{}\"}} {}",
+                        label(&b.name),
+                        num(total)
+                    );
+                }
+            }
         }
         let _ = writeln!(
             w,
@@ -294,11 +325,18 @@ mod tests {
         m.release("nc", true);
         m.release("nc", true);
         let text = m.render(
-            &[DatasetBudget {
-                dataset: "nc".into(),
-                spent: 1.5,
-                total: 10.0,
-            }],
+            &Budgets {
+                datasets: vec![Budget {
+                    name: "nc".into(),
+                    spent: 1.5,
+                    total: Some(10.0),
+                }],
+                populations: vec![Budget {
+                    name: "nc-voters".into(),
+                    spent: 2.5,
+                    total: Some(12.0),
+                }],
+            },
             Reloads { ok: 2, refused: 1 },
         );
         let v = |s: &str| sample_value(&text, s).unwrap_or_else(|| panic!("no {s} in\n{text}"));
@@ -341,6 +379,14 @@ mod tests {
         );
         assert_eq!(v("rollcall_epsilon_spent{dataset=\"nc\"}"), 1.5);
         assert_eq!(v("rollcall_epsilon_total{dataset=\"nc\"}"), 10.0);
+        assert_eq!(
+            v("rollcall_population_epsilon_spent{population=\"nc-voters\"}"),
+            2.5
+        );
+        assert_eq!(
+            v("rollcall_population_epsilon_total{population=\"nc-voters\"}"),
+            12.0
+        );
         assert_eq!(v("rollcall_config_reloads_total{result=\"ok\"}"), 2.0);
         assert_eq!(v("rollcall_config_reloads_total{result=\"refused\"}"), 1.0);
         assert!(v("rollcall_start_time_seconds") > 1.7e9);
@@ -351,7 +397,7 @@ mod tests {
         let m = Metrics::default();
         m.request("/healthz", 200, Duration::from_millis(1));
         m.release("a\"b\\c\nd", false);
-        let text = m.render(&[], Reloads::default());
+        let text = m.render(&Budgets::default(), Reloads::default());
         for line in text.lines() {
             if line.starts_with('#') {
                 assert!(

@@ -12,10 +12,12 @@
 //! | key | on SIGHUP |
 //! |-----|-----------|
 //! | `[[analyst]]` (add, remove, `token_sha256`, `epsilon`) | applied |
-//! | `dataset[i].epsilon_total`, `dataset[i].max_epsilon_per_query` | applied |
+//! | `dataset[i].epsilon_total`, `max_epsilon_per_query`, `share_releases` | applied |
+//! | `population[i].epsilon_total` | applied |
 //! | `server.max_cells`, `server.max_concurrent_per_token`, `server.metrics_token_sha256` | applied |
 //! | `server.listen`, `data_dir`, `ledger`, `max_body_bytes`, `request_timeout_secs`, `workers`, `timing_quantum_ms` | refused: restart |
-//! | adding or removing a `[[dataset]]`, its `layout`, `as_of`, `age_bands` | refused: restart |
+//! | adding or removing a `[[dataset]]`, its `layout`, `as_of`, `age_bands`, `population` | refused: restart |
+//! | adding or removing a `[[population]]` | refused: restart |
 //!
 //! A budget lowered below what is already spent is allowed: the ledger keeps
 //! the spend, `remaining` shows 0 and queries get `budget_exhausted`.
@@ -132,6 +134,24 @@ pub fn restart_keys(old: &Config, new: &Config) -> Vec<RestartKey> {
         if before.age_bands != d.age_bands {
             push(key("age_bands"), changed(&before.age_bands, &d.age_bands));
         }
+        if before.population != d.population {
+            push(
+                key("population"),
+                changed(&before.population, &d.population),
+            );
+        }
+    }
+    let names =
+        |c: &Config| -> Vec<String> { c.populations.iter().map(|p| p.name.clone()).collect() };
+    if names(old) != names(new) {
+        push(
+            "population".into(),
+            format!(
+                "populations {:?} -> {:?}; adding or removing a population needs a restart",
+                names(old),
+                names(new)
+            ),
+        );
     }
     for d in &old.datasets {
         if !new.datasets.iter().any(|n| n.name == d.name) {

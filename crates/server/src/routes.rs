@@ -1,5 +1,5 @@
-//! The HTTP handlers. Thin: they authenticate, parse, and call the query
-//! service ([`crate::query`]); every failure is an [`ApiError`].
+//! The HTTP handlers. Thin: they authenticate, parse, and call the release
+//! service ([`release::ReleaseService`]); every failure is an [`ApiError`].
 
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
@@ -12,15 +12,18 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use utoipa::OpenApi;
 
+use privacy::Epsilon;
+use release::{Answer, Ask, Spender};
+use serde_json::value::RawValue;
+
 use crate::api::{
     BudgetEntry, BudgetResponse, DatasetInfo, DatasetsResponse, DimensionInfo, DryRunResponse,
     Health, QueryRequest, QueryResponse, ReleaseInfo, ReleasesResponse,
 };
 use crate::error::{ApiError, ErrorBody};
-use crate::metrics::{DatasetBudget, Reloads};
-use crate::query;
+use crate::metrics::{Budget, Budgets, Reloads};
 use crate::reload::Live;
-use crate::state::{Analyst, AppState};
+use crate::state::{Analyst, AppState, LoadedDataset};
 
 /// The authenticated analyst of a request, with the state snapshot they were
 /// authenticated against: the request uses that snapshot to the end, even if
@@ -158,9 +161,12 @@ pub async fn datasets(who: Authed) -> HttpResponse {
             name: d.config.name.clone(),
             layout: d.config.layout.clone(),
             as_of: d.config.as_of.clone(),
-            max_epsilon_per_query: d.config.max_epsilon_per_query,
+            max_epsilon_per_query: d.config.max_epsilon_per_query.to_f64(),
             max_cells: state.server.max_cells,
+            population: d.target.policy.population.clone(),
+            share_releases: d.target.policy.share_releases,
             dimensions: d
+                .target
                 .domains
                 .dims()
                 .iter()
@@ -195,16 +201,103 @@ pub async fn query(
     who: Authed,
     body: TimedJson<QueryRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.0;
-    let dataset = body.dataset.clone();
-    let outcome = query::run(who.state, who.index, body).await?;
-    Ok(match outcome {
-        query::Outcome::DryRun(d) => HttpResponse::Ok().json(d),
-        query::Outcome::Answer(a) => {
-            live.metrics.release(&dataset, a.cached);
-            HttpResponse::Ok().json(a)
+    let req = body.0;
+    let state = who.state.clone();
+    let (_, budget) = dataset_for(&state, who.index, &req.dataset)?;
+    let analyst = who.analyst();
+    let limit = state.server.max_concurrent_per_token;
+    let _slot = analyst
+        .try_enter(limit)
+        .ok_or(ApiError::TooManyRequests { limit })?;
+    let ask = Ask {
+        group_by: req.group_by,
+        filter: req
+            .filter
+            .into_iter()
+            .map(|(d, vs)| (d, vs.into_iter().map(|v| v.into_string()).collect()))
+            .collect(),
+        epsilon: req.epsilon,
+        dry_run: req.dry_run,
+        max_cells: state.server.max_cells,
+    };
+    let target = &state.datasets[&req.dataset].target;
+    let spender = Spender {
+        name: &analyst.name,
+        budget,
+    };
+    // A stored release this process has seen is served from memory on this
+    // thread; anything else (ledger, counting, noise) on a blocking one.
+    let answer = match state.service.answer_stored(target, spender, &ask)? {
+        Some(answer) => answer,
+        None => {
+            let state = state.clone();
+            let (dataset, index) = (req.dataset.clone(), who.index);
+            let span = tracing::Span::current();
+            web::block(move || {
+                let _request = span.enter();
+                let target = &state.datasets[&dataset].target;
+                let analyst = &state.analysts[index];
+                let spender = Spender {
+                    name: &analyst.name,
+                    budget,
+                };
+                state.service.answer(target, spender, &ask)
+            })
+            .await??
+        }
+    };
+    Ok(match answer {
+        Answer::Cost(c) => HttpResponse::Ok().json(DryRunResponse {
+            dry_run: true,
+            epsilon: c.epsilon.to_f64(),
+            noise_scale: c.noise_scale,
+            ci95: c.ci95,
+            cells: c.cells,
+            mechanism: privacy::MECHANISM.to_owned(),
+            epsilon_remaining: c.remaining.analyst.to_f64(),
+            dataset_epsilon_remaining: c.remaining.dataset.to_f64(),
+            population: c.remaining.population,
+            population_epsilon_remaining: c.remaining.population_left.to_f64(),
+            cached: c.cached,
+            affordable: c.affordable,
+        }),
+        Answer::Release(r) => {
+            live.metrics.release(&req.dataset, r.cached);
+            let rel = r.release;
+            let rows = RawValue::from_string(rel.rows_json)
+                .map_err(|e| ApiError::Internal(format!("stored rows are not JSON: {e}")))?;
+            HttpResponse::Ok().json(QueryResponse {
+                rows,
+                mechanism: rel.mechanism,
+                noise_scale: rel.noise_scale,
+                ci95: rel.ci95,
+                epsilon_spent: if r.cached { 0.0 } else { rel.epsilon.to_f64() },
+                epsilon_remaining: r.analyst_remaining.to_f64(),
+                cached: r.cached,
+                release_id: rel.release_id,
+            })
         }
     })
+}
+
+/// The dataset `name` and the analyst's budget on it, or why not.
+fn dataset_for<'a>(
+    state: &'a AppState,
+    analyst: usize,
+    name: &str,
+) -> Result<(&'a LoadedDataset, Epsilon), ApiError> {
+    let a = &state.analysts[analyst];
+    let Some(d) = state.datasets.get(name) else {
+        return Err(ApiError::UnknownDataset {
+            name: name.to_owned(),
+            known: a.epsilon.keys().cloned().collect(),
+        });
+    };
+    let budget = *a
+        .epsilon
+        .get(name)
+        .ok_or_else(|| ApiError::ForbiddenDataset(name.to_owned()))?;
+    Ok((d, budget))
 }
 
 /// The analyst's budget on every dataset they may query.
@@ -222,16 +315,26 @@ pub async fn budget(who: Authed) -> Result<HttpResponse, ApiError> {
             let Some(d) = state.datasets.get(name) else {
                 continue;
             };
-            let spent = state.ledger.spent(&analyst.name, name)?;
-            let dataset_spent = state.ledger.dataset_spent(name)?;
+            let p = &d.target.policy;
+            let ledger = state.ledger();
+            let spent = ledger.spent(&analyst.name, name)?;
+            let dataset_spent = ledger.dataset_spent(name)?;
+            let population_spent = ledger.population_spent(&p.population, &p.population_members)?;
+            let population_left = p.population_cap.saturating_sub(population_spent);
+            let dataset_left = p.dataset_cap.map_or(population_left, |cap| {
+                cap.saturating_sub(dataset_spent).min(population_left)
+            });
             datasets.push(BudgetEntry {
                 dataset: name.clone(),
-                budget,
-                spent,
-                remaining: (budget - spent).max(0.0),
-                dataset_total: d.config.epsilon_total,
-                dataset_remaining: (d.config.epsilon_total - dataset_spent).max(0.0),
-                max_epsilon_per_query: d.config.max_epsilon_per_query,
+                budget: budget.to_f64(),
+                spent: spent.to_f64(),
+                remaining: budget.saturating_sub(spent).to_f64(),
+                dataset_total: p.dataset_cap.map(Epsilon::to_f64),
+                dataset_remaining: dataset_left.to_f64(),
+                population: p.population.clone(),
+                population_total: p.population_cap.to_f64(),
+                population_remaining: population_left.to_f64(),
+                max_epsilon_per_query: p.max_epsilon_per_query.to_f64(),
             });
         }
         Ok(BudgetResponse {
@@ -253,17 +356,17 @@ pub async fn releases(who: Authed) -> Result<HttpResponse, ApiError> {
     let response = web::block(move || -> Result<ReleasesResponse, ApiError> {
         let state = &who.state;
         let analyst = who.analyst();
-        let stored = state.ledger.releases_for(&analyst.name)?;
+        let stored = state.ledger().releases_for(&analyst.name)?;
         let releases = stored
             .into_iter()
             .map(|r| {
-                let query = serde_json::value::RawValue::from_string(r.query_json)
+                let query = RawValue::from_string(r.query_json)
                     .map_err(|e| ApiError::Internal(format!("stored query is not JSON: {e}")))?;
                 Ok(ReleaseInfo {
                     release_id: r.release_id,
                     dataset: r.dataset,
                     query,
-                    epsilon: r.epsilon,
+                    epsilon: r.epsilon.to_f64(),
                     mechanism: r.mechanism,
                     noise_scale: r.noise_scale,
                     ci95: r.ci95,
@@ -292,18 +395,26 @@ pub async fn metrics(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             return Err(ApiError::Unauthorized);
         }
     }
-    let budgets = web::block(move || -> Result<Vec<DatasetBudget>, ApiError> {
-        state
-            .datasets
-            .values()
-            .map(|d| {
-                Ok(DatasetBudget {
-                    dataset: d.config.name.clone(),
-                    spent: state.ledger.dataset_spent(&d.config.name)?,
-                    total: d.config.epsilon_total,
-                })
-            })
-            .collect()
+    let budgets = web::block(move || -> Result<Budgets, ApiError> {
+        let ledger = state.ledger();
+        let mut budgets = Budgets::default();
+        for d in state.datasets.values() {
+            let p = &d.target.policy;
+            budgets.datasets.push(Budget {
+                name: d.config.name.clone(),
+                spent: ledger.dataset_spent(&d.config.name)?.to_f64(),
+                total: p.dataset_cap.map(Epsilon::to_f64),
+            });
+            if !budgets.populations.iter().any(|b| b.name == p.population) {
+                let spent = ledger.population_spent(&p.population, &p.population_members)?;
+                budgets.populations.push(Budget {
+                    name: p.population.clone(),
+                    spent: spent.to_f64(),
+                    total: Some(p.population_cap.to_f64()),
+                });
+            }
+        }
+        Ok(budgets)
     })
     .await??;
     let (ok, refused) = live.reload_counts();
@@ -355,13 +466,16 @@ impl utoipa::Modify for BearerAuth {
         title = "rollcall",
         description = "Differentially private counts over a voter registration file. \
                        Every count is noisy (opendp discrete Laplace); every new query spends ε \
-                       from the analyst's budget; an identical query returns the stored release for free."
+                       from the analyst's budget, within the caps of the dataset and of its \
+                       population, which bound every voter's privacy loss; an identical query \
+                       returns the stored release for free."
     ),
     paths(healthz, datasets, query, budget, releases, openapi),
     components(schemas(
         Health, DatasetsResponse, DatasetInfo, DimensionInfo, QueryRequest,
         crate::api::FilterValue, QueryResponse, DryRunResponse, BudgetResponse, BudgetEntry,
-        ReleasesResponse, ReleaseInfo, ErrorBody, crate::error::ErrorDetail
+        ReleasesResponse, ReleaseInfo, ErrorBody, crate::error::ErrorDetail,
+        crate::error::ErrorCode
     )),
     modifiers(&BearerAuth)
 )]

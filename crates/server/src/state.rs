@@ -1,7 +1,8 @@
 //! What the server holds while it runs: the datasets in memory, the analysts,
-//! the ledger and the limits. Built at start-up from a [`Config`]; a reload
-//! ([`crate::reload`]) builds a new snapshot that shares the datasets and the
-//! ledger and swaps it in, while in-flight requests keep the one they began with.
+//! the release service (which owns the ledger) and the limits. Built at
+//! start-up from a [`Config`]; a reload ([`crate::reload`]) builds a new
+//! snapshot that shares the datasets and the service and swaps it in, while
+//! in-flight requests keep the one they began with.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -10,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use engine::{Dataset, DomainSpec, Domains};
 use layout::Layout;
-use privacy::Ledger;
+use privacy::{Epsilon, Ledger};
+use release::{Policy, ReleaseService, Target};
 use sha2::{Digest, Sha256};
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
@@ -21,28 +23,33 @@ use crate::config::{AnalystConfig, Config, ConfigError, DatasetConfig, ServerCon
 pub struct LoadedDataset {
     /// Its configuration.
     pub config: DatasetConfig,
-    /// Its public domains (from the layout and config only).
-    pub domains: Arc<Domains>,
-    /// Its rows as codes.
-    pub data: Arc<Dataset>,
+    /// What the release path needs of it: data, domains, version, caps.
+    pub target: Target,
 }
 
-/// An analyst as the server knows them.
-#[derive(Debug)]
+/// An analyst as the server knows them. Its `Debug` shows the name only.
 pub struct Analyst {
     /// Name.
     pub name: String,
     token_sha256: [u8; 32],
     /// Budget per dataset.
-    pub epsilon: BTreeMap<String, f64>,
+    pub epsilon: BTreeMap<String, Epsilon>,
     /// Queries in flight now; shared with the same-named analyst of the
     /// next snapshot, so a reload does not reset the limit.
     inflight: Arc<AtomicUsize>,
 }
 
-/// One snapshot of the server state, read-only but for the ledger and the
-/// in-flight counters.
-#[derive(Debug)]
+impl std::fmt::Debug for Analyst {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyst")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One snapshot of the server state, read-only but for the service (gate,
+/// deadlines, stored releases, ledger) and the in-flight counters. Its
+/// `Debug` names datasets and analysts, nothing more.
 pub struct AppState {
     /// `[server]` settings.
     pub server: ServerConfig,
@@ -50,8 +57,18 @@ pub struct AppState {
     pub datasets: BTreeMap<String, LoadedDataset>,
     /// Analysts, in config order.
     pub analysts: Vec<Analyst>,
-    /// The durable ledger.
-    pub ledger: Arc<Ledger>,
+    /// The release path, shared by every snapshot.
+    pub service: Arc<ReleaseService>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let analysts: Vec<&str> = self.analysts.iter().map(|a| a.name.as_str()).collect();
+        f.debug_struct("AppState")
+            .field("datasets", &self.datasets.keys().collect::<Vec<_>>())
+            .field("analysts", &analysts)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Holds one of an analyst's in-flight query slots; frees it on drop.
@@ -88,18 +105,19 @@ impl AppState {
     /// Loads every dataset, checks it against its layout and manifest, and
     /// opens the ledger. Errors name the config key that leads to the problem.
     pub fn load(config: Config) -> Result<AppState, ConfigError> {
-        let server = config.server;
+        let server = &config.server;
         if !server.data_dir.is_dir() {
             return Err(ConfigError {
                 key: "server.data_dir".into(),
                 message: format!("`{}` is not a directory", server.data_dir.display()),
             });
         }
-        let mut datasets = BTreeMap::new();
-        for (i, d) in config.datasets.into_iter().enumerate() {
-            let loaded = load_dataset(i, &server.data_dir, d)?;
-            datasets.insert(loaded.config.name.clone(), loaded);
-        }
+        let loaded = config
+            .datasets
+            .iter()
+            .enumerate()
+            .map(|(i, d)| load_dataset(i, &server.data_dir, d))
+            .collect::<Result<Vec<_>, _>>()?;
         if let Some(parent) = server.ledger.parent()
             && !parent.as_os_str().is_empty()
             && !parent.is_dir()
@@ -113,17 +131,48 @@ impl AppState {
             key: "server.ledger".into(),
             message: e.to_string(),
         })?;
+        AppState::from_parts(&config, loaded, ledger)
+    }
+
+    /// The state for `config` over datasets already in memory (one per
+    /// `config.datasets`, in order) and an open ledger: what [`AppState::load`]
+    /// builds once it has read the files, and what in-process tests build
+    /// from `engine::Dataset::from_codes`.
+    pub fn from_parts(
+        config: &Config,
+        loaded: Vec<(Arc<Dataset>, Arc<Domains>)>,
+        ledger: Ledger,
+    ) -> Result<AppState, ConfigError> {
+        let datasets = config
+            .datasets
+            .iter()
+            .zip(loaded)
+            .map(|(d, (data, domains))| {
+                let loaded = LoadedDataset {
+                    config: d.clone(),
+                    target: target(config, d, data, domains),
+                };
+                (d.name.clone(), loaded)
+            })
+            .collect();
+        check_shared_sources(config, &datasets)?;
         let analysts = config
             .analysts
             .iter()
             .map(|a| Analyst::new(a, Arc::default()))
             .collect();
+        let quantum = std::time::Duration::from_millis(config.server.timing_quantum_ms);
         Ok(AppState {
-            server,
+            server: config.server.clone(),
             datasets,
             analysts,
-            ledger: Arc::new(ledger),
+            service: Arc::new(ReleaseService::new(Arc::new(ledger), quantum)),
         })
+    }
+
+    /// The ledger, through the release service that owns it.
+    pub fn ledger(&self) -> &Ledger {
+        self.service.ledger()
     }
 
     /// A new snapshot for `config`, which [`crate::reload::restart_keys`]
@@ -137,12 +186,13 @@ impl AppState {
             .iter()
             .filter_map(|d| {
                 let old = self.datasets.get(&d.name)?;
+                let t = &old.target;
+                let target = target(config, d, t.data.clone(), t.domains.clone());
                 Some((
                     d.name.clone(),
                     LoadedDataset {
                         config: d.clone(),
-                        domains: old.domains.clone(),
-                        data: old.data.clone(),
+                        target,
                     },
                 ))
             })
@@ -164,7 +214,7 @@ impl AppState {
             server: config.server.clone(),
             datasets,
             analysts,
-            ledger: self.ledger.clone(),
+            service: self.service.clone(),
         }
     }
 
@@ -188,7 +238,66 @@ impl AppState {
     }
 }
 
-fn load_dataset(i: usize, data_dir: &Path, d: DatasetConfig) -> Result<LoadedDataset, ConfigError> {
+/// The release path's view of dataset `d`: its data, domains, version and
+/// the caps the config gives it.
+fn target(config: &Config, d: &DatasetConfig, data: Arc<Dataset>, domains: Arc<Domains>) -> Target {
+    let population = config.population_of(d);
+    Target {
+        name: d.name.clone(),
+        version: Target::version_of(&data, &domains),
+        data,
+        domains,
+        policy: Policy {
+            population: population.name,
+            population_members: population.members,
+            population_cap: population.cap,
+            dataset_cap: d.epsilon_total,
+            max_epsilon_per_query: d.max_epsilon_per_query,
+            share_releases: d.share_releases,
+        },
+    }
+}
+
+/// Two datasets ingested from one same file hold the same voters: they must
+/// be in one population, or each would get its own cap and a voter's loss
+/// would be the sum.
+fn check_shared_sources(
+    config: &Config,
+    datasets: &BTreeMap<String, LoadedDataset>,
+) -> Result<(), ConfigError> {
+    for (j, b) in config.datasets.iter().enumerate() {
+        for a in &config.datasets[..j] {
+            let (ta, tb) = (&datasets[&a.name].target, &datasets[&b.name].target);
+            let shared = tb
+                .data
+                .source_hashes()
+                .iter()
+                .find(|h| ta.data.source_hashes().contains(h));
+            if let Some(hash) = shared
+                && ta.policy.population != tb.policy.population
+            {
+                return Err(ConfigError {
+                    key: format!("dataset[{j}].population"),
+                    message: format!(
+                        "datasets `{}` and `{}` were both ingested from a file with SHA-256 {}, \
+                         so they hold the same voters, but they are not in one population; \
+                         add a [[population]] and give both `population = \"…\"`",
+                        a.name,
+                        b.name,
+                        &hash[..hash.len().min(16)]
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_dataset(
+    i: usize,
+    data_dir: &Path,
+    d: &DatasetConfig,
+) -> Result<(Arc<Dataset>, Arc<Domains>), ConfigError> {
     let key = |k: &str| format!("dataset[{i}].{k}");
     let layout = Layout::resolve(&d.layout).map_err(|e| ConfigError {
         key: key("layout"),
@@ -268,17 +377,17 @@ fn load_dataset(i: usize, data_dir: &Path, d: DatasetConfig) -> Result<LoadedDat
             key: key("name"),
             message: format!("cannot start a thread: {e}"),
         })?;
-    Ok(LoadedDataset {
-        config: d,
-        domains,
-        data,
-    })
+    Ok((data, domains))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::reload::Live;
+
+    fn eps(v: f64) -> Epsilon {
+        Epsilon::from_decimal_f64(v).unwrap()
+    }
 
     fn config(analysts: &[(&str, &str, f64)]) -> Config {
         let mut text = String::from(
@@ -298,6 +407,7 @@ mod tests {
     /// The state `AppState::load` would build, without datasets (the
     /// snapshot logic does not look at them).
     fn state(config: &Config, dir: &Path) -> AppState {
+        let ledger = Arc::new(Ledger::open(&dir.join("l.sqlite")).unwrap());
         AppState {
             server: config.server.clone(),
             datasets: BTreeMap::new(),
@@ -306,7 +416,7 @@ mod tests {
                 .iter()
                 .map(|a| Analyst::new(a, Arc::default()))
                 .collect(),
-            ledger: Arc::new(Ledger::open(&dir.join("l.sqlite")).unwrap()),
+            service: Arc::new(ReleaseService::new(ledger, std::time::Duration::ZERO)),
         }
     }
 
@@ -328,14 +438,17 @@ mod tests {
 
         // The request that started before keeps its view.
         assert!(before.authenticate("tok-b").is_none());
-        assert_eq!(before.authenticate("tok-a").unwrap().epsilon["nc"], 1.0);
+        assert_eq!(
+            before.authenticate("tok-a").unwrap().epsilon["nc"],
+            eps(1.0)
+        );
         // New requests see the new config: new analyst, rotated token, new budget.
         assert_eq!(after.authenticate("tok-b").unwrap().name, "bob");
         assert!(after.authenticate("tok-a").is_none());
         let alice = after.authenticate("tok-a2").unwrap();
-        assert_eq!(alice.epsilon["nc"], 5.0);
-        // The same ledger, and alice's in-flight query still counts.
-        assert!(Arc::ptr_eq(&before.ledger, &after.ledger));
+        assert_eq!(alice.epsilon["nc"], eps(5.0));
+        // The same service (and ledger), and alice's in-flight query still counts.
+        assert!(Arc::ptr_eq(&before.service, &after.service));
         assert!(alice.try_enter(1).is_none(), "in-flight count was reset");
         drop(slot);
         assert!(alice.try_enter(1).is_some());
