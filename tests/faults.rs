@@ -3,7 +3,9 @@
 //!
 //! The crash test's size comes from the environment so `scripts/crash-test`
 //! can run a bigger version of the same code: `CRASH_REQUESTS` (default
-//! 1000), `CRASH_KILLS` (3), `CRASH_CLIENTS` (12).
+//! 1000), `CRASH_KILLS` (3), `CRASH_CLIENTS` (12). `CRASH_INJECT_OVERSPEND=1`
+//! adds an overspending spend to the ledger before it is checked, to show
+//! that the check (and `scripts/crash-test`, which runs it) fails then.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -17,6 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use privacy::Epsilon;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use server_common::*;
@@ -190,6 +193,9 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         ..CrashReport::default()
     };
 
+    if std::env::var("CRASH_INJECT_OVERSPEND").is_ok_and(|v| v == "1") {
+        inject_overspend(&ledger_path, analysts[0].name, analyst_budget);
+    }
     let ledger = Connection::open_with_flags(
         &ledger_path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -199,25 +205,29 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     assert_eq!(integrity, "ok", "ledger integrity after {kills_done} kills");
+    // Exact: whole nano-ε against the caps as the server read them.
+    let nanos = |v: f64| Epsilon::from_decimal_f64(v).unwrap().nanos() as i64;
     let mut stmt = ledger
-        .prepare("SELECT analyst, dataset, SUM(epsilon) FROM spends GROUP BY analyst, dataset")
+        .prepare(
+            "SELECT analyst, dataset, SUM(epsilon_nanos) FROM spends GROUP BY analyst, dataset",
+        )
         .unwrap();
-    let spends: Vec<(String, String, f64)> = stmt
+    let spends: Vec<(String, String, i64)> = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    let mut dataset_spent = 0.0;
+    let mut dataset_spent = 0i64;
     for (analyst, dataset, spent) in &spends {
         assert_eq!(dataset, "nc");
         dataset_spent += spent;
-        if *spent > analyst_budget + 1e-9 {
-            eprintln!("OVERSPEND: analyst {analyst} spent {spent} of {analyst_budget}");
+        if *spent > nanos(analyst_budget) {
+            eprintln!("OVERSPEND: analyst {analyst} spent {spent} nano-ε of {analyst_budget}");
             report.overspend += 1;
         }
     }
-    if dataset_spent > dataset_total + 1e-9 {
-        eprintln!("OVERSPEND: dataset spent {dataset_spent} of {dataset_total}");
+    if dataset_spent > nanos(dataset_total) {
+        eprintln!("OVERSPEND: dataset spent {dataset_spent} nano-ε of {dataset_total}");
         report.overspend += 1;
     }
     // Every spend row points at a release, every release has one spend.
@@ -231,26 +241,35 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         .unwrap();
     assert_eq!(orphans, 0, "spends and releases must match one to one");
     // The running totals the budget checks read agree with the spends.
-    let drift: i64 = ledger
-        .query_row(
-            "SELECT COUNT(*) FROM (SELECT dataset, analyst, SUM(epsilon) AS e, COUNT(*) AS n \
-             FROM spends GROUP BY dataset, analyst) s \
-             FULL JOIN spent_totals t USING (dataset, analyst) \
-             WHERE t.releases IS NOT s.n OR abs(t.epsilon - s.e) > 1e-9 OR t.epsilon IS NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert_eq!(drift, 0, "spent_totals must equal the sums of spends");
+    for (totals, keys) in [
+        ("analyst_totals", "dataset, analyst"),
+        ("dataset_totals", "dataset"),
+        ("population_totals", "population, dataset"),
+    ] {
+        let drift: i64 = ledger
+            .query_row(
+                &format!(
+                    "SELECT COUNT(*) FROM (SELECT {keys}, SUM(epsilon_nanos) AS e \
+                     FROM spends GROUP BY {keys}) s \
+                     FULL JOIN {totals} t USING ({keys}) \
+                     WHERE t.epsilon_nanos IS NOT s.e"
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(drift, 0, "{totals} must equal the sums of spends");
+    }
+    let dataset_spent = dataset_spent as f64 / 1e9;
 
     let mut find = ledger
-        .prepare("SELECT epsilon, analyst FROM releases WHERE release_id = ?1")
+        .prepare("SELECT epsilon_nanos, analyst FROM releases WHERE release_id = ?1")
         .unwrap();
     for (i, who, got) in &results {
         match got {
             Got::Answered { release_id, spent } => {
                 report.answered += 1;
-                let stored: Option<(f64, String)> = find
+                let stored: Option<(i64, String)> = find
                     .query_row([release_id], |r| Ok((r.get(0)?, r.get(1)?)))
                     .ok();
                 match stored {
@@ -263,8 +282,8 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
                     Some((eps, analyst)) => {
                         if *spent > 0.0 {
                             assert!(
-                                (eps - spent).abs() < 1e-12 && analyst == analysts[*who].name,
-                                "request {i}: shown ε {spent} by {}, ledger has {eps} by {analyst}",
+                                eps == nanos(*spent) && analyst == analysts[*who].name,
+                                "request {i}: shown ε {spent} by {}, ledger has {eps} nano-ε by {analyst}",
                                 analysts[*who].name
                             );
                         }
@@ -291,6 +310,37 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
         report.wall.as_secs_f64(),
     );
     report
+}
+
+/// Writes a release and a spend that take `analyst` one nano-ε past
+/// `budget`, as a broken ledger would, for `CRASH_INJECT_OVERSPEND`.
+fn inject_overspend(ledger: &Path, analyst: &str, budget: f64) {
+    let conn = Connection::open(ledger).unwrap();
+    let spent: i64 = conn
+        .query_row(
+            "SELECT COALESCE(SUM(epsilon_nanos), 0) FROM spends WHERE analyst = ?1",
+            [analyst],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let extra = Epsilon::from_decimal_f64(budget).unwrap().nanos() as i64 - spent + 1;
+    conn.execute(
+        "INSERT INTO releases (release_id, analyst, dataset, population, query_key, query_json, \
+         rows_json, epsilon_nanos, mechanism, noise_scale, ci95, created_at) \
+         VALUES ('injected', ?1, 'nc', 'nc', 'injected', '{}', '[]', ?2, 'm', 1, 1, 'x')",
+        rusqlite::params![analyst, extra.max(1)],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO spends (analyst, dataset, population, epsilon_nanos, release_id, created_at) \
+         VALUES (?1, 'nc', 'nc', ?2, 'injected', 'x')",
+        rusqlite::params![analyst, extra.max(1)],
+    )
+    .unwrap();
+    eprintln!(
+        "CRASH_INJECT_OVERSPEND: added {} nano-ε to {analyst}",
+        extra.max(1)
+    );
 }
 
 #[test]

@@ -150,7 +150,7 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
     let _ = server.get("/v1/budget", &alice.token);
     let stdout = server.stdout();
     let log = server.kill();
-    assert!(log.contains("stages"), "debug logging was on: {log}");
+    assert!(log.contains("release stage"), "debug logging was on: {log}");
 
     // Distinctive: at least 4 digits. Not year-like (timestamps hold years)
     // and not equal to any released (noisy) count.

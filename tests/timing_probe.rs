@@ -1,16 +1,16 @@
-//! Timing probe (run by `scripts/timing-probe`, ignored in `cargo test`):
-//! does the time to answer depend on the noise drawn or on the true counts?
+//! Does the time to answer tell the noise drawn, or the true counts? Over
+//! HTTP against the real server: single-cell queries at ε = 0.01 (noise of
+//! scale 100) and 900-cell ones (county × age band); noise = released −
+//! truth (truth from the generator).
 //!
-//! 1. In process: `privacy::release_counts` on one cell, many times, at small
-//!    ε: time against |noise| and against the true count.
-//! 2. Over HTTP against the real server: single-cell and 900-cell queries at
-//!    ε = 0.01; noise = released − truth (truth from the generator).
-//!
-//! Prints Pearson r with a two-sided p-value (normal approximation, fine for
-//! these n), and median latency by quartile of |noise| and of the truth.
-//! Size: `TIMING_CALLS` (in-process, default 20000), `TIMING_QUERIES`
-//! (single-cell HTTP queries, default 600; 900-cell ones: a third of it).
-//! `TIMING_QUANTUM_MS` is passed to the server as `timing_quantum_ms` when set.
+//! It asserts, with bounds wide enough to fail only when the padding is
+//! broken, that latency is correlated neither with |noise| nor with the true
+//! count (Pearson r), and that the tail is not either: the slowest requests
+//! are not the ones with the largest noise, and requests above the p90 are
+//! as common among the largest quarter of |noise| as among the smallest.
+//! `scripts/timing-probe` runs a bigger version and prints the figures
+//! (`TIMING_QUERIES`, default here 240; `TIMING_QUANTUM_MS` is passed to the
+//! server as `timing_quantum_ms` when set).
 
 #[path = "common/server.rs"]
 mod server_common;
@@ -116,6 +116,51 @@ fn report_public(what: &str, truth: &[f64], lat_ms: &[f64], bytes: &[f64], filte
     );
 }
 
+/// The mean percentile rank, in `by`, of the `k` slowest requests: about
+/// 0.5 when latency says nothing about `by`.
+fn slowest_rank(by: &[f64], lat: &[f64], k: usize) -> f64 {
+    let rank = |i: usize| by.iter().filter(|&&b| b < by[i]).count() as f64 / by.len() as f64;
+    let mut idx: Vec<usize> = (0..lat.len()).collect();
+    idx.sort_by(|&a, &b| lat[b].total_cmp(&lat[a]));
+    idx[..k].iter().map(|&i| rank(i)).sum::<f64>() / k as f64
+}
+
+/// Share of requests slower than the overall p90, among the quarter with
+/// the smallest `by` and among the quarter with the largest.
+fn tail_shares(by: &[f64], lat: &[f64]) -> (f64, f64) {
+    let p90 = percentile(lat, 0.9);
+    let mut idx: Vec<usize> = (0..by.len()).collect();
+    idx.sort_by(|&a, &b| by[a].total_cmp(&by[b]));
+    let q = idx.len() / 4;
+    let share =
+        |part: &[usize]| part.iter().filter(|&&i| lat[i] > p90).count() as f64 / part.len() as f64;
+    (share(&idx[..q]), share(&idx[idx.len() - q..]))
+}
+
+/// Reports, then asserts no dependence of latency on `by` (|noise| or the
+/// truth), mean and tail.
+fn check(what: &str, name: &str, by: &[f64], lat: &[f64]) {
+    let (r, p) = pearson(by, lat);
+    let k = (lat.len() / 20).max(5);
+    let rank = slowest_rank(by, lat, k);
+    let (low, high) = tail_shares(by, lat);
+    eprintln!(
+        "{what}: r(latency, {name}) = {r:+.3} (p = {p:.3}); the {k} slowest sit at mean \
+         percentile {rank:.2} of {name}; share above p90: {low:.2} (smallest quarter) vs \
+         {high:.2} (largest quarter)"
+    );
+    assert!(r.abs() < 0.3, "{what}: latency follows {name} (r = {r:.3})");
+    assert!(
+        (0.2..=0.8).contains(&rank),
+        "{what}: the slowest requests are those with {} {name} (mean percentile {rank:.2})",
+        if rank > 0.5 { "large" } else { "small" }
+    );
+    assert!(
+        (high - low).abs() <= 0.25,
+        "{what}: the tail depends on {name} ({low:.2} vs {high:.2} above p90)"
+    );
+}
+
 fn report(what: &str, noise: &[f64], truth: &[f64], lat_ms: &[f64]) {
     let (rn, pn) = pearson(noise, lat_ms);
     let (rt, pt) = pearson(truth, lat_ms);
@@ -133,62 +178,7 @@ fn report(what: &str, noise: &[f64], truth: &[f64], lat_ms: &[f64]) {
 }
 
 #[test]
-#[ignore = "a measurement, run by scripts/timing-probe"]
-fn timing_probe() {
-    // 1. In process.
-    let calls = env_usize("TIMING_CALLS", 20_000);
-    for epsilon in [0.01f64, 0.1] {
-        let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..calls {
-            let exact = [[0u64, 50, 5_000, 500_000][i % 4]];
-            let t = Instant::now();
-            let r = privacy::release_counts(&exact, epsilon).unwrap();
-            lat.push(t.elapsed().as_secs_f64() * 1e3);
-            noise.push((r.noisy[0] - exact[0] as i64).abs() as f64);
-            truth.push(exact[0] as f64);
-        }
-        report(
-            &format!("in-process release_counts, 1 cell, epsilon {epsilon}"),
-            &noise,
-            &truth,
-            &lat,
-        );
-    }
-
-    // 1b. One cell at epsilon 0.1 and 900 cells at 0.01, without and with
-    // the server's padding of counting + noise (`server::query::pad_stage`,
-    // what the query path calls, at the default quantum).
-    for (cells, epsilon) in [(1u64, 0.1f64), (900, 0.01)] {
-        for quantum_ms in [0u64, server::config::DEFAULT_TIMING_QUANTUM_MS] {
-            let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
-            for i in 0..calls / 10 {
-                let exact: Vec<u64> = (0..cells).map(|c| (c * 37 + i as u64 * 11) % 200).collect();
-                let t = Instant::now();
-                let r = privacy::release_counts(&exact, epsilon).unwrap();
-                server::query::pad_stage(t, "probe", cells, quantum_ms);
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-                noise.push(
-                    r.noisy
-                        .iter()
-                        .zip(&exact)
-                        .map(|(n, e)| (n - *e as i64).abs() as f64)
-                        .sum(),
-                );
-                truth.push(exact.iter().sum::<u64>() as f64);
-            }
-            report(
-                &format!(
-                    "in-process release_counts, {cells} cells, epsilon {epsilon}, \
-                     padded to {quantum_ms} ms"
-                ),
-                &noise,
-                &truth,
-                &lat,
-            );
-        }
-    }
-
-    // 2. Over HTTP.
+fn latency_tells_nothing_about_noise_or_truth() {
     let extra = std::env::var("TIMING_QUANTUM_MS")
         .map(|q| format!("timing_quantum_ms = {q}"))
         .unwrap_or_default();
@@ -198,7 +188,7 @@ fn timing_probe() {
     let parties = ["DEM", "REP", "UNA", "LIB", "GRE", "CST"];
     let statuses = ["A", "I", "R", "D", "S"];
     let genders = ["F", "M", "U"];
-    let queries = env_usize("TIMING_QUERIES", 600);
+    let queries = env_usize("TIMING_QUERIES", 240);
 
     let run = |what: &str, n: usize, group_by: &[&str]| {
         let (mut noise, mut truth, mut lat) = (Vec::new(), Vec::new(), Vec::new());
@@ -211,9 +201,11 @@ fn timing_probe() {
             let party: Vec<&str> = parties[..1 + i % parties.len()].to_vec();
             let status: Vec<&str> = statuses[..1 + (i / 6) % statuses.len()].to_vec();
             let gender: Vec<&str> = genders[..1 + (i / 30) % genders.len()].to_vec();
+            // Distinct ε per query, so none is a stored answer.
+            let epsilon = 0.01 + i as f64 * 1e-6 + group_by.len() as f64 * 1e-3;
             let q = json!({"dataset": "nc", "group_by": group_by,
                            "filter": {"party": party, "status": status, "gender": gender},
-                           "epsilon": 0.01 + i as f64 * 1e-7 + group_by.len() as f64 * 1e-3});
+                           "epsilon": epsilon});
             let t = Instant::now();
             let a = server.query(&alice.token, &q);
             lat.push(t.elapsed().as_secs_f64() * 1e3);
@@ -237,15 +229,13 @@ fn timing_probe() {
         }
         report(what, &noise, &truth, &lat);
         report_public(what, &truth, &lat, &bytes, &filters);
+        check(what, "|noise|", &noise, &lat);
+        check(what, "truth", &truth, &lat);
     };
     run("HTTP single-cell queries, epsilon 0.01", queries, &[]);
     run(
         "HTTP 900-cell queries (county x age_band), epsilon 0.01",
-        queries / 3,
+        queries / 4,
         &["county", "age_band"],
-    );
-    eprintln!(
-        "server: timing_quantum_ms = {}",
-        std::env::var("TIMING_QUANTUM_MS").unwrap_or_else(|_| "default".into())
     );
 }

@@ -37,6 +37,9 @@ enum Command {
     Budget(budget_cmd::BudgetArgs),
     /// Export every release from the ledger (CSV or JSON) for oversight.
     Audit(audit_cmd::AuditArgs),
+    /// Print the version, and which opendp sampler and OpenSSL the noise
+    /// comes from.
+    Version,
 }
 
 fn main() -> ExitCode {
@@ -48,6 +51,11 @@ fn main() -> ExitCode {
         Command::Token(args) => server::cli::token(args),
         Command::Budget(args) => budget_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Version => {
+            println!("rollcall {}", env!("CARGO_PKG_VERSION"));
+            println!("noise: {}", privacy::noise_source());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
