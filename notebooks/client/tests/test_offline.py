@@ -168,6 +168,11 @@ def test_errors_from_server(client: Client) -> None:
         (400, "too_many_cells", InvalidQuery),
         (400, "malformed_json", InvalidQuery),
         (413, "payload_too_large", InvalidQuery),
+        (400, "duplicate_dimension", InvalidQuery),
+        (400, "empty_filter", InvalidQuery),
+        (404, "not_found", InvalidQuery),
+        (405, "method_not_allowed", InvalidQuery),
+        (500, "internal", ServerError),
         (400, "some_future_code", InvalidQuery),
         (403, "some_future_code", Forbidden),
         (503, "overloaded", ServerError),
@@ -180,6 +185,14 @@ def test_error_mapping(status: int, code: str, cls: type[RollcallError]) -> None
     err = error_from_response(status, {"error": {"code": code, "message": "m"}})
     assert type(err) is cls
     assert (err.code, err.message, err.status) == (code, "m", status)
+
+
+def test_budget_refusal_names_its_cap() -> None:
+    body = {"error": {"code": "budget_exhausted", "message": "m", "cap": "population",
+                      "cap_name": "nc-voters"}}
+    err = error_from_response(403, body)
+    assert isinstance(err, BudgetExhausted)
+    assert (err.cap, err.cap_name) == ("population", "nc-voters")
 
 
 def test_error_without_json_body() -> None:

@@ -290,3 +290,22 @@ def test_malformed_json(server: DemoServer) -> None:
     err = error_from_response(r.status_code, r.json(), r.text)
     assert isinstance(err, InvalidQuery)
     _check(err, "malformed_json", 400)
+
+
+# -- the client's error codes are the server's ------------------------------------
+
+
+def test_error_codes_match_the_openapi_schema(server: DemoServer) -> None:
+    """The client knows exactly the codes the server's schema lists: none
+    missing (each gets its own exception class, not a guess from the status)
+    and none the server never sends."""
+    from rollcall_client.errors import CODES
+
+    schema = httpx.get(f"{server.url}/openapi.json").json()
+    listed = schema["components"]["schemas"]["ErrorCode"]["enum"]
+    assert sorted(listed) == sorted(CODES), (
+        f"server only: {sorted(set(listed) - set(CODES))}, "
+        f"client only: {sorted(set(CODES) - set(listed))}"
+    )
+    detail = schema["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
+    assert detail == {"$ref": "#/components/schemas/ErrorCode"}, detail

@@ -77,7 +77,14 @@ class Cost:
         cells: number of cells (rows) the answer would have.
         mechanism: the noise mechanism, e.g. ``"discrete_laplace"``.
         epsilon_remaining: the analyst's remaining ε on the dataset now.
-        cached: whether an identical query was already released.
+        cached: whether an identical query was already released to you (to
+            anyone, when the dataset shares its releases).
+        affordable: whether every cap would allow the query now.
+        dataset_epsilon_remaining: what all analysts together may still spend
+            on the dataset (the smaller of its own cap's and its population's).
+        population: the dataset's population: every dataset holding the same
+            voters, whose cap bounds each voter's privacy loss.
+        population_epsilon_remaining: what remains of the population's cap.
     """
 
     epsilon: float
@@ -87,6 +94,10 @@ class Cost:
     mechanism: str | None = None
     epsilon_remaining: float | None = None
     cached: bool | None = None
+    affordable: bool | None = None
+    dataset_epsilon_remaining: float | None = None
+    population: str | None = None
+    population_epsilon_remaining: float | None = None
 
 
 def _first(d: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
@@ -367,8 +378,12 @@ class Client:
         Returns:
             One row per dataset with at least ``dataset``, ``budget``,
             ``spent``, ``remaining`` (the analyst's own ε) and
-            ``dataset_remaining`` (what remains of the dataset's total ε shared
-            by all analysts), plus any other figure the server reports.
+            ``dataset_remaining`` (what all analysts together may still spend
+            on the dataset), plus the caps above it that the server reports:
+            ``dataset_total`` (the dataset's own cap, if any) and
+            ``population``, ``population_total``, ``population_remaining``
+            (the cap of every dataset holding the same voters, which bounds
+            each voter's privacy loss).
         """
         body = self._request("GET", "/v1/budget")
         items: Any = body
@@ -590,4 +605,8 @@ class Client:
             mechanism=body.get("mechanism"),
             epsilon_remaining=_as_float(body.get("epsilon_remaining")),
             cached=body.get("cached"),
+            affordable=body.get("affordable"),
+            dataset_epsilon_remaining=_as_float(body.get("dataset_epsilon_remaining")),
+            population=body.get("population"),
+            population_epsilon_remaining=_as_float(body.get("population_epsilon_remaining")),
         )

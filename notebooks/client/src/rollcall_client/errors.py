@@ -62,19 +62,36 @@ class Forbidden(RollcallError):
 class BudgetExhausted(RollcallError):
     """The query would spend more ε than remains (``budget_exhausted``, 403).
 
-    Either the analyst's own budget on the dataset or the dataset's total
-    budget shared by all analysts is too small for the query's ε. The message
-    says what remains. A query identical to one already released is still
-    answered (for free) from the stored release.
+    One of three caps is too small for the query's ε: the analyst's own
+    budget on the dataset, the dataset's own cap shared by all analysts, or
+    the cap of the dataset's population (every dataset holding the same
+    voters). ``cap`` says which (``"analyst"``, ``"dataset"`` or
+    ``"population"``) and ``cap_name`` whose; the message says what remains.
+    A query identical to one already released is still answered (for free)
+    from the stored release.
     """
+
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        status: int | None = None,
+        cap: str | None = None,
+        cap_name: str | None = None,
+    ) -> None:
+        super().__init__(code, message, status)
+        self.cap = cap
+        self.cap_name = cap_name
 
 
 class InvalidQuery(RollcallError):
     """The query was rejected before anything was spent.
 
     Codes: ``unknown_dataset`` (404), ``unknown_dimension``, ``invalid_value``,
-    ``invalid_epsilon``, ``too_many_cells``, ``malformed_json`` (400),
-    ``payload_too_large`` (413). The message lists what is allowed where the
+    ``duplicate_dimension``, ``empty_filter``, ``invalid_epsilon``,
+    ``too_many_cells``, ``malformed_json`` (400), ``payload_too_large`` (413),
+    and for requests to no route, ``not_found`` (404) and
+    ``method_not_allowed`` (405). The message lists what is allowed where the
     server can say it.
     """
 
@@ -96,26 +113,31 @@ class ConnectionFailed(RollcallError):
     """No HTTP response: the server could not be reached or timed out."""
 
 
-_BY_CODE: dict[str, type[RollcallError]] = {
+#: Every code the server can answer with (its OpenAPI schema lists them as
+#: ``components.schemas.ErrorCode``; a test checks the two agree).
+CODES: dict[str, type[RollcallError]] = {
     "unauthorized": Unauthorized,
     "forbidden_dataset": Forbidden,
-    "forbidden": Forbidden,
-    "budget_exhausted": BudgetExhausted,
     "unknown_dataset": InvalidQuery,
     "unknown_dimension": InvalidQuery,
     "invalid_value": InvalidQuery,
+    "duplicate_dimension": InvalidQuery,
+    "empty_filter": InvalidQuery,
     "invalid_epsilon": InvalidQuery,
+    "budget_exhausted": BudgetExhausted,
     "too_many_cells": InvalidQuery,
     "malformed_json": InvalidQuery,
     "payload_too_large": InvalidQuery,
-    "invalid_query": InvalidQuery,
-    "too_many_requests": TryAgain,
     "request_timeout": TryAgain,
+    "too_many_requests": TryAgain,
+    "not_found": InvalidQuery,
+    "method_not_allowed": InvalidQuery,
+    "internal": ServerError,
 }
 
 
 def _class_for(code: str, status: int) -> type[RollcallError]:
-    known = _BY_CODE.get(code)
+    known = CODES.get(code)
     if known is not None:
         return known
     if status == 401:
@@ -144,4 +166,7 @@ def error_from_response(status: int, body: Any, text: str = "") -> RollcallError
     else:
         code = f"http_{status}"
         message = text.strip()[:500] or f"HTTP {status} with no error body"
-    return _class_for(code, status)(code, message, status)
+    cls = _class_for(code, status)
+    if cls is BudgetExhausted and isinstance(error, dict):
+        return BudgetExhausted(code, message, status, error.get("cap"), error.get("cap_name"))
+    return cls(code, message, status)
