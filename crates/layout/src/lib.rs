@@ -186,6 +186,18 @@ pub struct Format {
     pub columns: Vec<String>,
 }
 
+/// What ingestion does with a line whose voter id is blank or a placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingVoterId {
+    /// Reject the line (`missing_voter_id`). The default: such lines cannot be
+    /// de-duplicated, so a person listed twice without an id would count twice.
+    #[default]
+    Reject,
+    /// Keep the line as a voter of its own, never de-duplicated with any
+    /// other line.
+    Keep,
+}
+
 /// A validated layout.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -199,6 +211,11 @@ pub struct Layout {
     pub format: Format,
     /// Source column of the voter id, used in memory for de-duplication only.
     pub voter_id: String,
+    /// Ids the state writes to mean "no id" (`0`, `NONE`), trimmed; matched
+    /// after trimming, ignoring ASCII case. A blank id is always missing.
+    pub voter_id_placeholders: Vec<String>,
+    /// What to do with a line whose voter id is blank or a placeholder.
+    pub missing_voter_id: MissingVoterId,
     /// County column and reference list.
     pub county: CountySpec,
     /// Birth year (or full birth date, of which only the year is kept).
@@ -436,6 +453,52 @@ mod tests {
         let text = nc_text().replace("format = \"MM/DD/YYYY\"", "format = \"MM/DD\"");
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("registration_date.format"), "{err}");
+    }
+
+    #[test]
+    fn voter_id_defaults_reject_and_no_placeholders() {
+        for name in builtin::NAMES {
+            let layout = Layout::resolve(name).unwrap();
+            assert_eq!(layout.missing_voter_id, MissingVoterId::Reject, "{name}");
+            assert!(layout.voter_id_placeholders.is_empty(), "{name}");
+        }
+    }
+
+    /// The NC layout with `extra` in place of its explicit `[voter_id]` defaults.
+    fn with_voter_id(extra: &str) -> Result<Layout, LayoutError> {
+        let defaults = "placeholders = []\nmissing = \"reject\"\n";
+        assert!(nc_text().contains(defaults));
+        load(&nc_text().replace(defaults, &format!("{extra}\n")))
+    }
+
+    #[test]
+    fn voter_id_placeholders_and_missing_are_read() {
+        let layout =
+            with_voter_id("placeholders = [\" 0 \", \"none\"]\nmissing = \"keep\"").unwrap();
+        assert_eq!(layout.voter_id_placeholders, ["0", "none"]);
+        assert_eq!(layout.missing_voter_id, MissingVoterId::Keep);
+        let layout = with_voter_id("missing = \"reject\"").unwrap();
+        assert_eq!(layout.missing_voter_id, MissingVoterId::Reject);
+    }
+
+    #[test]
+    fn bad_voter_id_keys_are_named() {
+        for (extra, key) in [
+            ("missing = \"drop\"", "voter_id.missing"),
+            ("missing = \"Keep\"", "voter_id.missing"),
+            ("missing = 1", "missing"),
+            ("placeholders = \"0\"", "placeholders"),
+            ("placeholders = [\"0\", \"  \"]", "voter_id.placeholders[1]"),
+            (
+                "placeholders = [\"NONE\", \" none\"]",
+                "voter_id.placeholders[1]",
+            ),
+            ("placeholders = [\"NI\u{d1}O\"]", "voter_id.placeholders[0]"),
+            ("placeholder = [\"0\"]", "placeholder"),
+        ] {
+            let err = with_voter_id(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
     }
 
     #[test]
