@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use crate::manifest::{Manifest, SchemaField, Source, now_utc};
 use crate::rules::{
-    DedupKey, MissingColumn, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
+    DedupKey, MissingColumn, NO_VOTER_ID, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
 };
 use crate::write::{self, ROW_BYTES, Spill};
 use crate::{IngestError, IngestOptions};
@@ -420,10 +420,12 @@ fn build(
 }
 
 /// Marks every row that loses to a duplicate. Returns a bitmap over rows.
+/// Rows without a voter id ([`NO_VOTER_ID`]) are never grouped: each is a
+/// voter of its own.
 fn dedup(mut entries: Vec<Entry>, rows: u64) -> Vec<u64> {
     let mut dropped = vec![0u64; (rows as usize).div_ceil(64).max(1)];
     entries.par_sort_unstable();
-    for group in entries.chunk_by(|a, b| a.id == b.id) {
+    for group in entries.chunk_by(|a, b| a.id == b.id && a.id != NO_VOTER_ID) {
         // Sorted by (rank, row): the last entry is the latest date, latest row.
         for e in &group[..group.len() - 1] {
             dropped[(e.row / 64) as usize] |= 1 << (e.row % 64);
@@ -456,6 +458,11 @@ fn describe(
             layout.county.column.clone(),
             "county not in the reference list".to_owned(),
             "unknown_county",
+        ),
+        RejectReason::MissingVoterId => (
+            layout.voter_id.clone(),
+            "voter id is blank or a placeholder".to_owned(),
+            "missing_voter_id",
         ),
     }
 }
@@ -786,14 +793,15 @@ mod tests {
 
     proptest! {
         /// De-duplication keeps, for every id, exactly the row with the
-        /// latest date, the later row on a tie, and drops every other row.
+        /// latest date, the later row on a tie, and drops every other row;
+        /// a row without an id is never dropped.
         #[test]
-        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((0u64..20, prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
+        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((prop_oneof![0u64..20, Just(NO_VOTER_ID)], prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
             let entries: Vec<Entry> = rows.iter().enumerate().map(|(i, &(id, rank))| Entry { id, rank, row: i as u32 }).collect();
             let dropped = dedup(entries, rows.len() as u64);
             let kept = |i: usize| dropped[i / 64] & (1 << (i % 64)) == 0;
             for (i, &(id, rank)) in rows.iter().enumerate() {
-                let beaten = rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
+                let beaten = id != NO_VOTER_ID && rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
                 prop_assert_eq!(kept(i), !beaten, "row {} id {} rank {}", i, id, rank);
             }
         }
@@ -801,11 +809,39 @@ mod tests {
 
     const OLDEST_RANK: i32 = crate::rules::OLDEST;
 
+    /// Entries for `ids` as the NC rules key them (all in Wake county, same
+    /// registration date), in order.
+    fn entries_for(layout: &Layout, ids: &[&str]) -> Vec<Entry> {
+        use crate::rules::tests::nc_line;
+        let rules = Rules::new(layout, &layout.format.columns, 2026).unwrap();
+        let mut out = RowOutcome::default();
+        ids.iter()
+            .enumerate()
+            .map(|(row, id)| {
+                let line = nc_line(
+                    layout,
+                    &[
+                        ("county_desc", "WAKE"),
+                        ("ncid", id),
+                        ("registr_dt", "03/04/2001"),
+                    ],
+                );
+                let (_, key) = rules.apply(&line, &mut out).unwrap();
+                Entry {
+                    id: key.id,
+                    rank: key.rank,
+                    row: row as u32,
+                }
+            })
+            .collect()
+    }
+
     #[test]
-    fn dataset_names_are_plain() {
-        assert!(validate_name("nc_2026-11").is_ok());
-        for bad in ["", "..", ".hidden", "a/b", "a b", "ü"] {
-            assert!(validate_name(bad).is_err(), "{bad:?}");
-        }
+    fn kept_blank_ids_are_never_duplicates() {
+        let layout = crate::rules::tests::nc_with_voter_id("missing = \"keep\"");
+        // Two voters without an id, then one voter listed twice.
+        let ids = ["", "   ", "AA1", "AA1"];
+        let dropped = dedup(entries_for(&layout, &ids), ids.len() as u64);
+        assert_eq!(dropped, vec![0b0100], "only the first AA1 loses");
     }
 }
