@@ -572,3 +572,68 @@ fn declared_placeholder_ids_are_missing_ids() {
         .collect();
     assert_eq!(lines, ["2", "3"]);
 }
+
+#[test]
+fn ingest_writes_owner_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nc.txt");
+    std::fs::write(&file, nc_file_with_ids(&["AB1", "", "AB2"])).unwrap();
+    // Under the usual umask, which would otherwise give 0755 and 0644.
+    let ingest = |data: &Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(common::bin())
+            .args([
+                "ingest",
+                "--quiet",
+                "--layout",
+                "nc",
+                "--dataset",
+                "nc",
+                "--data-dir",
+            ])
+            .arg(data)
+            .arg(&file)
+            .current_dir(common::repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let check_dataset = |dir: &Path| {
+        assert_eq!(mode(dir), 0o700, "{}: {:o}", dir.display(), mode(dir));
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}: {:o}", path.display(), mode(&path));
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            ["manifest.json", "part-00000.parquet", "rejects.tsv"]
+        );
+    };
+    // A data dir the ingest creates is the owner's alone.
+    let data = tmp.path().join("data");
+    ingest(&data);
+    assert_eq!(mode(&data), 0o700, "a new data dir: {:o}", mode(&data));
+    check_dataset(&data.join("nc"));
+    // An existing one keeps the mode its owner chose; the dataset replacing
+    // the previous version is owner-only again.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    ingest(&data);
+    assert_eq!(
+        mode(&data),
+        0o750,
+        "an existing data dir: {:o}",
+        mode(&data)
+    );
+    check_dataset(&data.join("nc"));
+}
