@@ -168,6 +168,12 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
         manifest["rejects_by_reason"]["missing_voter_id"].as_u64(),
         Some(truth.missing_id_lines.len() as u64)
     );
+    assert_eq!(manifest["format_version"].as_u64(), Some(2));
+    assert_eq!(
+        manifest["layout_sha256"].as_str(),
+        Some(layout.digest()),
+        "{layout_name}: the manifest names the layout by content"
+    );
 
     // Parquet: exactly the allow-listed columns, and every row the truth has.
     let (columns, rows) = read_dataset(&dataset);
@@ -544,6 +550,14 @@ fn blank_voter_ids_are_rejected_not_merged() {
         (Some(3), Some(0), Some(0))
     );
     assert_eq!(rejects, "file\tline\tcolumn\treason\n");
+    // The two ingests name different layouts by content.
+    let digest = |m: &serde_json::Value| m["layout_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(digest(&m), layout::Layout::resolve("nc").unwrap().digest());
+    assert_eq!(
+        digest(&k),
+        layout::Layout::from_file(&keep).unwrap().digest()
+    );
+    assert_ne!(digest(&m), digest(&k));
 }
 
 #[test]

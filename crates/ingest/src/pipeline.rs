@@ -11,7 +11,7 @@ use std::sync::Arc;
 use layout::Layout;
 use rayon::prelude::*;
 
-use crate::manifest::{Manifest, SchemaField, Source, now_utc};
+use crate::manifest::{FORMAT_VERSION, Manifest, SchemaField, Source, now_utc};
 use crate::rules::{
     DedupKey, MissingColumn, NO_VOTER_ID, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
 };
@@ -377,10 +377,11 @@ fn build(
     }
     let schema = write::schema(layout);
     let manifest = Manifest {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         dataset: opts.dataset.clone(),
         layout: layout.name.clone(),
         layout_origin: layout.origin.clone(),
+        layout_sha256: layout.digest().to_owned(),
         ingested_at,
         current_year,
         rows_read,

@@ -410,6 +410,8 @@ pub(crate) fn validate(
         first_registration_year,
         min_birth_year,
         coded,
+        // Set by `Layout::from_toml`, which has the texts.
+        digest: String::new(),
     })
 }
 
