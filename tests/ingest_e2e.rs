@@ -25,6 +25,9 @@ const IDENTIFIER_HINTS: [&str; 12] = [
     "birth date",
 ];
 
+/// The reason `rejects.tsv` gives for a blank or placeholder voter id.
+const MISSING_ID_REASON: &str = "voter id is blank or a placeholder";
+
 fn synth_and_ingest(
     layout: &str,
     rows: u64,
@@ -121,9 +124,11 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
     );
 
     // rejects.tsv: exactly the generator's rejected lines, and no content.
+    let layout = layout::Layout::resolve(layout_name).unwrap();
     let rejects = std::fs::read_to_string(dataset.join("rejects.tsv")).unwrap();
     let mut lines = rejects.lines();
     assert_eq!(lines.next(), Some("file\tline\tcolumn\treason"));
+    let mut missing_ids = Vec::new();
     let numbers: Vec<u64> = lines
         .map(|l| {
             let fields: Vec<&str> = l.split('\t').collect();
@@ -131,22 +136,46 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
             assert!(
                 [
                     "county not in the reference list",
-                    "quote opened and never closed"
+                    "quote opened and never closed",
+                    MISSING_ID_REASON,
                 ]
                 .contains(&fields[3])
                     || fields[3].starts_with("expected "),
                 "reject reason is a rule, not content: {l}"
             );
-            fields[1].parse().unwrap()
+            let number = fields[1].parse().unwrap();
+            if fields[3] == MISSING_ID_REASON {
+                assert_eq!(fields[2], layout.voter_id, "{l}");
+                missing_ids.push(number);
+            }
+            number
         })
         .collect();
     assert_eq!(
         numbers, truth.rejected_lines,
         "{layout_name}: rejected line numbers"
     );
+    // Blank and all-space ids among them, each for its own reason.
+    assert!(
+        truth.missing_id_lines.len() > 3,
+        "{layout_name}: blank ids exercised"
+    );
+    assert_eq!(
+        missing_ids, truth.missing_id_lines,
+        "{layout_name}: lines rejected for a missing voter id"
+    );
+    assert_eq!(
+        manifest["rejects_by_reason"]["missing_voter_id"].as_u64(),
+        Some(truth.missing_id_lines.len() as u64)
+    );
+    assert_eq!(manifest["format_version"].as_u64(), Some(2));
+    assert_eq!(
+        manifest["layout_sha256"].as_str(),
+        Some(layout.digest()),
+        "{layout_name}: the manifest names the layout by content"
+    );
 
     // Parquet: exactly the allow-listed columns, and every row the truth has.
-    let layout = layout::Layout::resolve(layout_name).unwrap();
     let (columns, rows) = read_dataset(&dataset);
     assert_eq!(
         columns,
@@ -408,4 +437,217 @@ fn every_command_explains_itself() {
             "{args:?}: {text}"
         );
     }
+}
+
+/// A small NC file: the header, then one line per voter id, each in Wake
+/// county with the same demographics.
+fn nc_file_with_ids(ids: &[&str]) -> String {
+    let layout = layout::Layout::resolve("nc").unwrap();
+    let quoted = |values: Vec<&str>| format!("\"{}\"\n", values.join("\"\t\""));
+    let mut text = quoted(layout.format.columns.iter().map(String::as_str).collect());
+    for id in ids {
+        let fields = layout.format.columns.iter().map(|c| match c.as_str() {
+            "ncid" => *id,
+            "county_desc" => "WAKE",
+            "registr_dt" => "03/04/2001",
+            "birth_year" => "1970",
+            "party_cd" => "DEM",
+            _ => "",
+        });
+        text.push_str(&quoted(fields.collect()));
+    }
+    text
+}
+
+/// Ingests `file` with `layout` as dataset `name` under `data`; returns the
+/// manifest, `rejects.tsv` and the number of Parquet rows.
+fn ingest_small(
+    layout: &str,
+    name: &str,
+    data: &Path,
+    file: &Path,
+) -> (serde_json::Value, String, usize) {
+    rollcall_ok(&[
+        "ingest",
+        "--quiet",
+        "--layout",
+        layout,
+        "--dataset",
+        name,
+        "--data-dir",
+        data.to_str().unwrap(),
+        file.to_str().unwrap(),
+    ]);
+    let dir = data.join(name);
+    let manifest =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("manifest.json")).unwrap()).unwrap();
+    let rejects = std::fs::read_to_string(dir.join("rejects.tsv")).unwrap();
+    (manifest, rejects, read_dataset(&dir).1.len())
+}
+
+/// A copy of a built-in layout file, edited, that reads the repository's
+/// county lists.
+fn custom_layout(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
+    let text =
+        std::fs::read_to_string(common::repo_root().join(format!("config/layouts/{name}.toml")))
+            .unwrap()
+            .replace(
+                "../reference/",
+                &format!(
+                    "{}/",
+                    common::repo_root().join("config/reference").display()
+                ),
+            );
+    let path = dir.join(format!("custom-{name}.toml"));
+    let edited = edit(text.clone());
+    assert_ne!(edited, text, "the edit applies");
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+#[test]
+fn blank_voter_ids_are_rejected_not_merged() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Lines 2 and 4 have no id. Both used to pack to one key, and one of the
+    // two voters was dropped as the other's "duplicate".
+    let file = tmp.path().join("nc.txt");
+    std::fs::write(&file, nc_file_with_ids(&["", "AB12345", "   "])).unwrap();
+    let data = tmp.path().join("data");
+    let (m, rejects, rows) = ingest_small("nc", "nc", &data, &file);
+    assert_eq!(rows, 1);
+    assert_eq!(
+        (
+            m["rows_read"].as_u64(),
+            m["rows_written"].as_u64(),
+            m["rows_rejected"].as_u64()
+        ),
+        (Some(3), Some(1), Some(2))
+    );
+    assert_eq!(m["duplicates_dropped"].as_u64(), Some(0));
+    assert_eq!(
+        m["rejects_by_reason"],
+        serde_json::json!({"missing_voter_id": 2})
+    );
+    assert_eq!(
+        rejects,
+        format!(
+            "file\tline\tcolumn\treason\nnc.txt\t2\tncid\t{MISSING_ID_REASON}\nnc.txt\t4\tncid\t{MISSING_ID_REASON}\n"
+        )
+    );
+
+    // With `missing = "keep"` each is a voter of its own: three rows.
+    let keep = custom_layout(tmp.path(), "nc", |t| {
+        t.replace("missing = \"reject\"", "missing = \"keep\"")
+    });
+    let (k, rejects, rows) = ingest_small(keep.to_str().unwrap(), "kept", &data, &file);
+    assert_eq!(rows, 3);
+    assert_eq!(
+        (
+            k["rows_written"].as_u64(),
+            k["rows_rejected"].as_u64(),
+            k["duplicates_dropped"].as_u64()
+        ),
+        (Some(3), Some(0), Some(0))
+    );
+    assert_eq!(rejects, "file\tline\tcolumn\treason\n");
+    // The two ingests name different layouts by content.
+    let digest = |m: &serde_json::Value| m["layout_sha256"].as_str().unwrap().to_owned();
+    assert_eq!(digest(&m), layout::Layout::resolve("nc").unwrap().digest());
+    assert_eq!(
+        digest(&k),
+        layout::Layout::from_file(&keep).unwrap().digest()
+    );
+    assert_ne!(digest(&m), digest(&k));
+}
+
+#[test]
+fn declared_placeholder_ids_are_missing_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nc.txt");
+    std::fs::write(&file, nc_file_with_ids(&["0", " none ", "AB1", "00"])).unwrap();
+    let layout = custom_layout(tmp.path(), "nc", |t| {
+        t.replace("placeholders = []", "placeholders = [\"0\", \"NONE\"]")
+    });
+    let (m, rejects, rows) = ingest_small(
+        layout.to_str().unwrap(),
+        "nc",
+        &tmp.path().join("data"),
+        &file,
+    );
+    assert_eq!(rows, 2, "`00` is an id, not the placeholder `0`");
+    assert_eq!(
+        m["rejects_by_reason"],
+        serde_json::json!({"missing_voter_id": 2})
+    );
+    let lines: Vec<&str> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(lines, ["2", "3"]);
+}
+
+#[test]
+fn ingest_writes_owner_only_files() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("nc.txt");
+    std::fs::write(&file, nc_file_with_ids(&["AB1", "", "AB2"])).unwrap();
+    // Under the usual umask, which would otherwise give 0755 and 0644.
+    let ingest = |data: &Path| {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" \"$@\"")
+            .arg(common::bin())
+            .args([
+                "ingest",
+                "--quiet",
+                "--layout",
+                "nc",
+                "--dataset",
+                "nc",
+                "--data-dir",
+            ])
+            .arg(data)
+            .arg(&file)
+            .current_dir(common::repo_root())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let check_dataset = |dir: &Path| {
+        assert_eq!(mode(dir), 0o700, "{}: {:o}", dir.display(), mode(dir));
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            assert_eq!(mode(&path), 0o600, "{}: {:o}", path.display(), mode(&path));
+            names.push(path.file_name().unwrap().to_string_lossy().into_owned());
+        }
+        names.sort();
+        assert_eq!(
+            names,
+            ["manifest.json", "part-00000.parquet", "rejects.tsv"]
+        );
+    };
+    // A data dir the ingest creates is the owner's alone.
+    let data = tmp.path().join("data");
+    ingest(&data);
+    assert_eq!(mode(&data), 0o700, "a new data dir: {:o}", mode(&data));
+    check_dataset(&data.join("nc"));
+    // An existing one keeps the mode its owner chose; the dataset replacing
+    // the previous version is owner-only again.
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o750)).unwrap();
+    ingest(&data);
+    assert_eq!(
+        mode(&data),
+        0o750,
+        "an existing data dir: {:o}",
+        mode(&data)
+    );
+    check_dataset(&data.join("nc"));
 }

@@ -15,6 +15,11 @@
 //!   identifier (name, address, voter id, full birth date, `ssn`, ...) is ever
 //!   written. The voter id lives in memory as a 64-bit key for de-duplication.
 //! - `rejects.tsv` holds file, line number, column and reason, never content.
+//! - A line without a voter id (blank, or a layout's placeholder) is rejected,
+//!   or kept as a voter of its own; it is never grouped with another line, so
+//!   de-duplication never merges two people.
+//! - Every folder ingest creates is 0700 and every file it writes 0600, set as
+//!   they are created.
 //! - Output is built in a temporary folder and swapped into place only on
 //!   success; a failed or interrupted ingest leaves the previous version.
 //! - Memory is bounded: the only state that grows with rows is 16 bytes per

@@ -4,6 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The `format_version` this crate writes. 2 added `layout_sha256`.
+pub const FORMAT_VERSION: u32 = 2;
+
 /// The manifest written next to the Parquet files. It describes the ingest,
 /// never an individual row.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -16,6 +19,12 @@ pub struct Manifest {
     pub layout: String,
     /// Where the layout was loaded from.
     pub layout_origin: String,
+    /// The layout's content: SHA-256 of its TOML and reference files (see
+    /// `layout::Layout::digest`). A re-ingest with an edited layout or county
+    /// list is different data even under the same name. Empty in manifests
+    /// of format 1, which did not record it.
+    #[serde(default)]
+    pub layout_sha256: String,
     /// When the ingest finished (RFC 3339, UTC).
     pub ingested_at: String,
     /// The year used as "current" for plausible birth and registration years.
@@ -105,6 +114,46 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn example() -> Manifest {
+        Manifest {
+            format_version: FORMAT_VERSION,
+            dataset: "nc".into(),
+            layout: "nc".into(),
+            layout_origin: "builtin:nc".into(),
+            layout_sha256: "ab".repeat(32),
+            ingested_at: "2026-05-25T00:00:00Z".into(),
+            current_year: 2026,
+            rows_read: 3,
+            rows_written: 2,
+            rows_rejected: 1,
+            duplicates_dropped: 0,
+            rejects_by_reason: BTreeMap::from([("missing_voter_id".into(), 1)]),
+            unknown_codes: BTreeMap::new(),
+            null_years: BTreeMap::new(),
+            sources: Vec::new(),
+            files: vec!["part-00000.parquet".into()],
+            schema: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn round_trips_and_reads_format_1() {
+        let m = example();
+        let text = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
+        // A format-1 manifest has no `layout_sha256`.
+        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let fields = old.as_object_mut().unwrap();
+        fields.remove("layout_sha256").unwrap();
+        fields.insert("format_version".into(), 1.into());
+        let read: Manifest = serde_json::from_value(old).unwrap();
+        assert_eq!(read.layout_sha256, "");
+        assert_eq!(read.format_version, 1);
+        assert_eq!(read.rows_written, 2);
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(super::civil_from_days(0), (1970, 1, 1));

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use layout::Layout;
 use rayon::prelude::*;
 
-use crate::manifest::{Manifest, SchemaField, Source, now_utc};
+use crate::manifest::{FORMAT_VERSION, Manifest, SchemaField, Source, now_utc};
 use crate::rules::{
-    DedupKey, MissingColumn, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
+    DedupKey, MissingColumn, NO_VOTER_ID, NullYear, RejectReason, RowOutcome, Rules, UnknownCode,
 };
 use crate::write::{self, ROW_BYTES, Spill};
 use crate::{IngestError, IngestOptions};
@@ -86,13 +86,15 @@ pub fn ingest(
     }
     let (ingested_at, clock_year) = now_utc();
     let current_year = opts.current_year.unwrap_or(clock_year);
-    fs::create_dir_all(&opts.data_dir).map_err(|e| IngestError::io(&opts.data_dir, e))?;
+    write::private_dir(true)
+        .create(&opts.data_dir)
+        .map_err(|e| IngestError::io(&opts.data_dir, e))?;
     let final_dir = opts.data_dir.join(&opts.dataset);
     let tmp_dir = opts
         .data_dir
         .join(format!(".{}.incoming-{}", opts.dataset, std::process::id()));
     remove_stale_incoming(&opts.data_dir, &opts.dataset);
-    fs::create_dir_all(&tmp_dir).map_err(|e| IngestError::io(&tmp_dir, e))?;
+    create_incoming(&tmp_dir)?;
 
     let result = build(layout, opts, progress, &tmp_dir, current_year, ingested_at)
         .and_then(|manifest| swap_into_place(&tmp_dir, &final_dir).map(|()| manifest));
@@ -128,8 +130,11 @@ fn build(
     let spill_path = dir.join("rows.spill");
     let mut spill = Spill::create(&spill_path)?;
     let rejects_path = dir.join("rejects.tsv");
-    let mut rejects =
-        BufWriter::new(File::create(&rejects_path).map_err(|e| IngestError::io(&rejects_path, e))?);
+    let mut rejects = BufWriter::new(
+        write::private_file()
+            .open(&rejects_path)
+            .map_err(|e| IngestError::io(&rejects_path, e))?,
+    );
     writeln!(rejects, "file\tline\tcolumn\treason")
         .map_err(|e| IngestError::io(&rejects_path, e))?;
 
@@ -372,10 +377,11 @@ fn build(
     }
     let schema = write::schema(layout);
     let manifest = Manifest {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         dataset: opts.dataset.clone(),
         layout: layout.name.clone(),
         layout_origin: layout.origin.clone(),
+        layout_sha256: layout.digest().to_owned(),
         ingested_at,
         current_year,
         rows_read,
@@ -411,7 +417,9 @@ fn build(
     debug_assert_eq!(rows_written + duplicates_dropped, rows_accepted);
     let path = dir.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).expect("manifest serialises");
-    let mut f = File::create(&path).map_err(|e| IngestError::io(&path, e))?;
+    let mut f = write::private_file()
+        .open(&path)
+        .map_err(|e| IngestError::io(&path, e))?;
     f.write_all(text.as_bytes())
         .and_then(|()| f.write_all(b"\n"))
         .and_then(|()| f.sync_all())
@@ -420,10 +428,12 @@ fn build(
 }
 
 /// Marks every row that loses to a duplicate. Returns a bitmap over rows.
+/// Rows without a voter id ([`NO_VOTER_ID`]) are never grouped: each is a
+/// voter of its own.
 fn dedup(mut entries: Vec<Entry>, rows: u64) -> Vec<u64> {
     let mut dropped = vec![0u64; (rows as usize).div_ceil(64).max(1)];
     entries.par_sort_unstable();
-    for group in entries.chunk_by(|a, b| a.id == b.id) {
+    for group in entries.chunk_by(|a, b| a.id == b.id && a.id != NO_VOTER_ID) {
         // Sorted by (rank, row): the last entry is the latest date, latest row.
         for e in &group[..group.len() - 1] {
             dropped[(e.row / 64) as usize] |= 1 << (e.row % 64);
@@ -456,6 +466,11 @@ fn describe(
             layout.county.column.clone(),
             "county not in the reference list".to_owned(),
             "unknown_county",
+        ),
+        RejectReason::MissingVoterId => (
+            layout.voter_id.clone(),
+            "voter id is blank or a placeholder".to_owned(),
+            "missing_voter_id",
         ),
     }
 }
@@ -723,6 +738,20 @@ fn validate_name(name: &str) -> Result<(), IngestError> {
     }
 }
 
+/// Creates the temporary folder, owner-only. One that exists already carries
+/// this process's id but was left by an earlier process that had it (this
+/// one has not made it yet): it is removed first, so no file in it is reused.
+fn create_incoming(dir: &Path) -> Result<(), IngestError> {
+    let create = || write::private_dir(false).create(dir);
+    match create() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            fs::remove_dir_all(dir).and_then(|()| create())
+        }
+        other => other,
+    }
+    .map_err(|e| IngestError::io(dir, e))
+}
+
 /// Removes temporary folders left by an ingest of this dataset that was
 /// killed (its process is gone).
 fn remove_stale_incoming(data_dir: &Path, dataset: &str) {
@@ -786,20 +815,130 @@ mod tests {
 
     proptest! {
         /// De-duplication keeps, for every id, exactly the row with the
-        /// latest date, the later row on a tie, and drops every other row.
+        /// latest date, the later row on a tie, and drops every other row;
+        /// a row without an id is never dropped.
         #[test]
-        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((0u64..20, prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
+        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((prop_oneof![0u64..20, Just(NO_VOTER_ID)], prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
             let entries: Vec<Entry> = rows.iter().enumerate().map(|(i, &(id, rank))| Entry { id, rank, row: i as u32 }).collect();
             let dropped = dedup(entries, rows.len() as u64);
             let kept = |i: usize| dropped[i / 64] & (1 << (i % 64)) == 0;
             for (i, &(id, rank)) in rows.iter().enumerate() {
-                let beaten = rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
+                let beaten = id != NO_VOTER_ID && rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
                 prop_assert_eq!(kept(i), !beaten, "row {} id {} rank {}", i, id, rank);
             }
         }
     }
 
     const OLDEST_RANK: i32 = crate::rules::OLDEST;
+
+    /// Entries for `ids` as the NC rules key them (all in Wake county, same
+    /// registration date), in order.
+    fn entries_for(layout: &Layout, ids: &[&str]) -> Vec<Entry> {
+        use crate::rules::tests::nc_line;
+        let rules = Rules::new(layout, &layout.format.columns, 2026).unwrap();
+        let mut out = RowOutcome::default();
+        ids.iter()
+            .enumerate()
+            .map(|(row, id)| {
+                let line = nc_line(
+                    layout,
+                    &[
+                        ("county_desc", "WAKE"),
+                        ("ncid", id),
+                        ("registr_dt", "03/04/2001"),
+                    ],
+                );
+                let (_, key) = rules.apply(&line, &mut out).unwrap();
+                Entry {
+                    id: key.id,
+                    rank: key.rank,
+                    row: row as u32,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn kept_blank_ids_are_never_duplicates() {
+        let layout = crate::rules::tests::nc_with_voter_id("missing = \"keep\"");
+        // Two voters without an id, then one voter listed twice.
+        let ids = ["", "   ", "AA1", "AA1"];
+        let dropped = dedup(entries_for(&layout, &ids), ids.len() as u64);
+        assert_eq!(dropped, vec![0b0100], "only the first AA1 loses");
+    }
+
+    /// Records the mode of the temporary folder and of every file in it when
+    /// the ingest starts writing (the spill file still exists then).
+    #[derive(Default)]
+    struct Modes {
+        data_dir: PathBuf,
+        seen: std::sync::Mutex<Vec<(String, u32)>>,
+    }
+
+    impl Progress for Modes {
+        fn update(&self, _: u64, _: u64, _: u64) {}
+        fn writing(&self) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+            let mut seen = self.seen.lock().unwrap();
+            for dir in fs::read_dir(&self.data_dir).unwrap() {
+                let dir = dir.unwrap().path();
+                seen.push((dir.display().to_string(), mode(&dir)));
+                for file in fs::read_dir(&dir).unwrap() {
+                    let file = file.unwrap().path();
+                    seen.push((file.display().to_string(), mode(&file)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_temporary_folder_and_spill_are_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::resolve("nc").unwrap();
+        let input = tmp.path().join("nc.txt");
+        let header = format!("\"{}\"", layout.format.columns.join("\"\t\""));
+        let row =
+            crate::rules::tests::nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", "AA1")]);
+        let mut text = format!("{header}\n").into_bytes();
+        text.extend_from_slice(&row);
+        text.push(b'\n');
+        fs::write(&input, text).unwrap();
+        let data_dir = tmp.path().join("new/data");
+        let opts = IngestOptions {
+            dataset: "nc".into(),
+            data_dir: data_dir.clone(),
+            files: vec![input],
+            current_year: Some(2026),
+            threads: Some(1),
+        };
+        let modes = Modes {
+            data_dir: data_dir.clone(),
+            ..Modes::default()
+        };
+        ingest(&layout, &opts, &modes).unwrap();
+        let seen = modes.seen.into_inner().unwrap();
+        let names: std::collections::BTreeSet<&str> = seen
+            .iter()
+            .map(|(p, _)| p.rsplit('/').next().unwrap())
+            .collect();
+        let incoming = format!(".nc.incoming-{}", std::process::id());
+        let want: std::collections::BTreeSet<&str> =
+            [incoming.as_str(), "rejects.tsv", "rows.spill"].into();
+        assert_eq!(names, want);
+        for (path, mode) in &seen {
+            let want = if path.ends_with(".spill") || path.ends_with(".tsv") {
+                0o600
+            } else {
+                0o700
+            };
+            assert_eq!(*mode, want, "{path}: {mode:o}");
+        }
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&tmp.path().join("new")), 0o700, "created parents too");
+        assert_eq!(mode(&data_dir), 0o700);
+    }
 
     #[test]
     fn dataset_names_are_plain() {

@@ -2,7 +2,7 @@
 //! look at, and how a field's bytes become a county, a code or a year.
 
 use hashbrown::HashMap;
-use layout::{CodedDim, CountyMatch, DateSpec, Encoding, Layout};
+use layout::{CodedDim, CountyMatch, DateSpec, Encoding, Layout, MissingVoterId};
 
 use crate::split::{self, Span, trim};
 
@@ -11,6 +11,10 @@ pub const NULL_YEAR: i16 = i16::MIN;
 /// Registration-date rank of a row whose registration year is unknown: below
 /// every real date, so it loses to any dated duplicate.
 pub const OLDEST: i32 = i32::MIN;
+/// The [`DedupKey::id`] of a row kept without a voter id (`missing = "keep"`).
+/// De-duplication never groups rows with this key, and [`pack_id`] never
+/// returns it, so such a row is a voter of its own.
+pub const NO_VOTER_ID: u64 = u64::MAX;
 
 /// One accepted line, reduced to what the Parquet file holds. 12 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,7 +32,7 @@ pub struct Row {
 /// What the de-duplication step needs of a row. Never written anywhere.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DedupKey {
-    /// The voter id packed into 64 bits (see [`pack_id`]).
+    /// The voter id packed into 64 bits (see [`pack_id`]), or [`NO_VOTER_ID`].
     pub id: u64,
     /// Registration date as `YYYYMMDD`, or [`OLDEST`].
     pub rank: i32,
@@ -61,6 +65,9 @@ pub enum RejectReason {
     UnclosedQuote(usize),
     /// The county is not in the reference list.
     UnknownCounty,
+    /// The voter id is blank or one of the layout's placeholders, and the
+    /// layout rejects such lines.
+    MissingVoterId,
 }
 
 /// A coded value that was not in the table: which coded column, and the raw
@@ -155,6 +162,9 @@ pub struct Rules {
     pub column_names: Vec<String>,
     county_lookup: Lookup<u16>,
     county_numeric: bool,
+    /// The layout's placeholder ids, as bytes.
+    id_placeholders: Vec<Vec<u8>>,
+    missing_id: MissingVoterId,
     birth: Option<DateRule>,
     reg: Option<DateRule>,
     coded: Vec<CodeTable>,
@@ -281,6 +291,12 @@ impl Rules {
             column_names: header.to_vec(),
             county_lookup,
             county_numeric: layout.county.numeric,
+            id_placeholders: layout
+                .voter_id_placeholders
+                .iter()
+                .map(|p| p.as_bytes().to_vec())
+                .collect(),
+            missing_id: layout.missing_voter_id,
             birth,
             reg,
             coded,
@@ -341,8 +357,9 @@ impl Rules {
         let county = trim(split::field(line, spans[SLOT_COUNTY], scratch));
         row.county = self.county(county).ok_or(RejectReason::UnknownCounty)?;
 
-        let id = trim(split::field(line, spans[SLOT_ID], scratch));
-        let id = pack_id(id);
+        // After the county, so that a line with both faults keeps the reason
+        // it had before ids were checked.
+        let id = self.id_key(trim(split::field(line, spans[SLOT_ID], scratch)))?;
 
         out.birth_null = None;
         out.reg_null = None;
@@ -401,6 +418,20 @@ impl Rules {
             };
         }
         Ok((row, DedupKey { id, rank }))
+    }
+
+    /// The de-duplication key of a trimmed voter id.
+    fn id_key(&self, id: &[u8]) -> Result<u64, RejectReason> {
+        let missing = id.is_empty()
+            || self
+                .id_placeholders
+                .iter()
+                .any(|p| p.eq_ignore_ascii_case(id));
+        match (missing, self.missing_id) {
+            (false, _) => Ok(pack_id(id)),
+            (true, MissingVoterId::Reject) => Err(RejectReason::MissingVoterId),
+            (true, MissingVoterId::Keep) => Ok(NO_VOTER_ID),
+        }
     }
 
     fn county(&self, raw: &[u8]) -> Option<u16> {
@@ -499,7 +530,8 @@ fn normalize_numeric_bytes<'a>(raw: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] 
 /// `AA123456`, OH `OH0012345678`, FL `1234567890`) are packed exactly in base
 /// 37, so two different ids never share a key. Other ids are hashed (SHA-256,
 /// truncated) into a separate key space marked by the top bit; a collision
-/// there needs about 2^31 distinct ids to become likely.
+/// there needs about 2^31 distinct ids to become likely. Never returns
+/// [`NO_VOTER_ID`].
 pub fn pack_id(id: &[u8]) -> u64 {
     if id.len() <= 12 {
         let mut v: u64 = 0;
@@ -522,11 +554,18 @@ pub fn pack_id(id: &[u8]) -> u64 {
     let digest = openssl::sha::sha256(id);
     let mut bytes = [0u8; 8];
     bytes.copy_from_slice(&digest[..8]);
-    u64::from_le_bytes(bytes) | (1 << 63)
+    hashed_key(bytes)
+}
+
+/// The key of a hashed id: top bit set, and moved off [`NO_VOTER_ID`] (which
+/// makes one key twice as likely as the others, at 2^-63 each).
+fn hashed_key(prefix: [u8; 8]) -> u64 {
+    let key = u64::from_le_bytes(prefix) | (1 << 63);
+    if key == NO_VOTER_ID { key - 1 } else { key }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -537,6 +576,13 @@ mod tests {
         assert!(pack_id(b"OH0012345678") < 1 << 63);
         assert!(pack_id(b"lower-case-id") >= 1 << 63);
         assert_eq!(pack_id(b"x-1"), pack_id(b"x-1"));
+    }
+
+    #[test]
+    fn no_real_id_packs_to_the_missing_id_key() {
+        assert_ne!(hashed_key([0xFF; 8]), NO_VOTER_ID);
+        assert_eq!(hashed_key([0xFF; 8]) >> 63, 1, "still in the hashed space");
+        assert_ne!(pack_id(b"ZZZZZZZZZZZZ"), NO_VOTER_ID);
     }
 
     #[test]
@@ -555,7 +601,10 @@ mod tests {
         (layout, rules)
     }
 
-    fn nc_line(layout: &Layout, set: &[(&str, &str)]) -> Vec<u8> {
+    /// An NC line (every field quoted) with the given columns set, others
+    /// blank but the voter id, which is `AA1` unless set (a line without one
+    /// is rejected).
+    pub(crate) fn nc_line(layout: &Layout, set: &[(&str, &str)]) -> Vec<u8> {
         let cols: Vec<String> = layout
             .format
             .columns
@@ -564,7 +613,13 @@ mod tests {
                 set.iter()
                     .find(|(k, _)| k == c)
                     .map(|(_, v)| v.to_string())
-                    .unwrap_or_default()
+                    .unwrap_or_else(|| {
+                        if c == "ncid" {
+                            "AA1".into()
+                        } else {
+                            String::new()
+                        }
+                    })
             })
             .map(|v| format!("\"{v}\""))
             .collect();
@@ -666,6 +721,83 @@ mod tests {
         );
     }
 
+    /// The NC layout with `extra` in place of its explicit `[voter_id]` defaults.
+    pub(crate) fn nc_with_voter_id(extra: &str) -> Layout {
+        let defaults = "placeholders = []\nmissing = \"reject\"\n";
+        let text = layout::builtin::layout("nc").unwrap();
+        assert!(text.contains(defaults));
+        let text = text.replace(defaults, &format!("{extra}\n"));
+        Layout::from_toml(&text, "test", &|rel| {
+            Ok(layout::builtin::reference(rel).unwrap().to_owned())
+        })
+        .unwrap()
+    }
+
+    const MISSING_IDS: [&str; 5] = ["", "   ", " \t ", "0", " none "];
+
+    #[test]
+    fn blank_and_placeholder_ids_are_rejected_by_default() {
+        let layout = nc_with_voter_id("placeholders = [\"0\", \"NONE\"]");
+        let rules = Rules::new(&layout, &layout.format.columns, 2026).unwrap();
+        let mut out = RowOutcome::default();
+        for id in MISSING_IDS {
+            let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", id)]);
+            assert_eq!(
+                rules.apply(&line, &mut out),
+                Err(RejectReason::MissingVoterId),
+                "{id:?}"
+            );
+        }
+        // Only whole ids are placeholders.
+        for id in ["00", "NONE1", "A0"] {
+            let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", id)]);
+            assert!(rules.apply(&line, &mut out).is_ok(), "{id:?}");
+        }
+        // Without placeholders, `0` is an id like any other; blank is still missing.
+        let (layout, rules) = nc_rules();
+        let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", "0")]);
+        assert!(rules.apply(&line, &mut out).is_ok());
+        let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", "  ")]);
+        assert_eq!(
+            rules.apply(&line, &mut out),
+            Err(RejectReason::MissingVoterId)
+        );
+    }
+
+    #[test]
+    fn a_bad_county_or_field_count_is_reported_before_a_missing_id() {
+        let (layout, rules) = nc_rules();
+        let mut out = RowOutcome::default();
+        let line = nc_line(&layout, &[("county_desc", "ATLANTIS"), ("ncid", "")]);
+        assert_eq!(
+            rules.apply(&line, &mut out),
+            Err(RejectReason::UnknownCounty)
+        );
+        assert_eq!(
+            rules.apply(b"\"\"\t\"WAKE\"", &mut out),
+            Err(RejectReason::FieldCount {
+                found: 2,
+                expected: 67
+            })
+        );
+    }
+
+    #[test]
+    fn kept_missing_ids_get_a_key_no_real_id_has() {
+        let layout = nc_with_voter_id("placeholders = [\"0\", \"NONE\"]\nmissing = \"keep\"");
+        let rules = Rules::new(&layout, &layout.format.columns, 2026).unwrap();
+        let mut out = RowOutcome::default();
+        for id in MISSING_IDS {
+            let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", id)]);
+            let (_, key) = rules.apply(&line, &mut out).unwrap();
+            assert_eq!(key.id, NO_VOTER_ID, "{id:?}");
+        }
+        let line = nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", "AA1")]);
+        let (_, real) = rules.apply(&line, &mut out).unwrap();
+        assert_eq!(real.id, pack_id(b"AA1"));
+        assert_ne!(real.id, NO_VOTER_ID);
+    }
+
     #[test]
     fn county_match_is_case_insensitive_and_latin1_safe() {
         let (layout, rules) = nc_rules();
@@ -685,6 +817,7 @@ mod tests {
         let county_at = header.iter().position(|h| h == "COUNTY_NUMBER").unwrap();
         let mut fields = vec![String::new(); header.len()];
         fields[county_at] = "09".into();
+        fields[0] = "OH0012345678".into(); // SOS_VOTERID
         let line = fields.join(",");
         let mut out = RowOutcome::default();
         let (row, _) = rules.apply(line.as_bytes(), &mut out).unwrap();

@@ -6,9 +6,9 @@
 //! before the folder is renamed into place; it holds only the minimized
 //! columns, never an identifier.
 
-use std::fs::File;
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -26,6 +26,30 @@ use crate::rules::{NULL_YEAR, Row};
 
 /// Bytes per spilled row.
 pub const ROW_BYTES: usize = 12;
+/// Mode of every file an ingest writes: the output is minimized but still a
+/// copy of the voter file, so it is the owner's alone.
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of the folders an ingest creates.
+pub const DIR_MODE: u32 = 0o700;
+
+/// Options that create a new file with [`FILE_MODE`]. The mode is set by
+/// `open` itself: a `chmod` afterwards would leave a moment when others
+/// could open it. A file that already exists is an error, so no mode of an
+/// earlier file is inherited.
+pub fn private_file() -> OpenOptions {
+    let mut options = File::options();
+    options.write(true).create_new(true).mode(FILE_MODE);
+    options
+}
+
+/// A builder that creates folders with [`DIR_MODE`]; `recursive` also
+/// creates missing parents (with the same mode) and accepts an existing
+/// folder, whose mode it leaves alone.
+pub fn private_dir(recursive: bool) -> DirBuilder {
+    let mut builder = DirBuilder::new();
+    builder.recursive(recursive).mode(DIR_MODE);
+    builder
+}
 /// Rows per Parquet row group (and per Arrow batch).
 pub const ROW_GROUP: usize = 1 << 20;
 
@@ -56,11 +80,8 @@ pub struct Spill {
 impl Spill {
     /// Creates the spill file.
     pub fn create(path: &Path) -> Result<Spill, IngestError> {
-        let file = File::options()
+        let file = private_file()
             .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
             .open(path)
             .map_err(|e| IngestError::io(path, e))?;
         Ok(Spill {
@@ -129,7 +150,9 @@ pub fn write_part(
         }
     }
     let props = props.build();
-    let file = File::create(path).map_err(|e| IngestError::io(path, e))?;
+    let file = private_file()
+        .open(path)
+        .map_err(|e| IngestError::io(path, e))?;
     let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(props))
         .map_err(|e| IngestError::Parquet(e.to_string()))?;
 
@@ -207,4 +230,41 @@ pub fn write_part(
         .map_err(|e| IngestError::Parquet(e.to_string()))?;
     file.sync_all().map_err(|e| IngestError::io(path, e))?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn files_are_created_owner_only_and_never_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f");
+        private_file().open(&path).unwrap();
+        assert_eq!(mode(&path), FILE_MODE);
+        let again = private_file().open(&path).unwrap_err();
+        assert_eq!(again.kind(), std::io::ErrorKind::AlreadyExists);
+    }
+
+    #[test]
+    fn folders_are_created_owner_only_and_existing_ones_left_alone() {
+        let tmp = tempfile::tempdir().unwrap();
+        let new = tmp.path().join("a/b");
+        private_dir(true).create(&new).unwrap();
+        assert_eq!(
+            (mode(&new), mode(&tmp.path().join("a"))),
+            (DIR_MODE, DIR_MODE)
+        );
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o755)).unwrap();
+        private_dir(true).create(&shared).unwrap();
+        assert_eq!(mode(&shared), 0o755);
+    }
 }

@@ -186,6 +186,18 @@ pub struct Format {
     pub columns: Vec<String>,
 }
 
+/// What ingestion does with a line whose voter id is blank or a placeholder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MissingVoterId {
+    /// Reject the line (`missing_voter_id`). The default: such lines cannot be
+    /// de-duplicated, so a person listed twice without an id would count twice.
+    #[default]
+    Reject,
+    /// Keep the line as a voter of its own, never de-duplicated with any
+    /// other line.
+    Keep,
+}
+
 /// A validated layout.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -199,6 +211,11 @@ pub struct Layout {
     pub format: Format,
     /// Source column of the voter id, used in memory for de-duplication only.
     pub voter_id: String,
+    /// Ids the state writes to mean "no id" (`0`, `NONE`), trimmed; matched
+    /// after trimming, ignoring ASCII case. A blank id is always missing.
+    pub voter_id_placeholders: Vec<String>,
+    /// What to do with a line whose voter id is blank or a placeholder.
+    pub missing_voter_id: MissingVoterId,
     /// County column and reference list.
     pub county: CountySpec,
     /// Birth year (or full birth date, of which only the year is kept).
@@ -211,12 +228,25 @@ pub struct Layout {
     pub min_birth_year: i16,
     /// The coded dimensions this layout has, in canonical order.
     pub coded: Vec<CodedColumn>,
+    /// See [`Layout::digest`].
+    digest: String,
 }
 
 impl Layout {
     /// The coded column for `dim`, if the layout records it.
     pub fn coded(&self, dim: CodedDim) -> Option<&CodedColumn> {
         self.coded.iter().find(|c| c.dim == dim)
+    }
+
+    /// SHA-256 (lowercase hex) of the text this layout was loaded from: the
+    /// TOML, then every reference file in the order validation reads them.
+    /// Each text enters the hash as its length (8 bytes, little-endian) then
+    /// its bytes, so no text can run into the next. A built-in layout and a
+    /// file with the same text give the same digest; editing the layout or a
+    /// county list gives another. Edits to a loaded `Layout` in memory do not
+    /// change it.
+    pub fn digest(&self) -> &str {
+        &self.digest
     }
 
     /// The canonical columns this layout produces, in Parquet order.
@@ -294,8 +324,29 @@ impl Layout {
             origin: origin.to_owned(),
             message: e.to_string(),
         })?;
-        spec::validate(file, origin, read_reference)
+        // Every reference text validation reads, in its order, for the digest.
+        let read = std::cell::RefCell::new(Vec::new());
+        let recording = |rel: &str| {
+            let text = read_reference(rel)?;
+            read.borrow_mut().push(text.clone());
+            Ok(text)
+        };
+        let mut layout = spec::validate(file, origin, &recording)?;
+        layout.digest =
+            digest(std::iter::once(text).chain(read.borrow().iter().map(String::as_str)));
+        Ok(layout)
     }
+}
+
+/// SHA-256 over length-prefixed texts, as hex (see [`Layout::digest`]).
+fn digest<'a>(texts: impl Iterator<Item = &'a str>) -> String {
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    for text in texts {
+        hasher.update((text.len() as u64).to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    hex::encode(hasher.finalize())
 }
 
 /// The configuration directory: `$ROLLCALL_CONFIG_DIR`, or `./config`.
@@ -436,6 +487,88 @@ mod tests {
         let text = nc_text().replace("format = \"MM/DD/YYYY\"", "format = \"MM/DD\"");
         let err = load(&text).unwrap_err().to_string();
         assert!(err.contains("registration_date.format"), "{err}");
+    }
+
+    #[test]
+    fn voter_id_defaults_reject_and_no_placeholders() {
+        for name in builtin::NAMES {
+            let layout = Layout::resolve(name).unwrap();
+            assert_eq!(layout.missing_voter_id, MissingVoterId::Reject, "{name}");
+            assert!(layout.voter_id_placeholders.is_empty(), "{name}");
+        }
+    }
+
+    /// The NC layout with `extra` in place of its explicit `[voter_id]` defaults.
+    fn with_voter_id(extra: &str) -> Result<Layout, LayoutError> {
+        let defaults = "placeholders = []\nmissing = \"reject\"\n";
+        assert!(nc_text().contains(defaults));
+        load(&nc_text().replace(defaults, &format!("{extra}\n")))
+    }
+
+    #[test]
+    fn voter_id_placeholders_and_missing_are_read() {
+        let layout =
+            with_voter_id("placeholders = [\" 0 \", \"none\"]\nmissing = \"keep\"").unwrap();
+        assert_eq!(layout.voter_id_placeholders, ["0", "none"]);
+        assert_eq!(layout.missing_voter_id, MissingVoterId::Keep);
+        let layout = with_voter_id("missing = \"reject\"").unwrap();
+        assert_eq!(layout.missing_voter_id, MissingVoterId::Reject);
+    }
+
+    #[test]
+    fn bad_voter_id_keys_are_named() {
+        for (extra, key) in [
+            ("missing = \"drop\"", "voter_id.missing"),
+            ("missing = \"Keep\"", "voter_id.missing"),
+            ("missing = 1", "missing"),
+            ("placeholders = \"0\"", "placeholders"),
+            ("placeholders = [\"0\", \"  \"]", "voter_id.placeholders[1]"),
+            (
+                "placeholders = [\"NONE\", \" none\"]",
+                "voter_id.placeholders[1]",
+            ),
+            ("placeholders = [\"NI\u{d1}O\"]", "voter_id.placeholders[0]"),
+            ("placeholder = [\"0\"]", "placeholder"),
+        ] {
+            let err = with_voter_id(extra).unwrap_err().to_string();
+            assert!(err.contains(key), "{extra}: {err}");
+        }
+    }
+
+    #[test]
+    fn digest_is_of_the_text_wherever_it_comes_from() {
+        let builtin = Layout::resolve("nc").unwrap();
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/layouts/nc.toml");
+        let file = Layout::from_file(&path).unwrap();
+        assert_ne!(builtin.origin, file.origin);
+        assert_eq!(builtin.digest(), file.digest());
+        assert_eq!(builtin.digest().len(), 64);
+        assert!(
+            builtin
+                .digest()
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+        let names: std::collections::HashSet<String> = builtin::NAMES
+            .iter()
+            .map(|n| Layout::resolve(n).unwrap().digest().to_owned())
+            .collect();
+        assert_eq!(names.len(), 3, "each built-in layout has its own digest");
+    }
+
+    #[test]
+    fn digest_changes_with_the_layout_or_a_reference_file() {
+        let base = load(nc_text()).unwrap();
+        let edited = load(&nc_text().replace("fallback = \"OTH\"", "fallback = \"UNA\"")).unwrap();
+        assert_ne!(base.digest(), edited.digest());
+        let counties = builtin::reference("nc_counties.csv").unwrap();
+        let fewer = counties.replace("\n100,YANCEY", "");
+        assert_ne!(fewer, counties, "the test edits the list");
+        let other = Layout::from_toml(nc_text(), "test", &|_| Ok(fewer.clone())).unwrap();
+        assert_eq!(other.county.counties.len(), 99);
+        assert_ne!(base.digest(), other.digest());
+        // The same texts, the same digest.
+        assert_eq!(base.digest(), load(nc_text()).unwrap().digest());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     Code, CodedColumn, CodedDim, County, CountyMatch, CountySpec, DateFormat, DateSpec, Format,
-    Layout, LayoutError,
+    Layout, LayoutError, MissingVoterId,
 };
 
 /// Whether fields may be wrapped in double quotes.
@@ -36,7 +36,7 @@ pub(crate) struct LayoutFile {
     name: String,
     description: String,
     format: FormatFile,
-    voter_id: ColumnOnly,
+    voter_id: VoterIdFile,
     county: CountyFile,
     birth_year: Option<DateFile>,
     registration_date: Option<DateFile>,
@@ -58,8 +58,12 @@ struct FormatFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ColumnOnly {
+struct VoterIdFile {
     column: String,
+    #[serde(default)]
+    placeholders: Vec<String>,
+    /// A string, not an enum, so that a bad value is reported under its key.
+    missing: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +191,18 @@ pub(crate) fn validate(
     };
 
     check_column("voter_id.column", &file.voter_id.column)?;
+    let missing_voter_id = match file.voter_id.missing.as_deref() {
+        None | Some("reject") => MissingVoterId::Reject,
+        Some("keep") => MissingVoterId::Keep,
+        Some(other) => {
+            return Err(invalid(
+                "voter_id.missing",
+                format!("must be \"reject\" or \"keep\", got {other:?}"),
+            ));
+        }
+    };
+    let voter_id_placeholders = placeholders(&file.voter_id.placeholders)
+        .map_err(|(i, message)| invalid(&format!("voter_id.placeholders[{i}]"), message))?;
     check_column("county.column", &file.county.column)?;
 
     let reference_text = read_reference(&file.county.reference)?;
@@ -386,13 +402,43 @@ pub(crate) fn validate(
             columns: file.format.columns,
         },
         voter_id: file.voter_id.column,
+        voter_id_placeholders,
+        missing_voter_id,
         county,
         birth_year,
         registration_date,
         first_registration_year,
         min_birth_year,
         coded,
+        // Set by `Layout::from_toml`, which has the texts.
+        digest: String::new(),
     })
+}
+
+/// Trims the placeholder ids and checks them. On error, returns the index of
+/// the bad entry and why.
+fn placeholders(values: &[String]) -> Result<Vec<String>, (usize, String)> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::with_capacity(values.len());
+    for (i, value) in values.iter().enumerate() {
+        let v = value.trim_matches([' ', '\t']);
+        if v.is_empty() {
+            return Err((
+                i,
+                "a blank id is always missing; list only non-blank placeholders".into(),
+            ));
+        }
+        // Ingestion compares bytes: a non-ASCII placeholder would match in
+        // one encoding and silently not in the other.
+        if !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+            return Err((i, format!("{value:?} must be printable ASCII")));
+        }
+        if !seen.insert(v.to_ascii_uppercase()) {
+            return Err((i, format!("`{v}` appears twice (placeholders ignore case)")));
+        }
+        out.push(v.to_owned());
+    }
+    Ok(out)
 }
 
 fn coded_names() -> String {

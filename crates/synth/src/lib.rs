@@ -19,6 +19,9 @@
 //!   null dates, which rank oldest);
 //! - rejected lines: truncated, empty, an unclosed quote, a county not in the
 //!   reference list (sometimes reusing a kept voter's id with a newer date);
+//! - voter ids that are blank, all spaces, or one of the layout's
+//!   placeholders (as declared, and lower-case with spaces around): rejected,
+//!   or, when the layout says `missing = "keep"`, kept as voters of their own;
 //! - spaces around codes, unknown codes, blank codes;
 //! - Latin-1 bytes in names, quotes inside names, the delimiter inside a
 //!   quoted field;
@@ -41,7 +44,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 
-use layout::{CodedColumn, CodedDim, CountyMatch, Layout, Quoting};
+use layout::{CodedColumn, CodedDim, CountyMatch, Layout, MissingVoterId, Quoting};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -87,6 +90,11 @@ pub struct GroundTruth {
     /// Physical line numbers of those lines, ascending (header = line 1 when
     /// the layout has a header).
     pub rejected_lines: Vec<u64>,
+    /// Physical line numbers, ascending, of the lines whose voter id is blank
+    /// or a placeholder: a subset of `rejected_lines` (reason
+    /// `missing_voter_id`) unless the layout keeps such lines.
+    #[serde(default)]
+    pub missing_id_lines: Vec<u64>,
     /// Duplicate registrations an ingest must drop.
     pub duplicates_dropped: u64,
     /// Rows an ingest must write.
@@ -300,6 +308,9 @@ enum Q {
     BadCounty,
     RejectedReusesId,
     BrokenQuote,
+    MissingIdBlank,
+    MissingIdSpaces,
+    MissingIdPlaceholder,
     Crlf,
     PaddedCode,
     UnknownCode,
@@ -380,6 +391,18 @@ enum Kind {
     /// `true`: reuse a kept voter's id with a newer date (must not displace it).
     BadCounty(bool),
     BrokenQuote,
+    /// A missing voter id: index into `Gen::missing_ids`.
+    MissingId(u8),
+}
+
+/// What part of a line is spoiled on purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Spoil {
+    None,
+    /// A county not in the reference list.
+    County,
+    /// The voter id is `Gen::missing_ids[i]`.
+    Id(u8),
 }
 
 /// A change to the generated voter.
@@ -866,6 +889,9 @@ struct Gen<'a> {
     roles: Vec<Role>,
     header: Vec<String>,
     id_prefix: Vec<u8>,
+    /// Spellings of a missing voter id: blank, spaces (where values can be
+    /// padded), then each writable placeholder as declared and respelled.
+    missing_ids: Vec<Vec<u8>>,
     sources: Vec<Source>,
     /// Per `layout.coded` index: its source column.
     dim_source: Vec<usize>,
@@ -1025,6 +1051,7 @@ impl<'a> Gen<'a> {
         } else {
             b"XX".to_vec()
         };
+        let missing_ids = missing_id_spellings(layout, quoted, can_pad);
 
         if !quoted {
             // Canonical values cannot be altered: they must not hold the delimiter.
@@ -1119,6 +1146,7 @@ impl<'a> Gen<'a> {
             roles,
             header,
             id_prefix,
+            missing_ids,
             sources,
             dim_source,
             dim_codes,
@@ -1172,6 +1200,9 @@ impl<'a> Gen<'a> {
         if self.quoted {
             p.push(Plan::kind(Kind::BrokenQuote));
         }
+        for k in 0..self.missing_ids.len() {
+            p.push(Plan::kind(Kind::MissingId(k as u8)));
+        }
         // Dates.
         if let Some(b) = &self.birth {
             p.push(Plan::tweak(Tweak::Birth(DateVal::Blank)));
@@ -1222,6 +1253,7 @@ impl<'a> Gen<'a> {
         {
             return *p;
         }
+        let spellings = self.missing_ids.len() as u32;
         let d = &mut self.dice;
         let x = d.below(1_000_000);
         let kind = match x {
@@ -1239,6 +1271,7 @@ impl<'a> Gen<'a> {
             14_000..14_500 => Kind::BadCounty(true),
             14_500..15_000 if self.quoted => Kind::BrokenQuote,
             15_000..15_200 => Kind::Empty,
+            15_200..15_600 => Kind::MissingId(d.below(spellings) as u8),
             _ => Kind::Voter,
         };
         let mut flags = 0;
@@ -1294,6 +1327,7 @@ impl<'a> Gen<'a> {
         let rows = self.opts.rows;
         let stride = (rows / 40).max(1);
         let mut rejected_lines = Vec::new();
+        let mut missing_id_lines = Vec::new();
         let mut duplicates_dropped = 0u64;
         // Kept voters a duplicate can repeat (a reservoir), and the last one
         // booked or replaced.
@@ -1385,6 +1419,18 @@ impl<'a> Gen<'a> {
                     self.stats.add(Q::RejectedReusesId);
                     rejected_lines.push(line_no);
                 }
+                Kind::MissingId(k) => {
+                    next_id += 1;
+                    let v = self.voter(next_id);
+                    self.render_with(&v, plan.flags, sample, Spoil::Id(k), &mut line);
+                    self.stats.add(self.missing_id_quirk(k));
+                    missing_id_lines.push(line_no);
+                    match self.layout.missing_voter_id {
+                        MissingVoterId::Reject => rejected_lines.push(line_no),
+                        // Its own voter: never in `recent`, so never duplicated.
+                        MissingVoterId::Keep => self.book(&v, true),
+                    }
+                }
                 Kind::BadCounty(false) | Kind::Truncated | Kind::Empty | Kind::BrokenQuote => {
                     next_id += 1;
                     let v = self.voter(next_id);
@@ -1430,7 +1476,19 @@ impl<'a> Gen<'a> {
             }
             out.write_all(&line)?;
         }
-        Ok(self.truth(rejected_lines, duplicates_dropped))
+        Ok(self.truth(rejected_lines, missing_id_lines, duplicates_dropped))
+    }
+
+    /// The quirk a missing-id spelling shows.
+    fn missing_id_quirk(&self, k: u8) -> Q {
+        let spelling = &self.missing_ids[usize::from(k)];
+        if spelling.is_empty() {
+            Q::MissingIdBlank
+        } else if spelling.iter().all(|&b| b == b' ') {
+            Q::MissingIdSpaces
+        } else {
+            Q::MissingIdPlaceholder
+        }
     }
 
     fn voter(&mut self, id: u64) -> Voter {
@@ -1585,12 +1643,12 @@ impl<'a> Gen<'a> {
     }
 
     fn render_bad_county(&mut self, v: &Voter, flags: u32, sample: bool, line: &mut Vec<u8>) {
-        self.render_with(v, flags, sample, true, line);
+        self.render_with(v, flags, sample, Spoil::County, line);
         self.stats.add(Q::BadCounty);
     }
 
     fn render(&mut self, v: &Voter, flags: u32, sample: bool, line: &mut Vec<u8>) {
-        self.render_with(v, flags, sample, false, line);
+        self.render_with(v, flags, sample, Spoil::None, line);
     }
 
     /// Writes the voter as one line (without its terminator).
@@ -1599,7 +1657,7 @@ impl<'a> Gen<'a> {
         v: &Voter,
         flags: u32,
         sample: bool,
-        bad_county: bool,
+        spoil: Spoil,
         line: &mut Vec<u8>,
     ) {
         let (delim, quoted) = (self.delim, self.quoted);
@@ -1618,19 +1676,8 @@ impl<'a> Gen<'a> {
             let mut identifier = false;
             let mut fake = false;
             match self.roles[i] {
-                Role::VoterId => {
-                    if flags & F_PAD_ID != 0 {
-                        line.push(b' ');
-                        self.stats.add(Q::PaddedId);
-                    }
-                    line.extend_from_slice(&self.id_prefix);
-                    push_num(line, v.id, 9);
-                    if flags & F_PAD_ID != 0 {
-                        line.extend_from_slice(b"  ");
-                    }
-                    identifier = flags & F_PAD_ID == 0;
-                }
-                Role::County if bad_county => line.extend_from_slice(&self.bad_county),
+                Role::VoterId => identifier = self.id_field(v, flags, spoil, line),
+                Role::County if spoil == Spoil::County => line.extend_from_slice(&self.bad_county),
                 Role::County => self.county_field(v.county, flags, line),
                 Role::Birth => {
                     let b = self.birth.as_ref().expect("role");
@@ -1720,6 +1767,26 @@ impl<'a> Gen<'a> {
                 line.push(b'"');
             }
         }
+    }
+
+    /// Writes the voter id (or the spoiled id); returns whether it is an
+    /// identifier worth sampling.
+    fn id_field(&mut self, v: &Voter, flags: u32, spoil: Spoil, line: &mut Vec<u8>) -> bool {
+        if let Spoil::Id(k) = spoil {
+            push_escaped(line, &self.missing_ids[usize::from(k)], self.quoted);
+            return false;
+        }
+        let pad = flags & F_PAD_ID != 0;
+        if pad {
+            line.push(b' ');
+            self.stats.add(Q::PaddedId);
+        }
+        line.extend_from_slice(&self.id_prefix);
+        push_num(line, v.id, 9);
+        if pad {
+            line.extend_from_slice(b"  ");
+        }
+        !pad
     }
 
     fn count_date(&mut self, birth: bool, v: DateVal, cy: i16) {
@@ -1882,7 +1949,12 @@ impl<'a> Gen<'a> {
         false
     }
 
-    fn truth(&mut self, rejected_lines: Vec<u64>, duplicates_dropped: u64) -> GroundTruth {
+    fn truth(
+        &mut self,
+        rejected_lines: Vec<u64>,
+        missing_id_lines: Vec<u64>,
+        duplicates_dropped: u64,
+    ) -> GroundTruth {
         let layout = self.layout;
         // Sort packed keys by numbers that order as `TruthRow` does (county
         // name, birth year, gender, race, ethnicity, party, status,
@@ -1980,6 +2052,7 @@ impl<'a> Gen<'a> {
             rows_read: self.opts.rows,
             rows_rejected: rejected_lines.len() as u64,
             rejected_lines,
+            missing_id_lines,
             duplicates_dropped,
             rows_written,
             unknown_codes,
@@ -1987,6 +2060,30 @@ impl<'a> Gen<'a> {
             identifiers: std::mem::take(&mut self.identifiers),
         }
     }
+}
+
+/// How a generated file spells a missing voter id: blank; all spaces where
+/// values can be padded; each placeholder the file can hold (an unquoted file
+/// cannot hold one with its delimiter) as declared, and lower-case with
+/// spaces around, which ingestion must read the same.
+fn missing_id_spellings(layout: &Layout, quoted: bool, can_pad: bool) -> Vec<Vec<u8>> {
+    let mut out = vec![Vec::new()];
+    if can_pad {
+        out.push(b"   ".to_vec());
+    }
+    for p in &layout.voter_id_placeholders {
+        if !quoted && p.as_bytes().contains(&layout.format.delimiter) {
+            continue;
+        }
+        out.push(p.as_bytes().to_vec());
+        let lower = p.to_ascii_lowercase();
+        out.push(if can_pad {
+            format!(" {lower}  ").into_bytes()
+        } else {
+            lower.into_bytes()
+        });
+    }
+    out
 }
 
 /// The candidate values of a source column feeding `dims` (indices into

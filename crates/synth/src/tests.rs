@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use layout::{CodedDim, CountyMatch, Layout, Quoting};
+use layout::{CodedDim, CountyMatch, Layout, MissingVoterId, Quoting};
 
 use super::*;
 
@@ -88,8 +88,9 @@ fn split(line: &[u8], delim: u8, quoting: Quoting) -> Option<Vec<Vec<u8>>> {
 }
 
 type Tuple = (usize, Option<i16>, Option<i16>, Vec<usize>);
-/// A kept line: voter id, registration rank, output tuple, unknown codes.
-type Kept = (Vec<u8>, i32, Tuple, Vec<(usize, String)>);
+/// A kept line: voter id (`None`: missing, a voter of its own), registration
+/// rank, output tuple, unknown codes.
+type Kept = (Option<Vec<u8>>, i32, Tuple, Vec<(usize, String)>);
 
 /// Reads `bytes` as ingestion must; returns the truth (without identifiers).
 fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
@@ -163,6 +164,7 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
     };
 
     let mut rejected_lines = Vec::new();
+    let mut missing_id_lines = Vec::new();
     // (id, rank, tuple, unknowns)
     let mut kept: Vec<Kept> = Vec::new();
     for (n, line) in lines.iter().enumerate().skip(first) {
@@ -177,6 +179,20 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
             rejected_lines.push(line_no);
             continue;
         };
+        // Blank (after trimming) or a placeholder, ignoring case: missing.
+        let id = trim(&fields[id_col]);
+        let id_missing = id.is_empty()
+            || layout
+                .voter_id_placeholders
+                .iter()
+                .any(|p| p.as_bytes().eq_ignore_ascii_case(id));
+        if id_missing {
+            missing_id_lines.push(line_no);
+            if layout.missing_voter_id == MissingVoterId::Reject {
+                rejected_lines.push(line_no);
+                continue;
+            }
+        }
         let birth = layout
             .birth_year
             .as_ref()
@@ -211,23 +227,30 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
             codes.push(code);
         }
         kept.push((
-            trim(&fields[id_col]).to_vec(),
+            (!id_missing).then(|| id.to_vec()),
             reg.map_or(i32::MIN, |(_, rank)| rank),
             (county, birth, reg.map(|(y, _)| y), codes),
             unknowns,
         ));
     }
-    // Latest date wins; ties go to the later line.
+    // Latest date wins; ties go to the later line. A line without an id is
+    // its own voter.
     let mut best: HashMap<&[u8], usize> = HashMap::new();
+    let mut alone = Vec::new();
     for (i, k) in kept.iter().enumerate() {
-        let e = best.entry(&k.0).or_insert(i);
+        let Some(id) = &k.0 else {
+            alone.push(i);
+            continue;
+        };
+        let e = best.entry(id).or_insert(i);
         if k.1 >= kept[*e].1 {
             *e = i;
         }
     }
+    let written: Vec<usize> = best.values().copied().chain(alone).collect();
     let mut counts: BTreeMap<TruthRow, u64> = BTreeMap::new();
     let mut unknown_codes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for &i in best.values() {
+    for &i in &written {
         let (county, birth, reg, codes) = &kept[i].2;
         let code = |dim: CodedDim| {
             let d = layout.coded.iter().position(|c| c.dim == dim)?;
@@ -264,8 +287,9 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
         rows_read,
         rows_rejected: rejected_lines.len() as u64,
         rejected_lines,
-        duplicates_dropped: (kept.len() - best.len()) as u64,
-        rows_written: best.len() as u64,
+        missing_id_lines,
+        duplicates_dropped: (kept.len() - written.len()) as u64,
+        rows_written: written.len() as u64,
         unknown_codes,
         rows,
         identifiers: Vec::new(),
@@ -372,6 +396,17 @@ fn every_builtin_layout_generates_and_balances() {
                 assert!(bytes.is_ascii(), "{name}");
             } else {
                 assert!(t.rows_rejected > 0 && t.duplicates_dropped > 0, "{name}");
+                assert!(
+                    t.missing_id_lines.len() > 3,
+                    "{name}: {:?}",
+                    t.missing_id_lines
+                );
+                assert!(
+                    t.missing_id_lines
+                        .iter()
+                        .all(|l| t.rejected_lines.binary_search(l).is_ok()),
+                    "{name}: missing ids are rejected"
+                );
             }
             // The truth round-trips through JSON.
             assert_eq!(GroundTruth::from_json(&t.to_json()).unwrap(), t);
@@ -420,6 +455,13 @@ fn expected_quirks(layout: &Layout) -> Vec<Q> {
     ];
     if layout.format.quoting == Quoting::Double {
         q.extend([Q::BrokenQuote, Q::DelimiterInField]);
+    }
+    q.push(Q::MissingIdBlank);
+    if layout.format.quoting == Quoting::Double || layout.format.delimiter != b' ' {
+        q.push(Q::MissingIdSpaces);
+    }
+    if !layout.voter_id_placeholders.is_empty() {
+        q.push(Q::MissingIdPlaceholder);
     }
     if layout.format.header {
         q.push(Q::ExtraColumns);
@@ -688,8 +730,14 @@ fn identifiers_are_in_the_file_and_not_public_values() {
 }
 
 /// A layout for another state: pipe-delimited, unquoted, no header, county by
-/// name, a year-only registration date, a party column with a map.
+/// name, a year-only registration date, a party column with a map, and
+/// placeholder voter ids.
 fn custom_layout() -> Layout {
+    custom_layout_with("")
+}
+
+/// [`custom_layout`] with `missing` (a line under `[voter_id]`).
+fn custom_layout_with(missing: &str) -> Layout {
     let text = r#"
 name = "zz"
 description = "Made-up state"
@@ -701,6 +749,8 @@ encoding = "utf-8"
 columns = ["ID", "LAST NAME", "FIRST NAME", "CNTY", "DOB", "REG YEAR", "PTY", "ST", "ADDRESS", "PHONE", "EMAIL", "WARD"]
 [voter_id]
 column = "ID"
+placeholders = ["0", "NONE"]
+{missing}
 [county]
 column = "CNTY"
 match = "name"
@@ -737,8 +787,9 @@ codes = [
 ]
 [absent]
 dimensions = ["gender", "race", "ethnicity", "congressional_district"]
-"#;
-    Layout::from_toml(text, "test", &|_| {
+"#
+    .replace("{missing}", missing);
+    Layout::from_toml(&text, "test", &|_| {
         Ok("code,name\nA,Alpha\nB,Beta Springs\nC,Gamma\nD,Dona Delta\n".to_owned())
     })
     .unwrap()
@@ -763,6 +814,43 @@ fn a_custom_layout_works() {
                 assert!(stats.get(q) > 0, "custom: no {q:?}");
             }
         }
+    }
+}
+
+#[test]
+fn missing_ids_are_written_in_every_spelling_and_kept_when_the_layout_says_so() {
+    let reject = custom_layout();
+    let keep = custom_layout_with("missing = \"keep\"");
+    assert_eq!(keep.missing_voter_id, MissingVoterId::Keep);
+    let (bytes, rejected, _) = synth_with(&reject, 20_000, 4, true);
+    let (same, kept, _) = synth_with(&keep, 20_000, 4, true);
+    assert_eq!(bytes, same, "the policy changes the truth, not the file");
+    assert_reads_back(&keep, &same, &kept);
+    assert_eq!(rejected.missing_id_lines, kept.missing_id_lines);
+    let missing = kept.missing_id_lines.len() as u64;
+    assert!(missing > 5, "{missing}");
+    assert!(
+        kept.missing_id_lines
+            .iter()
+            .all(|l| rejected.rejected_lines.binary_search(l).is_ok()
+                && kept.rejected_lines.binary_search(l).is_err())
+    );
+    assert_eq!(kept.rows_rejected + missing, rejected.rows_rejected);
+    assert_eq!(kept.rows_written, rejected.rows_written + missing);
+    assert_eq!(kept.duplicates_dropped, rejected.duplicates_dropped);
+    // Every spelling, in the id column (the first; lines are `ID|...`).
+    let lines: Vec<&[u8]> = bytes.split(|&b| b == b'\n').collect();
+    let ids: HashSet<&[u8]> = kept
+        .missing_id_lines
+        .iter()
+        .map(|&l| lines[l as usize - 1].split(|&b| b == b'|').next().unwrap())
+        .collect();
+    for spelling in [&b""[..], b"   ", b"0", b"NONE", b" none  "] {
+        assert!(
+            ids.contains(spelling),
+            "{:?}",
+            String::from_utf8_lossy(spelling)
+        );
     }
 }
 
