@@ -207,7 +207,10 @@ fn metrics_count_requests_and_releases_and_carry_no_data() {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').unwrap();
         assert!(series.starts_with("rollcall_"), "{line}");
-        if series.starts_with("rollcall_epsilon_") || series.starts_with("rollcall_start_time") {
+        if series.starts_with("rollcall_epsilon_")
+            || series.starts_with("rollcall_population_epsilon_")
+            || series.starts_with("rollcall_start_time")
+        {
             continue; // budgets and a timestamp, checked above
         }
         if let Some((_, labels)) = series.split_once('{') {
@@ -699,11 +702,11 @@ fn budget_works_without_the_server_and_without_the_data() {
     let csv = String::from_utf8(csv.stdout).unwrap();
     assert_eq!(
         csv.lines().next(),
-        Some("scope,analyst,dataset,budget,spent,remaining,releases")
+        Some("scope,analyst,dataset,population,budget,spent,remaining,releases")
     );
     assert!(
         csv.lines()
-            .any(|l| l.starts_with("analyst,alice,nc,2,") && l.ends_with(",1")),
+            .any(|l| l.starts_with("analyst,alice,nc,,2,") && l.ends_with(",1")),
         "{csv}"
     );
 }

@@ -292,7 +292,7 @@ fn amounts_are_exact_and_files_owner_only() {
         &dataset("nc", "2026-06-30", "epsilon_total = 100"),
         std::slice::from_ref(&alice),
     ));
-    for (e, want) in [(30.0, "30"), (0.05, "0.05"), (0.3, "0.3")] {
+    for (e, want) in [(30.0, "30.0"), (0.05, "0.05"), (0.3, "0.3")] {
         let d = server.query(
             &alice.token,
             &json!({"dataset": "nc", "group_by": ["county"], "epsilon": e, "dry_run": true}),
@@ -359,7 +359,10 @@ fn amounts_are_exact_and_files_owner_only() {
 /// OpenSSL (3.5 or newer), and `rollcall version` says which.
 #[test]
 fn version_names_a_supported_openssl() {
-    let out = std::process::Command::new(bin()).arg("version").output().unwrap();
+    let out = std::process::Command::new(bin())
+        .arg("version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     let version = text
@@ -368,6 +371,9 @@ fn version_names_a_supported_openssl() {
         .and_then(|v| v.split_whitespace().next())
         .unwrap_or_else(|| panic!("no OpenSSL version in {text}"));
     let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-    assert!(parts.len() >= 2 && (parts[0], parts[1]) >= (3, 5), "linked OpenSSL {version}");
+    assert!(
+        parts.len() >= 2 && (parts[0], parts[1]) >= (3, 5),
+        "linked OpenSSL {version}"
+    );
     assert!(text.contains("opendp"), "{text}");
 }

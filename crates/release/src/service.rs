@@ -449,7 +449,7 @@ fn log(
         dataset = %target.name,
         group_by = ?ask.group_by,
         filter = ?filter,
-        epsilon = %v.charge.epsilon,
+        epsilon = v.charge.epsilon.to_f64(),
         cells = v.cells,
         outcome,
         cached = outcome == "cached",
