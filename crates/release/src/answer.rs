@@ -1,6 +1,8 @@
 //! What the release path hands back, and the JSON stored for a release:
 //! its rows (public cell keys and noisy counts) and its canonical query.
 
+use std::sync::Arc;
+
 use engine::{CountQuery, Dim, Domains};
 use privacy::{Epsilon, StoredRelease};
 use serde::Serialize;
@@ -40,8 +42,9 @@ pub struct Cost {
 /// A release to show.
 #[derive(Debug, Clone)]
 pub struct Released {
-    /// The stored release.
-    pub release: StoredRelease,
+    /// The stored release (shared with the service's memory of it: its rows
+    /// are tens of kB).
+    pub release: Arc<StoredRelease>,
     /// Whether it was already stored (then nothing was spent).
     pub cached: bool,
     /// Cells of the answer.

@@ -162,7 +162,7 @@ impl ReleaseService {
             Instant::now(),
         );
         Ok(Some(Answer::Release(Released {
-            release: (*stored).clone(),
+            release: stored,
             cached: true,
             cells: v.cells,
             analyst_remaining: who.budget.saturating_sub(spent),
@@ -197,8 +197,7 @@ impl ReleaseService {
         let noisy = self.draw(target, &v)?;
         let outcome = self.commit(target, &v, &caps, sharing, &noisy)?;
         let cached = outcome.is_cached();
-        let release = outcome.release().clone();
-        self.stored.put(sharing, &release);
+        let release = self.stored.put(sharing, outcome.release());
         let spent = self.ledger.spent(who.name, &target.name)?;
         let status = if cached { "cached" } else { "released" };
         log(
@@ -225,7 +224,7 @@ impl ReleaseService {
         who: Spender<'_>,
         ask: &Ask,
         v: &Validated,
-        stored: StoredRelease,
+        stored: Arc<StoredRelease>,
         caps: &Caps,
         started: Instant,
     ) -> Result<Answer, ReleaseError> {
@@ -255,15 +254,12 @@ impl ReleaseService {
         target: &Target,
         key: &str,
         sharing: Sharing<'_>,
-    ) -> Result<Option<StoredRelease>, ReleaseError> {
+    ) -> Result<Option<Arc<StoredRelease>>, ReleaseError> {
         if let Some(r) = self.stored.get(&target.name, key, sharing) {
-            return Ok(Some((*r).clone()));
+            return Ok(Some(r));
         }
         let found = self.ledger.find_release(&target.name, key, sharing)?;
-        if let Some(r) = &found {
-            self.stored.put(sharing, r);
-        }
-        Ok(found)
+        Ok(found.map(|r| self.stored.put(sharing, &r)))
     }
 
     /// Under the gate: count, add noise, and hold until the class's deadline.

@@ -55,13 +55,14 @@ impl StoredReleases {
             .cloned()
     }
 
-    /// Keeps what the ledger returned for this lookup.
-    pub fn put(&self, sharing: Sharing<'_>, release: &StoredRelease) {
+    /// Keeps what the ledger returned for this lookup, and returns the kept
+    /// copy (the one already kept, if any).
+    pub fn put(&self, sharing: Sharing<'_>, release: &StoredRelease) -> Arc<StoredRelease> {
         let key = lookup(&release.dataset, &release.query_key, sharing);
         let size = release.rows_json.len() + release.query_json.len();
         let mut inner = self.lock();
-        if inner.by_lookup.contains_key(&key) {
-            return;
+        if let Some(kept) = inner.by_lookup.get(&key) {
+            return kept.clone();
         }
         while inner.bytes + size > MAX_BYTES {
             let Some(oldest) = inner.order.pop_front() else {
@@ -73,7 +74,9 @@ impl StoredReleases {
         }
         inner.bytes += size;
         inner.order.push_back(key.clone());
-        inner.by_lookup.insert(key, Arc::new(release.clone()));
+        let kept = Arc::new(release.clone());
+        inner.by_lookup.insert(key, kept.clone());
+        kept
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {

@@ -123,6 +123,42 @@ pub struct QueryResponse {
     pub release_id: String,
 }
 
+/// [`QueryResponse`] without its rows: what is serialised around the stored
+/// rows, which are spliced in as they are (they are the server's own JSON,
+/// tens of kB, and parsing them again for every stored answer would cost
+/// more than the rest of the request).
+#[derive(Debug, Serialize)]
+pub struct QueryResponseMeta {
+    /// As [`QueryResponse::mechanism`].
+    pub mechanism: String,
+    /// As [`QueryResponse::noise_scale`].
+    pub noise_scale: f64,
+    /// As [`QueryResponse::ci95`].
+    pub ci95: f64,
+    /// As [`QueryResponse::epsilon_spent`].
+    pub epsilon_spent: f64,
+    /// As [`QueryResponse::epsilon_remaining`].
+    pub epsilon_remaining: f64,
+    /// As [`QueryResponse::cached`].
+    pub cached: bool,
+    /// As [`QueryResponse::release_id`].
+    pub release_id: String,
+}
+
+impl QueryResponseMeta {
+    /// The JSON of the whole [`QueryResponse`]: `rows` (trusted JSON, the
+    /// server's own) first, then these fields.
+    pub fn with_rows(&self, rows_json: &str) -> String {
+        let meta = serde_json::to_string(self).expect("plain fields serialise");
+        let mut out = String::with_capacity(rows_json.len() + meta.len() + 10);
+        out.push_str("{\"rows\":");
+        out.push_str(rows_json);
+        out.push(',');
+        out.push_str(&meta[1..]);
+        out
+    }
+}
+
 /// `POST /v1/query` answer for `"dry_run": true`.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct DryRunResponse {
@@ -217,4 +253,37 @@ pub struct ReleaseInfo {
     pub ci95: f64,
     /// When it was committed (RFC 3339, UTC).
     pub created_at: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The spliced answer is the JSON `QueryResponse` would serialise to.
+    #[test]
+    fn rows_spliced_in_make_the_same_answer() {
+        let rows = r#"[{"county":"WAKE","count":12},{"county":"ORANGE","count":-1}]"#;
+        let meta = QueryResponseMeta {
+            mechanism: "discrete_laplace".into(),
+            noise_scale: 2.0,
+            ci95: 6.5,
+            epsilon_spent: 0.5,
+            epsilon_remaining: 2.5,
+            cached: false,
+            release_id: "00ff".into(),
+        };
+        let spliced: serde_json::Value = serde_json::from_str(&meta.with_rows(rows)).unwrap();
+        let whole = serde_json::to_value(QueryResponse {
+            rows: RawValue::from_string(rows.to_owned()).unwrap(),
+            mechanism: meta.mechanism.clone(),
+            noise_scale: meta.noise_scale,
+            ci95: meta.ci95,
+            epsilon_spent: meta.epsilon_spent,
+            epsilon_remaining: meta.epsilon_remaining,
+            cached: meta.cached,
+            release_id: meta.release_id.clone(),
+        })
+        .unwrap();
+        assert_eq!(spliced, whole);
+    }
 }

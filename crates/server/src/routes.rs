@@ -18,7 +18,7 @@ use serde_json::value::RawValue;
 
 use crate::api::{
     BudgetEntry, BudgetResponse, DatasetInfo, DatasetsResponse, DimensionInfo, DryRunResponse,
-    Health, QueryRequest, QueryResponse, ReleaseInfo, ReleasesResponse,
+    Health, QueryRequest, QueryResponse, QueryResponseMeta, ReleaseInfo, ReleasesResponse,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::{Budget, Budgets, Reloads};
@@ -263,19 +263,19 @@ pub async fn query(
         }),
         Answer::Release(r) => {
             live.metrics.release(&req.dataset, r.cached);
-            let rel = r.release;
-            let rows = RawValue::from_string(rel.rows_json)
-                .map_err(|e| ApiError::Internal(format!("stored rows are not JSON: {e}")))?;
-            HttpResponse::Ok().json(QueryResponse {
-                rows,
-                mechanism: rel.mechanism,
+            let rel = &r.release;
+            let meta = QueryResponseMeta {
+                mechanism: rel.mechanism.clone(),
                 noise_scale: rel.noise_scale,
                 ci95: rel.ci95,
                 epsilon_spent: if r.cached { 0.0 } else { rel.epsilon.to_f64() },
                 epsilon_remaining: r.analyst_remaining.to_f64(),
                 cached: r.cached,
-                release_id: rel.release_id,
-            })
+                release_id: rel.release_id.clone(),
+            };
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(meta.with_rows(&rel.rows_json))
         }
     })
 }
