@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! Ask ──validate (public domains, ε → Charge)──▶ stored? ──▶ affordable? (read-only)
-//!     ──gate──▶ engine count ──▶ privacy noise ──▶ pad to the class deadline ──gate──▶
-//!     Ledger::commit_release (the authority) ──▶ Answer
+//!     ──gate──▶ engine count ──▶ privacy noise ──▶ Ledger::commit_release (the authority)
+//!     ──▶ pad to the class deadline ──gate──▶ Answer
 //! ```
 //!
 //! [`ReleaseService`] is owned by the server's state: the noise gate, the

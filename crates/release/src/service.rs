@@ -10,10 +10,10 @@
 //!    a query that cannot be paid for costs the server nothing and waits
 //!    for nobody;
 //! 4. under the **gate** (one fresh release at a time): **count** exactly,
-//!    add opendp **noise**, then **pad** to the class's fixed deadline
-//!    ([`crate::timing`]) before leaving the gate;
-//! 5. **commit** spend and noisy rows in one ledger transaction (which checks
-//!    the caps again, as the authority); only then is anything returned.
+//!    add opendp **noise**, **commit** spend and noisy rows in one ledger
+//!    transaction (which checks the caps again, as the authority), then
+//!    **pad** to the class's fixed deadline ([`crate::timing`]) before
+//!    leaving the gate, whatever the outcome; only then is anything returned.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -194,8 +194,7 @@ impl ReleaseService {
             log(target, who, ask, &v, "budget_exhausted", None, started);
             return Err(refused.into());
         }
-        let noisy = self.draw(target, &v)?;
-        let outcome = self.commit(target, &v, &caps, sharing, &noisy)?;
+        let outcome = self.release(target, &v, &caps, sharing)?;
         let cached = outcome.is_cached();
         let release = self.stored.put(sharing, outcome.release());
         let spent = self.ledger.spent(who.name, &target.name)?;
@@ -262,22 +261,38 @@ impl ReleaseService {
         Ok(found.map(|r| self.stored.put(sharing, &r)))
     }
 
-    /// Under the gate: count, add noise, and hold until the class's deadline.
-    /// The exact counts exist only inside this function.
-    fn draw(&self, target: &Target, v: &Validated) -> Result<Vec<i64>, ReleaseError> {
+    /// Under the gate: count, add noise, commit, and hold the gate until the
+    /// class's deadline, also when the commit refuses (a refusal after the
+    /// noise was drawn must not answer early either). The exact counts exist
+    /// only inside this function.
+    fn release(
+        &self,
+        target: &Target,
+        v: &Validated,
+        caps: &Caps,
+        sharing: Sharing<'_>,
+    ) -> Result<CommitOutcome, ReleaseError> {
         let _gate = self.gate.lock();
         let source = target.data.source_for(&v.query)?;
         let class = Class::new(&target.name, &target.version, source, v.cells);
         let deadline = self.deadlines.get_or_calibrate(&class, || {
-            // The same work with the output thrown away: the same count, and
-            // noise on zeros (which says nothing about the data).
+            // The same work with the output thrown away: the same count,
+            // noise on zeros (which says nothing about the data), rows of the
+            // same shape, and a commit of their size that records nothing.
             let _ = target.data.count(&v.query);
             let zeros = ExactCounts::new(vec![0; v.cells as usize]);
-            let _ = privacy::release_counts(zeros, &v.charge);
+            let noisy = privacy::release_counts(zeros, &v.charge).map(|r| r.noisy);
+            let rows = noisy.map(|n| self.rows_json(target, v, &n));
+            if let Ok(Ok(json)) = rows {
+                let _ = self.ledger.rehearse_commit(json.len());
+            }
         });
         let started = Instant::now();
-        let exact = target.data.count(&v.query)?;
-        let release = privacy::release_counts(exact, &v.charge)?;
+        let outcome = (|| {
+            let exact = target.data.count(&v.query)?;
+            let release = privacy::release_counts(exact, &v.charge)?;
+            self.commit(target, v, caps, sharing, &release.noisy)
+        })();
         let stage = started.elapsed();
         crate::timing::pad(started, deadline);
         tracing::debug!(
@@ -285,7 +300,22 @@ impl ReleaseService {
             deadline_ms = deadline.as_secs_f64() * 1e3,
             "release stage"
         );
-        Ok(release.noisy)
+        outcome
+    }
+
+    fn rows_json(
+        &self,
+        target: &Target,
+        v: &Validated,
+        noisy: &[i64],
+    ) -> Result<String, ReleaseError> {
+        let cells = target.domains.cells(&v.query)?;
+        Rows {
+            dims: &v.query.group_by,
+            cells: &cells,
+            noisy,
+        }
+        .to_json()
     }
 
     fn commit(
@@ -296,13 +326,7 @@ impl ReleaseService {
         sharing: Sharing<'_>,
         noisy: &[i64],
     ) -> Result<CommitOutcome, ReleaseError> {
-        let cells = target.domains.cells(&v.query)?;
-        let rows_json = Rows {
-            dims: &v.query.group_by,
-            cells: &cells,
-            noisy,
-        }
-        .to_json()?;
+        let rows_json = self.rows_json(target, v, noisy)?;
         let release = NewRelease {
             query_key: v.key.clone(),
             query_json: query_json(&target.name, &target.domains, &v.query, v.charge.epsilon)?,

@@ -10,8 +10,9 @@
 //!
 //! A class's deadline is set once, by [`Deadlines::get_or_calibrate`]: the
 //! slowest of a few dry runs of the same work (the same count, noise on a
-//! vector of zeros of the same length), times [`MARGIN`], rounded up to the
-//! quantum. It never moves afterwards: a deadline that followed recent
+//! vector of zeros of the same length, and a ledger commit of the same size
+//! that records nothing), times [`MARGIN`], rounded up to the quantum. The
+//! commit is inside the deadline, so the answer leaves at the deadline. It never moves afterwards: a deadline that followed recent
 //! releases (a high-water mark) would let exactly the slowest draws, those
 //! with the largest noise, show their own time. A stage that still overruns
 //! its deadline (a stall of the machine) is held to the next doubling of it,

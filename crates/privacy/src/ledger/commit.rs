@@ -232,6 +232,22 @@ impl Ledger {
         }))
     }
 
+    /// Times what a commit of a release of `bytes` bytes costs without
+    /// recording anything: a row of that size written to the always-empty
+    /// `rehearsals` table and deleted, in one durable transaction (so the
+    /// same WAL writes and fsync as a release's commit). The release path
+    /// includes it when it sets a deadline; no spend, release or data is
+    /// written.
+    pub fn rehearse_commit(&self, bytes: usize) -> Result<(), PrivacyError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.prepare_cached("INSERT INTO rehearsals (payload) VALUES (zeroblob(?1))")?
+            .execute(params![bytes as i64])?;
+        tx.prepare_cached("DELETE FROM rehearsals")?.execute([])?;
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The ε an analyst has spent on a dataset.
     pub fn spent(&self, analyst: &str, dataset: &str) -> Result<Epsilon, PrivacyError> {
         Ok(analyst_spent(&self.read(), analyst, dataset)?)

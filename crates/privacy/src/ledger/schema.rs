@@ -72,8 +72,9 @@ END;
 
 /// Version 3, the tables: exact ε (whole nano-ε, INTEGER), the population
 /// each spend was charged to, running totals per analyst, dataset and
-/// population, and releases unique per analyst (a dataset may keep its
-/// releases to the analyst who paid, `share_releases = false`).
+/// population, releases unique per analyst (a dataset may keep its
+/// releases to the analyst who paid, `share_releases = false`), and an
+/// always-empty table for timing commits.
 const V3_TABLES: &str = r#"
 CREATE TABLE releases (
     seq            INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -120,6 +121,11 @@ CREATE TABLE population_totals (
     epsilon_nanos  INTEGER NOT NULL,
     PRIMARY KEY (population, dataset)
 ) WITHOUT ROWID;
+-- Always empty: the release path times a commit of a release's size here
+-- (written and deleted in one transaction) to set its deadlines.
+CREATE TABLE rehearsals (
+    payload        BLOB    NOT NULL
+);
 "#;
 
 /// Version 3, the triggers (created after the copy, so copied spends are

@@ -665,3 +665,19 @@ fn ledger_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Ledger>();
 }
+
+/// A rehearsal commits durably and leaves nothing behind.
+#[test]
+fn a_rehearsed_commit_records_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = open(&dir);
+    ledger.rehearse_commit(40_000).unwrap();
+    let conn = ledger.conn();
+    let rows: i64 = conn
+        .query_row("SELECT COUNT(*) FROM rehearsals", [], |r| r.get(0))
+        .unwrap();
+    let spends: i64 = conn
+        .query_row("SELECT COUNT(*) FROM spends", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!((rows, spends), (0, 0));
+}
