@@ -27,10 +27,10 @@ use engine::CountSource;
 /// Slack of a deadline over the slowest calibration run: stalls of the
 /// machine and other work on the cores must fit in it, or the release waits
 /// a whole second deadline.
-pub const MARGIN: f64 = 1.5;
+pub const MARGIN: f64 = 1.25;
 
 /// Dry runs per calibration; the slowest sets the deadline.
-pub const CALIBRATION_RUNS: usize = 3;
+pub const CALIBRATION_RUNS: usize = 5;
 
 /// The public shape that sets a release's deadline.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -70,9 +70,9 @@ pub const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
 
 /// Default quantum, in milliseconds, of the padding of counting and noise.
-pub const DEFAULT_TIMING_QUANTUM_MS: u64 = 1;
+pub const DEFAULT_TIMING_QUANTUM_MS: f64 = 0.5;
 /// Largest `timing_quantum_ms` accepted.
-pub const MAX_TIMING_QUANTUM_MS: u64 = 1000;
+pub const MAX_TIMING_QUANTUM_MS: f64 = 1000.0;
 
 /// A configuration problem, naming the key (`dataset[1].layout`) or file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -125,7 +125,7 @@ struct ServerFile {
     max_concurrent_per_token: Option<usize>,
     workers: Option<usize>,
     metrics_token_sha256: Option<String>,
-    timing_quantum_ms: Option<u64>,
+    timing_quantum_ms: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -174,11 +174,11 @@ pub struct ServerConfig {
     /// endpoint is open (firewall it: it carries no data or secrets, but
     /// shows traffic and ε spent).
     pub metrics_token_sha256: Option<TokenHash>,
-    /// Counting and noise of a fresh release are padded to the recent
-    /// slowest of the same shape, rounded up to a multiple of this many
-    /// milliseconds (0: no padding), so the response time does not tell the
-    /// size of the noise drawn. See [`crate::query::pad_stage`].
-    pub timing_quantum_ms: u64,
+    /// A fresh release answers at a deadline fixed per public shape (see
+    /// `release::timing`), a multiple of this many milliseconds (fractions
+    /// allowed; 0: no padding), so the response time does not tell the
+    /// size of the noise drawn.
+    pub timing_quantum_ms: f64,
 }
 
 /// One `[[population]]`: datasets holding the same voters, and the cap on
@@ -476,10 +476,10 @@ fn validate_server(s: ServerFile) -> Result<ServerConfig, ConfigError> {
         .map(|h| parse_token_hash("server.metrics_token_sha256".into(), h))
         .transpose()?;
     let timing_quantum_ms = s.timing_quantum_ms.unwrap_or(DEFAULT_TIMING_QUANTUM_MS);
-    if timing_quantum_ms > MAX_TIMING_QUANTUM_MS {
+    if !(0.0..=MAX_TIMING_QUANTUM_MS).contains(&timing_quantum_ms) {
         return Err(ConfigError::new(
             "server.timing_quantum_ms",
-            format!("at most {MAX_TIMING_QUANTUM_MS} (0 turns padding off)"),
+            format!("must be from 0 to {MAX_TIMING_QUANTUM_MS} milliseconds (0 turns padding off)"),
         ));
     }
     Ok(ServerConfig {

@@ -161,7 +161,7 @@ impl AppState {
             .iter()
             .map(|a| Analyst::new(a, Arc::default()))
             .collect();
-        let quantum = std::time::Duration::from_millis(config.server.timing_quantum_ms);
+        let quantum = std::time::Duration::from_secs_f64(config.server.timing_quantum_ms / 1e3);
         Ok(AppState {
             server: config.server.clone(),
             datasets,
