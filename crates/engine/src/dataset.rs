@@ -17,6 +17,8 @@ use parquet::arrow::arrow_reader::{
 };
 use rayon::prelude::*;
 
+use dataset::Manifest;
+
 use crate::rollup::Rollup;
 use crate::{CountQuery, Dim, Domains, EngineError};
 
@@ -148,17 +150,20 @@ impl Dataset {
         domains: Arc<Domains>,
     ) -> Result<Dataset, EngineError> {
         let files = parquet_files(dir)?;
-        let manifest = read_manifest(dir)?;
+        let manifest_path = dir.join(dataset::MANIFEST);
+        let manifest = Manifest::read(dir).map_err(|e| match e {
+            dataset::ManifestError::Io { source, .. } => io_err(&manifest_path, source),
+            other => schema_err(&manifest_path, other.to_string()),
+        })?;
         let (version, sources) = describe(manifest.as_ref());
         if let Some(m) = &manifest
-            && let Some(name) = m.get("layout").and_then(|v| v.as_str())
-            && name != layout.name
+            && m.layout != layout.name
         {
             return Err(schema_err(
-                &dir.join("manifest.json"),
+                &manifest_path,
                 format!(
-                    "the dataset was ingested with layout `{name}`, not `{}`",
-                    layout.name
+                    "the dataset was ingested with layout `{}`, not `{}`",
+                    m.layout, layout.name
                 ),
             ));
         }
@@ -188,12 +193,14 @@ impl Dataset {
         let rows = segments.iter().map(|s| s.rows).sum();
 
         if let Some(m) = &manifest
-            && let Some(written) = m.get("rows_written").and_then(|v| v.as_u64())
-            && written != rows as u64
+            && m.rows_written != rows as u64
         {
             return Err(schema_err(
-                &dir.join("manifest.json"),
-                format!("rows_written is {written} but the Parquet files hold {rows} rows"),
+                &manifest_path,
+                format!(
+                    "rows_written is {} but the Parquet files hold {rows} rows",
+                    m.rows_written
+                ),
             ));
         }
         Ok(Dataset {
@@ -349,42 +356,32 @@ fn parquet_files(dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
     Ok(files)
 }
 
-fn read_manifest(dir: &Path) -> Result<Option<serde_json::Value>, EngineError> {
-    let path = dir.join("manifest.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|e| schema_err(&path, format!("not valid JSON: {e}"))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(io_err(&path, e)),
-    }
-}
-
 /// The data version and source hashes from a manifest (see
 /// [`Dataset::version`]); without a manifest, the version says so.
-fn describe(manifest: Option<&serde_json::Value>) -> (String, Vec<String>) {
+fn describe(manifest: Option<&Manifest>) -> (String, Vec<String>) {
     use sha2::{Digest, Sha256};
     let Some(m) = manifest else {
         return ("no-manifest".to_owned(), Vec::new());
     };
-    let sources: Vec<String> = m
-        .get("sources")
-        .and_then(|s| s.as_array())
-        .map(|s| {
-            s.iter()
-                .filter_map(|f| f.get("sha256")?.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
-    let identity = serde_json::json!({
-        "layout": m.get("layout"),
-        "layout_sha256": m.get("layout_sha256"),
-        "current_year": m.get("current_year"),
-        "schema": m.get("schema"),
-        "sources": sources,
-    });
-    let digest = Sha256::digest(identity.to_string().as_bytes());
-    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let sources = m.source_hashes();
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(&m.layout);
+    put(&m.layout_sha256);
+    put(&m.current_year.to_string());
+    for f in &m.schema {
+        put(&format!("{}:{}:{}", f.name, f.data_type, f.nullable));
+    }
+    for s in &sources {
+        put(s);
+    }
+    let hex: String = h.finalize()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     (hex, sources)
 }
 

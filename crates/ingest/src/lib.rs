@@ -25,15 +25,20 @@
 //! - Memory is bounded: the only state that grows with rows is 16 bytes per
 //!   row for de-duplication (plus one bit per row).
 
+mod clock;
 mod manifest;
+mod merger;
+mod parse;
 mod pipeline;
+mod reader;
 pub mod rules;
 pub mod split;
 mod write;
 
 use std::path::{Path, PathBuf};
 
-pub use manifest::{Manifest, SchemaField, Source, now_utc};
+pub use clock::now_utc;
+pub use dataset::{Manifest, SchemaField, Source};
 pub use pipeline::{Progress, ingest};
 
 /// What to ingest and where.

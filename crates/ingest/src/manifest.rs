@@ -1,163 +1,141 @@
-//! `manifest.json`: what an ingest read, wrote, rejected and dropped.
+//! The manifest builder: what an ingest read, wrote, rejected and dropped,
+//! from the merger's counts and the de-duplication, as `manifest.json`.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use dataset::{FORMAT_VERSION, Manifest, SchemaField, Source};
+use layout::Layout;
 
-/// The `format_version` this crate writes. 2 added `layout_sha256`.
-pub const FORMAT_VERSION: u32 = 2;
+use crate::merger::Counts;
+use crate::rules::UnknownCode;
+use crate::write;
+use crate::{IngestError, IngestOptions};
 
-/// The manifest written next to the Parquet files. It describes the ingest,
-/// never an individual row.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Manifest {
-    /// Manifest format version.
-    pub format_version: u32,
-    /// Dataset name (the folder name).
-    pub dataset: String,
-    /// Layout name (`nc`).
-    pub layout: String,
-    /// Where the layout was loaded from.
-    pub layout_origin: String,
-    /// The layout's content: SHA-256 of its TOML and reference files (see
-    /// `layout::Layout::digest`). A re-ingest with an edited layout or county
-    /// list is different data even under the same name. Empty in manifests
-    /// of format 1, which did not record it.
-    #[serde(default)]
-    pub layout_sha256: String,
-    /// When the ingest finished (RFC 3339, UTC).
-    pub ingested_at: String,
-    /// The year used as "current" for plausible birth and registration years.
-    pub current_year: i16,
-    /// Data lines read (headers excluded), over all sources.
-    pub rows_read: u64,
-    /// Rows written to Parquet.
-    pub rows_written: u64,
-    /// Lines rejected (listed in `rejects.tsv`).
-    pub rows_rejected: u64,
-    /// Duplicate registrations dropped (same voter id; the latest registration kept).
-    pub duplicates_dropped: u64,
-    /// Rejected lines by reason.
-    pub rejects_by_reason: BTreeMap<String, u64>,
-    /// Codes outside the layout's tables, by canonical column and trimmed value,
-    /// over written rows. Each became its table's fallback code.
-    pub unknown_codes: BTreeMap<String, BTreeMap<String, u64>>,
-    /// Why years came out null, by column and reason, over accepted rows
-    /// (before de-duplication).
-    pub null_years: BTreeMap<String, BTreeMap<String, u64>>,
-    /// The input files.
-    pub sources: Vec<Source>,
-    /// The Parquet files of the dataset, relative to its folder.
+/// At most this many distinct unknown values are listed per column; the rest
+/// are summed under `(other values)`, so a garbage column cannot bloat the
+/// manifest.
+const MAX_UNKNOWN_VALUES: usize = 200;
+
+/// What the manifest needs besides the merger's [`Counts`].
+pub(crate) struct Written {
+    /// The Parquet parts, by name.
     pub files: Vec<String>,
-    /// The Parquet schema.
-    pub schema: Vec<SchemaField>,
+    /// Rows written to them.
+    pub rows_written: u64,
+    /// Duplicates dropped.
+    pub duplicates_dropped: u64,
+    /// The input files as the reader described them (hashes), in order.
+    pub sources: Vec<Source>,
+    /// When the ingest ran, and the year it treated as current.
+    pub ingested_at: String,
+    /// See [`Manifest::current_year`].
+    pub current_year: i16,
 }
 
-/// One input file.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Source {
-    /// File name (without directories).
-    pub file: String,
-    /// Size in bytes.
-    pub bytes: u64,
-    /// SHA-256 of the file's bytes, hex.
-    pub sha256: String,
-    /// Data lines read from this file.
-    pub rows_read: u64,
+/// The manifest of an ingest.
+pub(crate) fn build(
+    layout: &Layout,
+    opts: &IngestOptions,
+    counts: Counts,
+    unknown_codes: BTreeMap<String, BTreeMap<String, u64>>,
+    written: Written,
+) -> Manifest {
+    let mut null_years = BTreeMap::new();
+    if layout.birth_year.is_some() {
+        null_years.insert("birth_year".to_owned(), null_reasons(counts.birth_nulls));
+    }
+    if layout.registration_date.is_some() {
+        null_years.insert(
+            "registration_year".to_owned(),
+            null_reasons(counts.reg_nulls),
+        );
+    }
+    Manifest {
+        format_version: FORMAT_VERSION,
+        dataset: opts.dataset.clone(),
+        layout: layout.name.clone(),
+        layout_origin: layout.origin.clone(),
+        layout_sha256: layout.digest().to_owned(),
+        ingested_at: written.ingested_at,
+        current_year: written.current_year,
+        rows_read: counts.rows_read,
+        rows_written: written.rows_written,
+        rows_rejected: counts.rows_rejected,
+        duplicates_dropped: written.duplicates_dropped,
+        rejects_by_reason: counts.rejects_by_reason,
+        unknown_codes,
+        null_years,
+        sources: written
+            .sources
+            .into_iter()
+            .zip(counts.rows_read_by_file)
+            .map(|(mut s, n)| {
+                s.rows_read = n;
+                s
+            })
+            .collect(),
+        files: written.files,
+        schema: schema_fields(layout),
+    }
 }
 
-/// One column of the Parquet schema.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct SchemaField {
-    /// Column name.
-    pub name: String,
-    /// Arrow type as written.
-    #[serde(rename = "type")]
-    pub data_type: String,
-    /// Whether the column has nulls.
-    pub nullable: bool,
-}
-
-/// Current UTC time as RFC 3339, and the current year.
-pub fn now_utc() -> (String, i16) {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    (
-        format!(
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-            rem / 3600,
-            rem / 60 % 60,
-            rem % 60
-        ),
-        y as i16,
-    )
-}
-
-/// Days since 1970-01-01 → (year, month, day). Howard Hinnant's algorithm.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn example() -> Manifest {
-        Manifest {
-            format_version: FORMAT_VERSION,
-            dataset: "nc".into(),
-            layout: "nc".into(),
-            layout_origin: "builtin:nc".into(),
-            layout_sha256: "ab".repeat(32),
-            ingested_at: "2026-05-25T00:00:00Z".into(),
-            current_year: 2026,
-            rows_read: 3,
-            rows_written: 2,
-            rows_rejected: 1,
-            duplicates_dropped: 0,
-            rejects_by_reason: BTreeMap::from([("missing_voter_id".into(), 1)]),
-            unknown_codes: BTreeMap::new(),
-            null_years: BTreeMap::new(),
-            sources: Vec::new(),
-            files: vec!["part-00000.parquet".into()],
-            schema: Vec::new(),
+/// Unknown codes over the rows that survived de-duplication, by column and
+/// value (at most [`MAX_UNKNOWN_VALUES`] values per column).
+pub(crate) fn unknown_codes(
+    layout: &Layout,
+    unknown: Vec<(u32, UnknownCode)>,
+    is_dropped: impl Fn(u32) -> bool,
+) -> BTreeMap<String, BTreeMap<String, u64>> {
+    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (row, u) in unknown {
+        if is_dropped(row) {
+            continue;
+        }
+        let column = out
+            .entry(layout.coded[u.column as usize].dim.name().to_owned())
+            .or_default();
+        if column.len() < MAX_UNKNOWN_VALUES || column.contains_key(&u.value) {
+            *column.entry(u.value).or_default() += 1;
+        } else {
+            *column.entry("(other values)".to_owned()).or_default() += 1;
         }
     }
+    out
+}
 
-    #[test]
-    fn round_trips_and_reads_format_1() {
-        let m = example();
-        let text = serde_json::to_string(&m).unwrap();
-        assert_eq!(serde_json::from_str::<Manifest>(&text).unwrap(), m);
-        // A format-1 manifest has no `layout_sha256`.
-        let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let fields = old.as_object_mut().unwrap();
-        fields.remove("layout_sha256").unwrap();
-        fields.insert("format_version".into(), 1.into());
-        let read: Manifest = serde_json::from_value(old).unwrap();
-        assert_eq!(read.layout_sha256, "");
-        assert_eq!(read.format_version, 1);
-        assert_eq!(read.rows_written, 2);
-    }
+fn null_reasons(counts: [u64; 4]) -> BTreeMap<String, u64> {
+    ["blank", "sentinel_or_mask", "unparseable", "out_of_range"]
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect()
+}
 
-    #[test]
-    fn civil_dates() {
-        assert_eq!(super::civil_from_days(0), (1970, 1, 1));
-        assert_eq!(super::civil_from_days(20_598), (2026, 5, 25));
-        assert_eq!(super::civil_from_days(11_016), (2000, 2, 29));
-    }
+fn schema_fields(layout: &Layout) -> Vec<SchemaField> {
+    dataset::schema(layout)
+        .fields()
+        .iter()
+        .map(|f| SchemaField {
+            name: f.name().clone(),
+            data_type: match f.data_type() {
+                arrow::datatypes::DataType::Dictionary(_, v) => format!("{v} (dictionary)"),
+                t => t.to_string(),
+            },
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// Writes `manifest` into `dir`, owner-only, and syncs it.
+pub(crate) fn write(dir: &Path, manifest: &Manifest) -> Result<(), IngestError> {
+    let path = dir.join(dataset::MANIFEST);
+    let mut f = write::private_file()
+        .open(&path)
+        .map_err(|e| IngestError::io(&path, e))?;
+    f.write_all(manifest.to_json().as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| IngestError::io(&path, e))
 }

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array, UInt16Array};
-use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
+use arrow::datatypes::{DataType, UInt8Type, UInt16Type};
 use arrow::record_batch::RecordBatch;
 use layout::Layout;
 use parquet::arrow::ArrowWriter;
@@ -51,7 +51,7 @@ pub fn private_dir(recursive: bool) -> DirBuilder {
     builder
 }
 /// Rows per Parquet row group (and per Arrow batch).
-pub const ROW_GROUP: usize = 1 << 20;
+pub use dataset::ROW_GROUP;
 
 /// Encodes a row into its 12-byte spill form.
 #[inline]
@@ -104,27 +104,6 @@ impl Spill {
     }
 }
 
-/// The Arrow schema of a layout's minimized output.
-pub fn schema(layout: &Layout) -> Arc<Schema> {
-    let mut fields = Vec::new();
-    for name in layout.output_columns() {
-        fields.push(match name {
-            "county" => Field::new(
-                name,
-                DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8)),
-                false,
-            ),
-            "birth_year" | "registration_year" => Field::new(name, DataType::Int16, true),
-            _ => Field::new(
-                name,
-                DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8)),
-                false,
-            ),
-        });
-    }
-    Arc::new(Schema::new(fields))
-}
-
 /// Writes rows `range` of the spill (skipping dropped ones) to `path`.
 pub fn write_part(
     layout: &Layout,
@@ -134,7 +113,7 @@ pub fn write_part(
     dropped: &[u64],
     path: &Path,
 ) -> Result<u64, IngestError> {
-    let schema = schema(layout);
+    let schema = dataset::schema(layout);
     let mut props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP));
@@ -230,6 +209,45 @@ pub fn write_part(
         .map_err(|e| IngestError::Parquet(e.to_string()))?;
     file.sync_all().map_err(|e| IngestError::io(path, e))?;
     Ok(written)
+}
+
+/// Writes the spill's `rows` rows, but for those `dropped`, as Parquet parts
+/// in `dir` (several in parallel when there are many rows); returns the part
+/// names and the rows written.
+pub(crate) fn write_parts(
+    layout: &Layout,
+    spill: &File,
+    spill_path: &Path,
+    rows: u64,
+    dropped: &[u64],
+    dir: &Path,
+    threads: usize,
+) -> Result<(Vec<String>, u64), IngestError> {
+    use rayon::prelude::*;
+    let parts = if rows < (1 << 18) {
+        1
+    } else {
+        threads.min(8) as u64
+    };
+    let per_part = rows.div_ceil(parts).max(1);
+    let names: Vec<String> = (0..parts).map(dataset::part_name).collect();
+    let written: Vec<u64> = names
+        .par_iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let start = (i as u64 * per_part).min(rows);
+            let end = ((i as u64 + 1) * per_part).min(rows);
+            write_part(
+                layout,
+                spill,
+                spill_path,
+                start..end,
+                dropped,
+                &dir.join(name),
+            )
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((names, written.iter().sum()))
 }
 
 #[cfg(test)]

@@ -40,14 +40,42 @@ pub struct IngestArgs {
     files: Vec<PathBuf>,
 }
 
-struct Bar(ProgressBar);
+/// Reports an ingest's progress on stderr: a bar when stderr is a terminal,
+/// and each stage's time when `ROLLCALL_INGEST_TIMINGS` is set.
+struct Report {
+    bar: Option<ProgressBar>,
+    timings: bool,
+}
 
-impl ingest::Progress for Bar {
+impl Report {
+    fn new(quiet: bool) -> Report {
+        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
+                    .expect("valid template"),
+            );
+            bar.enable_steady_tick(Duration::from_millis(200));
+            bar
+        });
+        let timings = std::env::var_os("ROLLCALL_INGEST_TIMINGS").is_some();
+        Report { bar, timings }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl ingest::Progress for Report {
     fn update(&self, bytes: u64, total: u64, rows: u64) {
-        self.0.set_length(total);
-        self.0.set_position(bytes);
-        let secs = self.0.elapsed().as_secs_f64().max(1e-3);
-        self.0.set_message(format!(
+        let Some(bar) = &self.bar else { return };
+        bar.set_length(total);
+        bar.set_position(bytes);
+        let secs = bar.elapsed().as_secs_f64().max(1e-3);
+        bar.set_message(format!(
             "{} rows, {:.0}k rows/s",
             rows,
             rows as f64 / secs / 1e3
@@ -55,7 +83,19 @@ impl ingest::Progress for Bar {
     }
 
     fn writing(&self) {
-        self.0.set_message("writing parquet");
+        if let Some(bar) = &self.bar {
+            bar.set_message("writing parquet");
+        }
+    }
+
+    fn stage(&self, name: &'static str, took: Duration) {
+        if self.timings {
+            let line = format!("timing: {name} {:.3} s", took.as_secs_f64());
+            match &self.bar {
+                Some(bar) => bar.println(line),
+                None => eprintln!("{line}"),
+            }
+        }
     }
 }
 
@@ -70,22 +110,15 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         threads: args.threads,
     };
     let started = Instant::now();
-    let show_bar = !args.quiet && std::io::stderr().is_terminal();
-    let manifest = if show_bar {
-        let bar = ProgressBar::new(0);
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}) {msg}")
-                .expect("valid template"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
-        let bar = Bar(bar);
-        let result = ingest::ingest(&layout, &opts, &bar);
-        bar.0.finish_and_clear();
-        result
-    } else {
-        ingest::ingest(&layout, &opts, &())
-    }
-    .with_context(|| format!("ingest of dataset `{}` failed; any previous version is untouched", args.dataset))?;
+    let report = Report::new(args.quiet);
+    let result = ingest::ingest(&layout, &opts, &report);
+    report.finish();
+    let manifest = result.with_context(|| {
+        format!(
+            "ingest of dataset `{}` failed; any previous version is untouched",
+            args.dataset
+        )
+    })?;
     if !args.quiet {
         let secs = started.elapsed().as_secs_f64();
         eprintln!(

@@ -1,0 +1,226 @@
+//! The reader thread: every input file in order, in chunks of whole lines
+//! (about 4 MiB each), with the rules compiled against each file's header;
+//! a hashing thread beside it computes every file's SHA-256 for the
+//! manifest.
+
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dataset::Source;
+use layout::Layout;
+
+use crate::IngestError;
+use crate::rules::{MissingColumn, Rules};
+
+/// Target size of a chunk of whole lines handed to a parse worker.
+const CHUNK_BYTES: usize = 4 << 20;
+
+/// Whole lines of one file, in input order (`seq`).
+pub(crate) struct Chunk {
+    pub seq: u64,
+    pub file: usize,
+    /// A buffer shared with the hashing thread; the chunk is `range` of it.
+    pub bytes: Arc<Vec<u8>>,
+    pub range: Range<usize>,
+    pub rules: Arc<Rules>,
+}
+
+/// What the reader tells the merger besides chunks.
+pub(crate) enum ReaderEvent {
+    Done(usize, Source),
+    Failed(IngestError),
+}
+
+/// Reads every file in order, sending chunks of whole lines.
+pub(crate) fn read_all(
+    layout: &Layout,
+    files: &[PathBuf],
+    current_year: i16,
+    chunks: &crossbeam_channel::Sender<Chunk>,
+    events: &crossbeam_channel::Sender<ReaderEvent>,
+) -> Result<(), IngestError> {
+    // Hashing runs beside reading: it is the one sequential pass over every
+    // byte, and on a machine with few cores it would otherwise set the pace.
+    let (hash_tx, hash_rx) = crossbeam_channel::bounded::<HashMsg>(16);
+    // `hash_tx` moves into the closure and drops when it returns, which ends
+    // the hashing thread before the scope joins it.
+    std::thread::scope(move |scope| {
+        scope.spawn(move || hash_files(hash_rx, events));
+        let mut seq = 0u64;
+        for (index, path) in files.iter().enumerate() {
+            if !read_file(
+                layout,
+                index,
+                path,
+                current_year,
+                &mut seq,
+                chunks,
+                &hash_tx,
+            )? {
+                break;
+            }
+        }
+        Ok(())
+    })
+}
+
+enum HashMsg {
+    Bytes(Arc<Vec<u8>>, Range<usize>),
+    End(usize, Source),
+}
+
+fn hash_files(
+    rx: crossbeam_channel::Receiver<HashMsg>,
+    events: &crossbeam_channel::Sender<ReaderEvent>,
+) {
+    let mut hasher = openssl::sha::Sha256::new();
+    for msg in rx {
+        match msg {
+            HashMsg::Bytes(buf, range) => hasher.update(&buf[range]),
+            HashMsg::End(index, mut source) => {
+                let done = std::mem::replace(&mut hasher, openssl::sha::Sha256::new());
+                source.sha256 = hex::encode(done.finish());
+                let _ = events.send(ReaderEvent::Done(index, source));
+            }
+        }
+    }
+}
+
+/// Reads one file into chunks of whole lines. Returns `Ok(false)` when the
+/// merger has stopped (after a failure elsewhere).
+fn read_file(
+    layout: &Layout,
+    index: usize,
+    path: &Path,
+    current_year: i16,
+    seq: &mut u64,
+    chunks: &crossbeam_channel::Sender<Chunk>,
+    hash_tx: &crossbeam_channel::Sender<HashMsg>,
+) -> Result<bool, IngestError> {
+    let mut file = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let bytes = file.metadata().map_err(|e| IngestError::io(path, e))?.len();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut rules: Option<Arc<Rules>> = None;
+    let mut eof = false;
+    while !eof {
+        let mut buf = Vec::with_capacity(carry.len() + CHUNK_BYTES);
+        buf.extend_from_slice(&carry);
+        let before = buf.len();
+        // `read_to_end` fills spare capacity without zeroing it first.
+        let n = (&mut file)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| IngestError::io(path, e))?;
+        eof = n == 0;
+        let buf = Arc::new(buf);
+        if n > 0
+            && hash_tx
+                .send(HashMsg::Bytes(buf.clone(), before..before + n))
+                .is_err()
+        {
+            return Ok(false);
+        }
+        let mut start = 0;
+        if rules.is_none() {
+            let header_end = if layout.format.header {
+                match memchr::memchr(b'\n', &buf) {
+                    Some(i) => i + 1,
+                    None if eof => buf.len(),
+                    None => {
+                        carry = buf.to_vec(); // header longer than a chunk: read more
+                        continue;
+                    }
+                }
+            } else {
+                0
+            };
+            rules = Some(Arc::new(compile(
+                layout,
+                path,
+                &buf[..header_end],
+                current_year,
+            )?));
+            start = header_end;
+        }
+        let cut = if eof {
+            buf.len()
+        } else {
+            match memchr::memrchr(b'\n', &buf[start..]) {
+                Some(i) => start + i + 1,
+                None => {
+                    carry = buf[start..].to_vec(); // a line longer than a chunk: read more
+                    continue;
+                }
+            }
+        };
+        carry = buf[cut..].to_vec();
+        if cut == start {
+            continue;
+        }
+        let chunk = Chunk {
+            seq: *seq,
+            file: index,
+            bytes: buf.clone(),
+            range: start..cut,
+            rules: rules.clone().expect("set above"),
+        };
+        *seq += 1;
+        if chunks.send(chunk).is_err() {
+            return Ok(false);
+        }
+    }
+    let source = Source {
+        file: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        bytes,
+        sha256: String::new(),
+        rows_read: 0,
+    };
+    Ok(hash_tx.send(HashMsg::End(index, source)).is_ok())
+}
+
+fn compile(
+    layout: &Layout,
+    path: &Path,
+    header: &[u8],
+    current_year: i16,
+) -> Result<Rules, IngestError> {
+    let names: Vec<String> = if layout.format.header {
+        let mut line = header.strip_suffix(b"\n").unwrap_or(header);
+        line = line.strip_suffix(b"\r").unwrap_or(line);
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line); // UTF-8 BOM
+        if line.is_empty() {
+            return Err(IngestError::NoHeader {
+                file: path.display().to_string(),
+                layout: layout.name.clone(),
+            });
+        }
+        let mut names = Vec::new();
+        let mut scratch = Vec::new();
+        // A header with broken quoting still names columns; take it as split.
+        let _ = crate::split::split_line(
+            line,
+            layout.format.delimiter,
+            layout.format.quoting,
+            |_, span| {
+                let f = crate::split::field(line, span, &mut scratch);
+                names.push(String::from_utf8_lossy(crate::split::trim(f)).into_owned());
+            },
+        );
+        names
+    } else {
+        layout.format.columns.clone()
+    };
+    Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
+        IngestError::MissingColumn {
+            file: path.display().to_string(),
+            column,
+            layout: layout.name.clone(),
+        }
+    })
+}
