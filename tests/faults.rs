@@ -7,11 +7,6 @@
 //! adds an overspending spend to the ledger before it is checked, to show
 //! that the check (and `scripts/crash-test`, which runs it) fails then.
 
-#[path = "common/mod.rs"]
-mod common;
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -22,7 +17,7 @@ use std::time::{Duration, Instant};
 use privacy::Epsilon;
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 /// A small deterministic mixer, so request `i` is the same query every run.
 fn mix(mut x: u64) -> u64 {
@@ -113,10 +108,6 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
             let (url, next, results, analysts) =
                 (url.clone(), next.clone(), results.clone(), analysts.clone());
             std::thread::spawn(move || {
-                let http = reqwest::blocking::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .build()
-                    .unwrap();
                 loop {
                     let i = next.fetch_add(1, Ordering::SeqCst);
                     if i >= requests {
@@ -124,12 +115,11 @@ fn crash_run(requests: usize, kills: usize, clients: usize) -> CrashReport {
                     }
                     let who = (mix(i as u64 ^ 0xA5A5) % analysts.len() as u64) as usize;
                     let base = url.read().unwrap().clone();
-                    let got = match http
-                        .post(format!("{base}/v1/query"))
-                        .bearer_auth(&analysts[who].token)
-                        .json(&crash_query(i))
-                        .send()
-                        .and_then(|r| Ok((r.status().as_u16(), r.text()?)))
+                    let req = testkit::http::Request::new("POST", "/v1/query")
+                        .bearer(&analysts[who].token)
+                        .json(&crash_query(i).to_string());
+                    let got = match testkit::http::send(&base, &req, Duration::from_secs(30))
+                        .map(|r| (r.status, r.text()))
                     {
                         Err(_) => Got::Lost,
                         Ok((200, text)) => {
@@ -385,20 +375,6 @@ struct Versioned {
     rows: std::collections::HashMap<Vec<Option<String>>, u64>,
 }
 
-fn synth(out: &Path, rows: usize, seed: u64) {
-    common::rollcall_ok(&[
-        "synth",
-        "--layout",
-        "nc",
-        "--rows",
-        &rows.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-}
-
 fn ingest_args(data_dir: &Path, file: &Path) -> Vec<String> {
     vec![
         "ingest".into(),
@@ -418,7 +394,7 @@ fn version_one() -> Versioned {
     let root = root_dir.path().to_owned();
     let data_dir = root.join("data");
     let v1 = root.join("v1.txt");
-    synth(&v1, 5_000, 1);
+    synth("nc", 5_000, 1, false, &v1);
     ingest_nc(&data_dir, &v1);
     let manifest = std::fs::read_to_string(data_dir.join("nc/manifest.json")).unwrap();
     let rows = read_rows(&data_dir.join("nc"));
@@ -432,7 +408,7 @@ fn version_one() -> Versioned {
 }
 
 fn read_rows(dir: &Path) -> std::collections::HashMap<Vec<Option<String>>, u64> {
-    common::multiset(common::read_dataset(dir).1)
+    multiset(read_dataset(dir).1)
 }
 
 impl Versioned {
@@ -497,7 +473,7 @@ impl Versioned {
 fn sigkill_mid_ingest_keeps_the_previous_version() {
     let v = version_one();
     let big = v.root.join("v2.txt");
-    synth(&big, 400_000, 2);
+    synth("nc", 400_000, 2, false, &big);
     let mut kills = 0;
     // Kill at several points: reading/parsing (spill growing), and later.
     for delay_ms in [150u64, 400, 900] {
@@ -544,7 +520,7 @@ fn sigkill_mid_ingest_keeps_the_previous_version() {
 fn disk_full_mid_ingest_fails_clearly_and_keeps_the_previous_version() {
     let v = version_one();
     let big = v.root.join("v2.txt");
-    synth(&big, 60_000, 3);
+    synth("nc", 60_000, 3, false, &big);
     let mut cmd = String::from("trap '' XFSZ; ulimit -f 256; exec");
     for a in
         std::iter::once(bin().to_str().unwrap().to_owned()).chain(ingest_args(&v.data_dir, &big))

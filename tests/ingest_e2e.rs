@@ -1,13 +1,11 @@
 //! End-to-end: `rollcall synth --quirks` → `rollcall ingest` → read the Parquet
 //! back with arrow and compare every count with the generator's ground truth.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 
-use common::{Tuple, multiset, read_dataset, rollcall, rollcall_ok};
 use synth::GroundTruth;
+use testkit::{Tuple, multiset, read_dataset, repo_root, run as rollcall, run_ok as rollcall_ok};
 
 /// Columns that must never reach Parquet, whatever the layout calls them.
 const IDENTIFIER_HINTS: [&str; 12] = [
@@ -351,15 +349,12 @@ fn failed_ingest_leaves_previous_version() {
 #[test]
 fn layout_mistake_fails_before_reading_naming_the_key() {
     let tmp = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(common::repo_root().join("config/layouts/oh.toml"))
+    let text = std::fs::read_to_string(repo_root().join("config/layouts/oh.toml"))
         .unwrap()
         .replace("fallback = \"OTH\"", "fallback = \"ZZZ\"")
         .replace(
             "../reference/",
-            &format!(
-                "{}/",
-                common::repo_root().join("config/reference").display()
-            ),
+            &format!("{}/", repo_root().join("config/reference").display()),
         );
     let custom = tmp.path().join("mystate.toml");
     std::fs::write(&custom, text).unwrap();
@@ -382,15 +377,12 @@ fn layout_mistake_fails_before_reading_naming_the_key() {
 fn custom_layout_from_a_path_works() {
     // An office in another state copies a layout and points --layout at it.
     let tmp = tempfile::tempdir().unwrap();
-    let text = std::fs::read_to_string(common::repo_root().join("config/layouts/fl.toml"))
+    let text = std::fs::read_to_string(repo_root().join("config/layouts/fl.toml"))
         .unwrap()
         .replace("name = \"fl\"", "name = \"mystate\"")
         .replace(
             "../reference/",
-            &format!(
-                "{}/",
-                common::repo_root().join("config/reference").display()
-            ),
+            &format!("{}/", repo_root().join("config/reference").display()),
         );
     let custom = tmp.path().join("mystate.toml");
     std::fs::write(&custom, text).unwrap();
@@ -488,16 +480,12 @@ fn ingest_small(
 /// A copy of a built-in layout file, edited, that reads the repository's
 /// county lists.
 fn custom_layout(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> std::path::PathBuf {
-    let text =
-        std::fs::read_to_string(common::repo_root().join(format!("config/layouts/{name}.toml")))
-            .unwrap()
-            .replace(
-                "../reference/",
-                &format!(
-                    "{}/",
-                    common::repo_root().join("config/reference").display()
-                ),
-            );
+    let text = std::fs::read_to_string(repo_root().join(format!("config/layouts/{name}.toml")))
+        .unwrap()
+        .replace(
+            "../reference/",
+            &format!("{}/", repo_root().join("config/reference").display()),
+        );
     let path = dir.join(format!("custom-{name}.toml"));
     let edited = edit(text.clone());
     assert_ne!(edited, text, "the edit applies");
@@ -599,7 +587,7 @@ fn ingest_writes_owner_only_files() {
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg("umask 022 && exec \"$0\" \"$@\"")
-            .arg(common::bin())
+            .arg(testkit::bin())
             .args([
                 "ingest",
                 "--quiet",
@@ -611,7 +599,7 @@ fn ingest_writes_owner_only_files() {
             ])
             .arg(data)
             .arg(&file)
-            .current_dir(common::repo_root())
+            .current_dir(repo_root())
             .output()
             .unwrap();
         assert!(

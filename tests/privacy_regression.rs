@@ -7,14 +7,11 @@
 //!     outside the public domains of `/v1/datasets`;
 //! (d) errors never echo data values.
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 /// Whole-number occurrences of `n` in `hay`: not next to a digit, a letter
 /// or a dot (so not inside a hex id, a float or a longer number).
@@ -197,18 +194,7 @@ fn logs_and_files_outside_data_dir_hold_no_exact_counts() {
 fn quirks_data(root: &Path) -> (std::path::PathBuf, Value) {
     let raw = root.join("quirks.txt");
     let data_dir = root.join("data");
-    run_ok(&[
-        "synth",
-        "--layout",
-        "nc",
-        "--rows",
-        "20000",
-        "--seed",
-        "99",
-        "--quirks",
-        "--out",
-        raw.to_str().unwrap(),
-    ]);
+    synth("nc", 20_000, 99, true, &raw);
     ingest_nc(&data_dir, &raw);
     let manifest: Value =
         serde_json::from_str(&std::fs::read_to_string(data_dir.join("nc/manifest.json")).unwrap())

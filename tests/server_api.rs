@@ -1,13 +1,10 @@
 //! End-to-end tests of `rollcall serve`: the real binary on a free port,
 //! spoken to over HTTP, on a synthetic NC dataset whose truth is known.
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()

@@ -4,9 +4,6 @@
 //!
 //! `FUZZ_CASES` (default 1500) sets the number of generated requests.
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -14,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::http;
+use testkit::*;
 
 /// Every code the error table has, with its status (`internal` is left out
 /// on purpose: client input must never produce it).
@@ -448,37 +445,24 @@ fn generated_requests_never_get_a_5xx_and_errors_have_one_shape() {
         .map(|d| d["name"].as_str().unwrap().to_owned())
         .collect();
 
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
     let mut by_status: BTreeMap<u16, usize> = BTreeMap::new();
     let mut by_code: BTreeMap<String, usize> = BTreeMap::new();
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
     for i in 0..cases {
         let c = case(i, &alice.token, &fields, &dims);
-        let mut headers = HeaderMap::new();
+        let mut req = http::Request::new(c.method, &c.path);
         for (k, v) in &c.headers {
-            if let Ok(v) = HeaderValue::from_bytes(v) {
-                headers.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), v);
-            }
+            req = req.header(k, v);
         }
-        let mut req = http
-            .request(
-                reqwest::Method::from_bytes(c.method.as_bytes()).unwrap(),
-                format!("{}{}", server.url, c.path),
-            )
-            .headers(headers);
         if let Some(b) = &c.body {
-            req = req.body(b.clone());
+            req = req.body(http::Body::Bytes(b.clone()));
         }
         let t = Instant::now();
-        let resp = req
-            .send()
+        let resp = http::send(&server.url, &req, Duration::from_secs(30))
             .unwrap_or_else(|e| panic!("case {i} ({}): no answer: {e}", c.kind));
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap_or_default();
+        let status = resp.status;
+        let text = resp.text();
         slowest = slowest.max(t.elapsed());
         check(i, &c, status, &text);
         *by_status.entry(status).or_default() += 1;
@@ -686,16 +670,10 @@ fn each_limit_has_its_error_code() {
         "{}",
         a.text
     );
-    let chunked = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/query", server.url))
-        .bearer_auth(t)
-        .body(reqwest::blocking::Body::new(std::io::Cursor::new(
-            big.into_bytes(),
-        )))
-        .send()
-        .unwrap();
-    assert_eq!(chunked.status().as_u16(), 413);
-    let v: Value = chunked.json().unwrap();
+    let chunked =
+        server.request(&testkit::chunked("POST", "/v1/query", big.into_bytes()).bearer(t));
+    assert_eq!(chunked.status, 413);
+    let v: Value = chunked.body;
     assert_eq!(v["error"]["code"], "payload_too_large");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("4096"),
@@ -715,16 +693,15 @@ fn each_limit_has_its_error_code() {
     let bomb = gzip.wait_with_output().unwrap().stdout;
     writer.join().unwrap();
     assert!(bomb.len() < 4096, "{} bytes compressed", bomb.len());
-    let r = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/query", server.url))
-        .bearer_auth(t)
-        .header("content-type", "application/json")
-        .header("content-encoding", "gzip")
-        .body(bomb)
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 413, "gzip bomb");
-    let v: Value = r.json().unwrap();
+    let r = server.request(
+        &http::Request::new("POST", "/v1/query")
+            .bearer(t)
+            .header("content-type", "application/json")
+            .header("content-encoding", "gzip")
+            .body(http::Body::Bytes(bomb)),
+    );
+    assert_eq!(r.status, 413, "gzip bomb");
+    let v: Value = r.body;
     assert_eq!(v["error"]["code"], "payload_too_large");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("4096"),
@@ -774,18 +751,15 @@ fn each_limit_has_its_error_code() {
                     counter.clone(),
                 );
                 std::thread::spawn(move || {
-                    let http = reqwest::blocking::Client::new();
                     let k = counter.fetch_add(1, Ordering::SeqCst);
                     barrier.wait();
-                    let r = http
-                        .post(format!("{url}/v1/query"))
-                        .bearer_auth(token)
-                        .json(&json!({"dataset": "nc", "group_by": ["county", "age_band"],
-                                      "epsilon": 0.01 + k as f64 * 1e-6}))
-                        .send()
-                        .unwrap();
-                    let status = r.status().as_u16();
-                    (status, r.json::<Value>().unwrap())
+                    let body = json!({"dataset": "nc", "group_by": ["county", "age_band"],
+                                      "epsilon": 0.01 + k as f64 * 1e-6});
+                    let req = http::Request::new("POST", "/v1/query")
+                        .bearer(&token)
+                        .json(&body.to_string());
+                    let r = http::send(&url, &req, Duration::from_secs(120)).unwrap();
+                    (r.status, serde_json::from_str::<Value>(&r.text()).unwrap())
                 })
             })
             .collect();

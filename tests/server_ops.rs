@@ -3,16 +3,13 @@
 //! `rollcall budget` / `rollcall audit` commands against the ledger the real
 //! server wrote.
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 fn tempdir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -39,31 +36,21 @@ fn raw(
     request_id: Option<&str>,
     body: Option<Value>,
 ) -> Raw {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut req = client.request(method, format!("{}{path}", server.url));
+    let mut req = testkit::http::Request::new(method, path);
     if let Some(t) = token {
-        req = req.bearer_auth(t);
+        req = req.bearer(t);
     }
     if let Some(id) = request_id {
         req = req.header("X-Request-Id", id);
     }
     if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
+        req = req.json(&b.to_string());
     }
-    let resp = req.send().expect("HTTP request");
+    let a = server.request(&req);
     Raw {
-        status: resp.status().as_u16(),
-        request_id: resp
-            .headers()
-            .get("x-request-id")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        text: resp.text().unwrap(),
+        status: a.status,
+        request_id: a.request_id,
+        text: a.text,
     }
 }
 

@@ -12,13 +12,10 @@
 //! (`TIMING_QUERIES`, default here 240; `TIMING_QUANTUM_MS` is passed to the
 //! server as `timing_quantum_ms` when set).
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::time::Instant;
 
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 /// Pearson r and its two-sided p-value (t statistic, normal approximation).
 fn pearson(x: &[f64], y: &[f64]) -> (f64, f64) {

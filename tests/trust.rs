@@ -8,91 +8,31 @@
 //! - ε is exact: a dry run at ε = 30 says 30, and `ci95` is always a number;
 //! - the ledger and the dataset files are owner-only.
 
-#[path = "common/server.rs"]
-mod server_common;
-
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use server_common::*;
+use testkit::*;
 
 /// Synthesizes `rows` NC voters with `seed` into `dir/nc-SEED.txt`.
 fn synth_nc(dir: &Path, rows: usize, seed: u64) -> PathBuf {
     let out = dir.join(format!("nc-{seed}.txt"));
-    run_ok(&[
-        "synth",
-        "--layout",
-        "nc",
-        "--rows",
-        &rows.to_string(),
-        "--seed",
-        &seed.to_string(),
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    synth("nc", rows, seed, false, &out);
     out
 }
 
 /// Ingests `file` as dataset `name` into `data_dir`.
 fn ingest(data_dir: &Path, name: &str, file: &Path) {
-    run_ok(&[
-        "ingest",
-        "--layout",
-        "nc",
-        "--dataset",
-        name,
-        "--data-dir",
-        data_dir.to_str().unwrap(),
-        file.to_str().unwrap(),
-        "--quiet",
-    ]);
+    testkit::ingest("nc", name, data_dir, &[file]);
 }
 
-/// A config for the datasets `[[dataset]]` blocks given, with one analyst
-/// per `analysts` entry (name, budget on every dataset).
-fn config(
-    dir: &Path,
-    data_dir: &Path,
-    populations: &str,
-    datasets: &str,
-    analysts: &[TestAnalyst],
-) -> PathBuf {
-    let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nledger = {:?}\n\n{populations}\n{datasets}\n",
-        data_dir.to_str().unwrap(),
-        dir.join("ledger.sqlite").to_str().unwrap(),
-    );
-    for a in analysts {
-        let budgets: Vec<String> = a
-            .epsilon
-            .iter()
-            .map(|(d, e)| format!("\"{d}\" = {e:?}"))
-            .collect();
-        text += &format!(
-            "\n[[analyst]]\nname = \"{}\"\ntoken_sha256 = \"{}\"\nepsilon = {{ {} }}\n",
-            a.name,
-            hash_token(&a.token),
-            budgets.join(", ")
-        );
-    }
-    let path = dir.join("rollcall.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+/// A config serving `data_dir`, its ledger in `dir`.
+fn config(dir: &Path, data_dir: &Path) -> ConfigBuilder {
+    ConfigBuilder::new(data_dir, &dir.join("ledger.sqlite"))
 }
 
-fn dataset(name: &str, as_of: &str, extra: &str) -> String {
-    format!(
-        "[[dataset]]\nname = \"{name}\"\nlayout = \"nc\"\nas_of = \"{as_of}\"\n\
-         age_bands = [18, 25, 35, 45, 55, 65, 75]\nmax_epsilon_per_query = 1000.0\n{extra}\n"
-    )
-}
-
-fn analyst(name: &'static str, budgets: &[(&'static str, f64)]) -> TestAnalyst {
-    TestAnalyst {
-        name,
-        token: format!("test-token-{name}-trust-9c41"),
-        epsilon: budgets.to_vec(),
-    }
+/// An `nc` dataset that allows large ε (exact answers) per query.
+fn dataset(name: &str) -> DatasetSection {
+    DatasetSection::nc(name).max_epsilon_per_query(1000.0)
 }
 
 fn total(answer: &Answer) -> i64 {
@@ -106,15 +46,12 @@ fn total(answer: &Answer) -> i64 {
 fn a_re_ingest_or_a_new_as_of_never_serves_an_old_release() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
-    let alice = analyst("alice", &[("nc", 1e6)]);
+    let alice = TestAnalyst::nc("alice", 1e6);
     let make = |as_of: &str| {
-        config(
-            root.path(),
-            &data_dir,
-            "",
-            &dataset("nc", as_of, "epsilon_total = 1e7"),
-            std::slice::from_ref(&alice),
-        )
+        config(root.path(), &data_dir)
+            .dataset(dataset("nc").as_of(as_of).epsilon_total(Some(1e7)))
+            .analyst(&alice)
+            .write(root.path())
     };
     ingest(&data_dir, "nc", &synth_nc(root.path(), 3_000, 1));
     let q = json!({"dataset": "nc", "group_by": [], "epsilon": 1000.0});
@@ -174,16 +111,13 @@ fn datasets_of_the_same_voters_share_one_population_cap() {
     let file = synth_nc(root.path(), 2_000, 3);
     ingest(&data_dir, "nc_a", &file);
     ingest(&data_dir, "nc_b", &file);
-    let alice = analyst("alice", &[("nc_a", 100.0), ("nc_b", 100.0)]);
+    let alice = TestAnalyst::on("alice", &[("nc_a", 100.0), ("nc_b", 100.0)]);
 
-    let apart = config(
-        root.path(),
-        &data_dir,
-        "",
-        &(dataset("nc_a", "2026-06-30", "epsilon_total = 3")
-            + &dataset("nc_b", "2026-06-30", "epsilon_total = 3")),
-        std::slice::from_ref(&alice),
-    );
+    let apart = config(root.path(), &data_dir)
+        .dataset(dataset("nc_a").epsilon_total(Some(3.0)))
+        .dataset(dataset("nc_b").epsilon_total(Some(3.0)))
+        .analyst(&alice)
+        .write(root.path());
     let err = try_start(&apart, &[])
         .err()
         .expect("two caps for the same voters were accepted");
@@ -192,14 +126,12 @@ fn datasets_of_the_same_voters_share_one_population_cap() {
         "{err}"
     );
 
-    let together = config(
-        root.path(),
-        &data_dir,
-        "[[population]]\nname = \"nc-voters\"\nepsilon_total = 3\n",
-        &(dataset("nc_a", "2026-06-30", "population = \"nc-voters\"")
-            + &dataset("nc_b", "2026-06-30", "population = \"nc-voters\"")),
-        std::slice::from_ref(&alice),
-    );
+    let together = config(root.path(), &data_dir)
+        .population("nc-voters", 3.0)
+        .dataset(dataset("nc_a").population("nc-voters"))
+        .dataset(dataset("nc_b").population("nc-voters"))
+        .analyst(&alice)
+        .write(root.path());
     let server = start(&together);
     let q = |name: &str, e: f64| json!({"dataset": name, "group_by": ["party"], "epsilon": e});
     assert_eq!(server.query(&alice.token, &q("nc_a", 2.0)).status, 200);
@@ -228,19 +160,18 @@ fn unshared_releases_are_per_analyst() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     ingest(&data_dir, "nc", &synth_nc(root.path(), 2_000, 4));
-    let alice = analyst("alice", &[("nc", 10.0)]);
-    let bob = analyst("bob", &[("nc", 10.0)]);
-    let server = start(&config(
-        root.path(),
-        &data_dir,
-        "",
-        &dataset(
-            "nc",
-            "2026-06-30",
-            "epsilon_total = 100\nshare_releases = false",
-        ),
-        &[alice.clone(), bob.clone()],
-    ));
+    let alice = TestAnalyst::nc("alice", 10.0);
+    let bob = TestAnalyst::nc("bob", 10.0);
+    let server = start(
+        &config(root.path(), &data_dir)
+            .dataset(
+                dataset("nc")
+                    .epsilon_total(Some(100.0))
+                    .share_releases(false),
+            )
+            .analysts(&[alice.clone(), bob.clone()])
+            .write(root.path()),
+    );
     let q = json!({"dataset": "nc", "group_by": ["county"], "epsilon": 0.5});
     let a = server.query(&alice.token, &q);
     assert_eq!(
@@ -284,14 +215,13 @@ fn amounts_are_exact_and_files_owner_only() {
     let root = tempfile::tempdir().unwrap();
     let data_dir = root.path().join("data");
     ingest(&data_dir, "nc", &synth_nc(root.path(), 2_000, 5));
-    let alice = analyst("alice", &[("nc", 2.0)]);
-    let server = start(&config(
-        root.path(),
-        &data_dir,
-        "",
-        &dataset("nc", "2026-06-30", "epsilon_total = 100"),
-        std::slice::from_ref(&alice),
-    ));
+    let alice = TestAnalyst::nc("alice", 2.0);
+    let server = start(
+        &config(root.path(), &data_dir)
+            .dataset(dataset("nc").epsilon_total(Some(100.0)))
+            .analyst(&alice)
+            .write(root.path()),
+    );
     for (e, want) in [(30.0, "30.0"), (0.05, "0.05"), (0.3, "0.3")] {
         let d = server.query(
             &alice.token,

@@ -20,25 +20,9 @@ use layout::Layout;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use testkit::Lcg;
 
 const ROW_GROUP: usize = 1 << 20;
-
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    /// A skewed pick in `0..n`: small codes are more common.
-    fn skewed(&mut self, n: usize) -> usize {
-        let a = self.next() as usize % n;
-        let b = self.next() as usize % n;
-        a.min(b)
-    }
-}
 
 fn main() {
     let rows: usize = std::env::args()

@@ -5,13 +5,14 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array};
-use arrow::datatypes::{DataType, Field, Schema, UInt8Type};
+use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
 use arrow::record_batch::RecordBatch;
 use layout::Layout;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 use proptest::prelude::*;
+use testkit::Lcg;
 
 use crate::*;
 
@@ -42,74 +43,60 @@ struct Row {
     congressional_district: String,
 }
 
-/// Writes `rows` to `dir/part-0.parquet` in nc's columns. String columns are
-/// dictionary-encoded when `dictionary` (as ingestion writes them), plain
-/// Utf8 otherwise. `row_group` rows per row group.
+/// Writes `rows` to `dir/part-0.parquet` in the dataset schema of `nc`
+/// (`dataset::schema`, what ingestion writes). String columns are
+/// dictionary-encoded when `dictionary`, plain Utf8 otherwise (a reader must
+/// take both). `row_group` rows per row group.
 fn write_parquet(dir: &Path, rows: &[Row], dictionary: bool, row_group: usize) {
-    let string_type = if dictionary {
-        DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8))
-    } else {
-        DataType::Utf8
-    };
-    let strings = |f: &dyn Fn(&Row) -> &str| -> ArrayRef {
-        let plain = StringArray::from_iter_values(rows.iter().map(f));
-        if dictionary {
-            let dict: DictionaryArray<UInt8Type> = rows.iter().map(f).collect();
-            Arc::new(dict)
-        } else {
-            Arc::new(plain)
+    let layout = Layout::resolve("nc").unwrap();
+    let contract = ::dataset::schema(&layout);
+    let column = |name: &str| -> ArrayRef {
+        let year = |f: fn(&Row) -> Option<i16>| -> ArrayRef {
+            Arc::new(Int16Array::from(rows.iter().map(f).collect::<Vec<_>>()))
+        };
+        let text = |f: &dyn Fn(&Row) -> &str| -> ArrayRef {
+            if dictionary {
+                if name == "county" {
+                    let d: DictionaryArray<UInt16Type> = rows.iter().map(f).collect();
+                    return Arc::new(d);
+                }
+                let d: DictionaryArray<UInt8Type> = rows.iter().map(f).collect();
+                Arc::new(d)
+            } else {
+                Arc::new(StringArray::from_iter_values(rows.iter().map(f)))
+            }
+        };
+        match name {
+            "birth_year" => year(|r| r.birth_year),
+            "registration_year" => year(|r| r.registration_year),
+            "county" => text(&|r| &r.county),
+            "gender" => text(&|r| &r.gender),
+            "race" => text(&|r| &r.race),
+            "ethnicity" => text(&|r| &r.ethnicity),
+            "party" => text(&|r| &r.party),
+            "status" => text(&|r| &r.status),
+            "congressional_district" => text(&|r| &r.congressional_district),
+            other => panic!("the nc schema has a column `{other}` this test does not know"),
         }
     };
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("county", string_type.clone(), false),
-        Field::new("birth_year", DataType::Int16, true),
-        Field::new("gender", string_type.clone(), false),
-        Field::new("race", string_type.clone(), false),
-        Field::new("ethnicity", string_type.clone(), false),
-        Field::new("party", string_type.clone(), false),
-        Field::new("status", string_type.clone(), false),
-        Field::new("registration_year", DataType::Int16, true),
-        Field::new("congressional_district", string_type, false),
-    ]));
-    let columns: Vec<ArrayRef> = vec![
-        strings(&|r| &r.county),
-        Arc::new(Int16Array::from(
-            rows.iter().map(|r| r.birth_year).collect::<Vec<_>>(),
-        )),
-        strings(&|r| &r.gender),
-        strings(&|r| &r.race),
-        strings(&|r| &r.ethnicity),
-        strings(&|r| &r.party),
-        strings(&|r| &r.status),
-        Arc::new(Int16Array::from(
-            rows.iter().map(|r| r.registration_year).collect::<Vec<_>>(),
-        )),
-        strings(&|r| &r.congressional_district),
-    ];
+    let columns: Vec<ArrayRef> = contract.fields().iter().map(|f| column(f.name())).collect();
+    // Plain strings where the contract has dictionaries.
+    let fields: Vec<Field> = contract
+        .fields()
+        .iter()
+        .zip(&columns)
+        .map(|(f, c)| Field::new(f.name(), c.data_type().clone(), f.is_nullable()))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
     let batch = RecordBatch::try_new(schema.clone(), columns).unwrap();
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(row_group))
         .build();
-    let file = std::fs::File::create(dir.join("part-0.parquet")).unwrap();
+    let file = std::fs::File::create(dir.join(::dataset::part_name(0))).unwrap();
     let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
-}
-
-/// A small deterministic generator (tests must not depend on `rand`).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn pick<'a>(&mut self, values: &'a [String]) -> &'a str {
-        &values[(self.next() as usize) % values.len()]
-    }
 }
 
 fn values(domains: &Domains, dim: Dim) -> Vec<String> {
@@ -562,7 +549,7 @@ fn county_outside_the_list_fails_the_load() {
         let message = err.to_string();
         assert!(matches!(err, EngineError::Schema { .. }), "{message}");
         assert!(
-            message.contains("ATLANTIS") && message.contains("part-0.parquet"),
+            message.contains("ATLANTIS") && message.contains(&::dataset::part_name(0)),
             "{message}"
         );
     }
@@ -574,30 +561,40 @@ fn missing_column_and_wrong_manifest_fail_the_load() {
     let rows = sample_rows(&domains, 10, 5);
     let dir = tempfile::tempdir().unwrap();
     write_parquet(dir.path(), &rows, true, 100);
-    let manifest = dir.path().join("manifest.json");
-    std::fs::write(
-        &manifest,
-        r#"{"dataset":"x","layout":"oh","rows_written":10}"#,
-    )
-    .unwrap();
+    let manifest = dir.path().join(::dataset::MANIFEST);
+    let written = |layout: &str, rows_written: u64| {
+        ::dataset::Manifest {
+            format_version: ::dataset::FORMAT_VERSION,
+            dataset: "x".into(),
+            layout: layout.into(),
+            layout_origin: "builtin".into(),
+            layout_sha256: String::new(),
+            ingested_at: "2026-06-30T00:00:00Z".into(),
+            current_year: 2026,
+            rows_read: rows_written,
+            rows_written,
+            rows_rejected: 0,
+            duplicates_dropped: 0,
+            rejects_by_reason: Default::default(),
+            unknown_codes: Default::default(),
+            null_years: Default::default(),
+            sources: Vec::new(),
+            files: Vec::new(),
+            schema: Vec::new(),
+        }
+        .to_json()
+    };
+    std::fs::write(&manifest, written("oh", 10)).unwrap();
     let err = Dataset::load(dir.path(), &layout, domains.clone())
         .unwrap_err()
         .to_string();
     assert!(err.contains("`oh`"), "{err}");
-    std::fs::write(
-        &manifest,
-        r#"{"dataset":"x","layout":"nc","rows_written":11}"#,
-    )
-    .unwrap();
+    std::fs::write(&manifest, written("nc", 11)).unwrap();
     let err = Dataset::load(dir.path(), &layout, domains.clone())
         .unwrap_err()
         .to_string();
     assert!(err.contains("rows_written"), "{err}");
-    std::fs::write(
-        &manifest,
-        r#"{"dataset":"x","layout":"nc","rows_written":10}"#,
-    )
-    .unwrap();
+    std::fs::write(&manifest, written("nc", 10)).unwrap();
     assert_eq!(
         Dataset::load(dir.path(), &layout, domains.clone())
             .unwrap()

@@ -1,43 +1,10 @@
-//! Shared helpers for the end-to-end tests: run the real `rollcall` binary and
-//! read what it wrote.
-#![allow(dead_code)] // each test binary uses a different subset
+//! A dataset folder read back: its columns and every row, as strings.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use arrow::array::{Array, AsArray};
 use arrow::datatypes::{DataType, Int16Type};
-
-/// The `rollcall` binary Cargo built for these tests.
-pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rollcall"))
-}
-
-/// Runs `rollcall ARGS` from the repository root and returns its output.
-pub fn rollcall(args: &[&str]) -> Output {
-    Command::new(bin())
-        .args(args)
-        .current_dir(repo_root())
-        .output()
-        .expect("run rollcall")
-}
-
-/// Runs `rollcall ARGS` and panics with its stderr unless it succeeds.
-pub fn rollcall_ok(args: &[&str]) -> Output {
-    let out = rollcall(args);
-    assert!(
-        out.status.success(),
-        "rollcall {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-/// The repository root (so `config/` is found as a user would run it).
-pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// One output row as strings (None = null), in column order.
 pub type Tuple = Vec<Option<String>>;
