@@ -186,6 +186,110 @@ fn age_labels(edges: &[u16]) -> Vec<String> {
     labels
 }
 
+/// Refuses age bands and an as-of year no dataset could be counted with.
+fn check_spec(layout: &Layout, spec: &DomainSpec) -> Result<(), EngineError> {
+    let edges = &spec.age_bands;
+    if edges.is_empty() {
+        return Err(EngineError::InvalidSpec(
+            "age_bands must list at least one edge".into(),
+        ));
+    }
+    if edges.windows(2).any(|w| w[0] >= w[1]) {
+        return Err(EngineError::InvalidSpec(format!(
+            "age_bands must be strictly increasing, got {edges:?}"
+        )));
+    }
+    if edges.len() > 200 {
+        return Err(EngineError::InvalidSpec("at most 200 age bands".into()));
+    }
+    if !(1800..=2200).contains(&spec.as_of_year) {
+        return Err(EngineError::InvalidSpec(format!(
+            "as_of year {} is not plausible",
+            spec.as_of_year
+        )));
+    }
+    if layout.registration_date.is_some() && spec.as_of_year < layout.first_registration_year {
+        return Err(EngineError::InvalidSpec(format!(
+            "as_of year {} is before the layout's first registration year {}",
+            spec.as_of_year, layout.first_registration_year
+        )));
+    }
+    Ok(())
+}
+
+/// The public domain of `dim`, from the layout and the spec alone; `None`
+/// when the layout does not record it.
+fn dim_domain(layout: &Layout, spec: &DomainSpec, dim: Dim) -> Option<DimDomain> {
+    let same = |values: Vec<String>| DimDomain {
+        dim,
+        labels: values.clone(),
+        values,
+    };
+    match dim {
+        Dim::County => Some(same(
+            layout
+                .county
+                .counties
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
+        )),
+        Dim::AgeBand => layout
+            .birth_year
+            .as_ref()
+            .map(|_| same(age_labels(&spec.age_bands))),
+        Dim::RegistrationYear => layout.registration_date.as_ref().map(|_| {
+            let mut values: Vec<String> = (layout.first_registration_year..=spec.as_of_year)
+                .map(|y| y.to_string())
+                .collect();
+            values.push("unknown".to_owned());
+            same(values)
+        }),
+        coded => {
+            let column = coded.coded().and_then(|c| layout.coded(c))?;
+            Some(DimDomain {
+                dim,
+                values: column.codes.iter().map(|c| c.code.clone()).collect(),
+                labels: column.codes.iter().map(|c| c.label.clone()).collect(),
+            })
+        }
+    }
+}
+
+/// Birth year (as `u16` bits) → age band code: a year before the layout's
+/// `min_birth_year` or after the as-of year is `unknown`.
+fn age_table(layout: &Layout, spec: &DomainSpec) -> Vec<u8> {
+    let edges = &spec.age_bands;
+    let unknown_age = (edges.len() + 1) as u8;
+    (0..=u16::MAX)
+        .map(|bits| {
+            let year = bits as i16;
+            if year < layout.min_birth_year || year > spec.as_of_year {
+                return unknown_age;
+            }
+            let age = i32::from(spec.as_of_year) - i32::from(year);
+            edges.partition_point(|&e| i32::from(e) <= age) as u8
+        })
+        .collect()
+}
+
+/// Registration year (as `u16` bits) → code: years outside the layout's
+/// first year ..= the as-of year are `unknown`.
+fn registration_table(layout: &Layout, spec: &DomainSpec) -> Vec<u16> {
+    let first = layout.first_registration_year;
+    let unknown_year = (spec.as_of_year - first + 1).max(0) as u16;
+    (0..=u16::MAX)
+        .map(|bits| {
+            let year = bits as i16;
+            if (first..=spec.as_of_year).contains(&year) {
+                (year - first) as u16
+            } else {
+                unknown_year
+            }
+        })
+        .collect()
+}
+
 impl Domains {
     /// Builds the domains of every dimension `layout` records.
     ///
@@ -197,89 +301,13 @@ impl Domains {
     /// - `registration_year`: the layout's first year ..= `as_of_year`, then
     ///   `unknown` (null or out of range).
     pub fn new(layout: &Layout, spec: &DomainSpec) -> Result<Domains, EngineError> {
-        if spec.age_bands.is_empty() {
-            return Err(EngineError::InvalidSpec(
-                "age_bands must list at least one edge".into(),
-            ));
-        }
-        if spec.age_bands.windows(2).any(|w| w[0] >= w[1]) {
-            return Err(EngineError::InvalidSpec(format!(
-                "age_bands must be strictly increasing, got {:?}",
-                spec.age_bands
-            )));
-        }
-        if spec.age_bands.len() > 200 {
-            return Err(EngineError::InvalidSpec("at most 200 age bands".into()));
-        }
-        if !(1800..=2200).contains(&spec.as_of_year) {
-            return Err(EngineError::InvalidSpec(format!(
-                "as_of year {} is not plausible",
-                spec.as_of_year
-            )));
-        }
-        if layout.registration_date.is_some() && spec.as_of_year < layout.first_registration_year {
-            return Err(EngineError::InvalidSpec(format!(
-                "as_of year {} is before the layout's first registration year {}",
-                spec.as_of_year, layout.first_registration_year
-            )));
-        }
-
+        check_spec(layout, spec)?;
         let mut dims = Vec::new();
         let mut fallback = [None; 9];
         let mut null_code = [None; 9];
         for dim in Dim::ALL {
-            let domain = match dim {
-                Dim::County => {
-                    let names: Vec<String> = layout
-                        .county
-                        .counties
-                        .iter()
-                        .map(|c| c.name.clone())
-                        .collect();
-                    DimDomain {
-                        dim,
-                        values: names.clone(),
-                        labels: names,
-                    }
-                }
-                Dim::AgeBand => {
-                    if layout.birth_year.is_none() {
-                        continue;
-                    }
-                    let labels = age_labels(&spec.age_bands);
-                    DimDomain {
-                        dim,
-                        values: labels.clone(),
-                        labels,
-                    }
-                }
-                Dim::RegistrationYear => {
-                    if layout.registration_date.is_none() {
-                        continue;
-                    }
-                    let mut values: Vec<String> = (layout.first_registration_year
-                        ..=spec.as_of_year)
-                        .map(|y| y.to_string())
-                        .collect();
-                    values.push("unknown".to_owned());
-                    DimDomain {
-                        dim,
-                        values: values.clone(),
-                        labels: values,
-                    }
-                }
-                coded => {
-                    let Some(column) = coded.coded().and_then(|c| layout.coded(c)) else {
-                        continue;
-                    };
-                    fallback[dim.index()] = Some(column.fallback as u16);
-                    null_code[dim.index()] = Some(column.blank.unwrap_or(column.fallback) as u16);
-                    DimDomain {
-                        dim,
-                        values: column.codes.iter().map(|c| c.code.clone()).collect(),
-                        labels: column.codes.iter().map(|c| c.label.clone()).collect(),
-                    }
-                }
+            let Some(domain) = dim_domain(layout, spec, dim) else {
+                continue;
             };
             if domain.values.len() > u16::MAX as usize {
                 return Err(EngineError::InvalidSpec(format!(
@@ -288,9 +316,12 @@ impl Domains {
                     u16::MAX
                 )));
             }
+            if let Some(column) = dim.coded().and_then(|c| layout.coded(c)) {
+                fallback[dim.index()] = Some(column.fallback as u16);
+                null_code[dim.index()] = Some(column.blank.unwrap_or(column.fallback) as u16);
+            }
             dims.push(domain);
         }
-
         let mut slot = [None; 9];
         for (i, d) in dims.iter().enumerate() {
             slot[d.dim.index()] = Some(i);
@@ -305,40 +336,14 @@ impl Domains {
                     .collect()
             })
             .collect();
-
-        let edges = &spec.age_bands;
-        let unknown_age = (edges.len() + 1) as u8;
-        let age_table = (0..=u16::MAX)
-            .map(|bits| {
-                let year = bits as i16;
-                if year < layout.min_birth_year || year > spec.as_of_year {
-                    return unknown_age;
-                }
-                let age = i32::from(spec.as_of_year) - i32::from(year);
-                edges.partition_point(|&e| i32::from(e) <= age) as u8
-            })
-            .collect();
-        let first = layout.first_registration_year;
-        let unknown_year = (spec.as_of_year - first + 1).max(0) as u16;
-        let registration_table = (0..=u16::MAX)
-            .map(|bits| {
-                let year = bits as i16;
-                if (first..=spec.as_of_year).contains(&year) {
-                    (year - first) as u16
-                } else {
-                    unknown_year
-                }
-            })
-            .collect();
-
         Ok(Domains {
             dims,
             slot,
             lookup,
             fallback,
             null_code,
-            age_table,
-            registration_table,
+            age_table: age_table(layout, spec),
+            registration_table: registration_table(layout, spec),
             spec: spec.clone(),
         })
     }
