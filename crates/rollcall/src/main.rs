@@ -8,7 +8,9 @@ use clap::{Parser, Subcommand};
 mod audit_cmd;
 mod budget_cmd;
 mod ingest_cmd;
+mod serve_cmd;
 mod synth_cmd;
+mod token_cmd;
 
 /// Differentially private statistics over a voter registration file.
 ///
@@ -30,9 +32,9 @@ enum Command {
     /// Write a synthetic voter file in a layout's exact format.
     Synth(synth_cmd::SynthArgs),
     /// Serve differentially private counts over HTTP (see `--config`).
-    Serve(server::cli::ServeArgs),
+    Serve(serve_cmd::ServeArgs),
     /// Print a new random bearer token and the SHA-256 the config wants.
-    Token(server::cli::TokenArgs),
+    Token(token_cmd::TokenArgs),
     /// Show budgets, spends and remainders from the config and the ledger.
     Budget(budget_cmd::BudgetArgs),
     /// Export every release from the ledger (CSV or JSON) for oversight.
@@ -47,8 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(args),
         Command::Synth(args) => synth_cmd::run(args),
-        Command::Serve(args) => server::cli::serve(args),
-        Command::Token(args) => server::cli::token(args),
+        Command::Serve(args) => serve_cmd::run(args),
+        Command::Token(args) => token_cmd::run(args),
         Command::Budget(args) => budget_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
         Command::Version => {

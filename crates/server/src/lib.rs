@@ -2,7 +2,7 @@
 //! over HTTP, within budgets that a durable ledger keeps.
 //!
 //! ```text
-//! rollcall serve --config FILE
+//! serve(config path) (what `rollcall serve` calls)
 //!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open,
 //!                                         release::ReleaseService)
 //!   Live (current snapshot; SIGHUP ──▶ reload::Live::reload swaps it)
@@ -20,21 +20,20 @@
 //! - client input never yields a 5xx: every error goes through the one table
 //!   in [`error::ApiError::code`], whose codes are the [`error::ErrorCode`]
 //!   enum the OpenAPI schema lists;
-//! - the binary and the tests build the same app with [`create_app`];
+//! - the binary and the tests build the same app with [`create_app`]
+//!   (`tests/app.rs` serves it in process through `testkit::spawn_app`);
 //! - every request runs in a `request` span carrying its `request_id`.
 
 pub mod api;
-pub mod cli;
 pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod reload;
 pub mod request_id;
 pub mod routes;
+mod serve;
 pub mod state;
-
-#[cfg(test)]
-mod app_tests;
+pub mod token;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +48,7 @@ use tracing::Instrument;
 pub use config::{Config, ConfigError};
 pub use error::ApiError;
 pub use reload::Live;
+pub use serve::{ServeError, serve};
 pub use state::AppState;
 
 /// Builds the application: routes, JSON limits and error mapping, request

@@ -396,7 +396,7 @@ mod tests {
              age_bands = [18]\nepsilon_total = 10.0\nmax_epsilon_per_query = 1.0\n",
         );
         for (name, token, budget) in analysts {
-            let hash = hex::encode(Sha256::digest(token.as_bytes()));
+            let hash = crate::token::hash(token);
             text += &format!(
                 "\n[[analyst]]\nname = \"{name}\"\ntoken_sha256 = \"{hash}\"\nepsilon = {{ nc = {budget:?} }}\n"
             );
