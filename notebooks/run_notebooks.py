@@ -33,7 +33,7 @@ from jupyter_client.manager import KernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 from nbconvert import HTMLExporter
-from rollcall_client._server import Analyst, demo_server, find_binary
+from harness import Analyst, demo_server, find_binary
 
 HERE = Path(__file__).resolve().parent
 

@@ -1,7 +1,7 @@
 """A real rollcall server on 50,000 synthetic NC voters, shared by the session.
 
-The binary is ``$ROLLCALL_BIN``, else ``target/release/rollcall``, else
-``target/debug/rollcall``. Analysts:
+The binary is ``$ROLLCALL_BIN``, else the release, else the debug build in
+cargo's target folder (``notebooks/harness.py``). Analysts:
 
 - ``alice``: ε 5.0 on ``nc`` (most tests);
 - ``bob``: ε 0.3 on ``nc`` (budget exhaustion);
@@ -10,11 +10,14 @@ The binary is ``$ROLLCALL_BIN``, else ``target/release/rollcall``, else
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rollcall_client import Client
-from rollcall_client._server import Analyst, DemoServer, demo_server, find_binary
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # notebooks/harness.py
+from harness import Analyst, DemoServer, demo_server, find_binary  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -211,14 +211,17 @@ def test_connection_failed() -> None:
     assert not c.health()
 
 
-def test_dataset_shapes() -> None:
-    """Dimensions given as {name: {values, labels}} or [{value, label}] parse alike."""
+def test_dataset_shape_is_the_servers() -> None:
+    """The client reads the shape ``GET /v1/datasets`` sends, and says so
+    when an answer has another shape instead of guessing."""
     from rollcall_client.client import _parse_datasets
 
-    a = _parse_datasets({"nc": {"max_epsilon_per_query": 1, "dimensions": {
-        "party": {"values": [{"value": "DEM", "label": "Democratic"}]}}}})
-    b = _parse_datasets([{"name": "nc", "max_epsilon_per_query": 1, "dimensions": [
-        {"name": "party", "values": ["DEM"], "labels": ["Democratic"]}]}])
-    assert a["nc"].dimensions == b["nc"].dimensions
-    assert a["nc"]["party"].label("DEM") == "Democratic"
-    assert isinstance(a["nc"]["party"].frame(), pd.DataFrame)
+    parsed = _parse_datasets({"datasets": [{"name": "nc", "max_epsilon_per_query": 1,
+                                            "dimensions": [{"name": "party", "values": ["DEM"],
+                                                            "labels": ["Democratic"]}]}]})
+    assert parsed["nc"]["party"].label("DEM") == "Democratic"
+    assert isinstance(parsed["nc"]["party"].frame(), pd.DataFrame)
+    for other in ({"nc": {"dimensions": {}}}, [{"name": "nc"}],
+                  {"datasets": [{"name": "nc", "dimensions": [{"values": ["DEM"]}]}]}):
+        with pytest.raises(ServerError):
+            _parse_datasets(other)

@@ -17,7 +17,7 @@ from rollcall_client import (
     RollcallError,
     Unauthorized,
 )
-from rollcall_client._server import DemoServer
+from harness import DemoServer
 
 AGE_BANDS = ["<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+", "unknown"]
 

@@ -21,7 +21,13 @@ from .errors import (
     Unauthorized,
 )
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # One place for the version: pyproject.toml.
+    __version__ = version("rollcall-client")
+except PackageNotFoundError:  # run from a source tree that is not installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "Client",

@@ -100,13 +100,6 @@ class Cost:
     population_epsilon_remaining: float | None = None
 
 
-def _first(d: Mapping[str, Any], *keys: str, default: Any = None) -> Any:
-    for k in keys:
-        if k in d and d[k] is not None:
-            return d[k]
-    return default
-
-
 def _as_float(x: Any) -> float | None:
     if x is None:
         return None
@@ -116,70 +109,43 @@ def _as_float(x: Any) -> float | None:
         return None
 
 
-def _parse_dimension(name: str | None, raw: Any) -> Dimension:
-    """Read one dimension from the several shapes a datasets response may use."""
-    if isinstance(raw, list):  # name → [values]
-        values = raw
-        labels: list[Any] | None = None
-    elif isinstance(raw, dict):
-        name = str(_first(raw, "name", "dimension", default=name))
-        values = _first(raw, "values", "domain", default=[])
-        labels = raw.get("labels")
-    else:
-        raise ServerError("unexpected_response", f"cannot read dimension {name!r}: {raw!r}")
-    vals: list[str] = []
-    labs: list[str] = []
-    for i, v in enumerate(values):
-        if isinstance(v, dict):  # [{"value": ..., "label": ...}]
-            value = str(_first(v, "value", "code", "name"))
-            label = str(_first(v, "label", "description", default=value))
-        else:
-            value = str(v)
-            label = str(labels[i]) if labels is not None and i < len(labels) else value
-        vals.append(value)
-        labs.append(label)
-    if name is None:
-        raise ServerError("unexpected_response", f"dimension without a name: {raw!r}")
-    return Dimension(name=name, values=tuple(vals), labels=tuple(labs))
+def _unexpected(what: str, raw: Any) -> ServerError:
+    return ServerError("unexpected_response", f"cannot read {what}: {raw!r}")
 
 
-def _parse_dataset(name: str | None, raw: Mapping[str, Any]) -> Dataset:
-    name = str(_first(raw, "name", "dataset", default=name))
-    dims_raw = _first(raw, "dimensions", "dims", default=[])
-    dims: dict[str, Dimension] = {}
-    if isinstance(dims_raw, dict):
-        for dname, draw in dims_raw.items():
-            dims[dname] = _parse_dimension(dname, draw)
-    else:
-        for draw in dims_raw:
-            d = _parse_dimension(None, draw)
-            dims[d.name] = d
-    extra = {
-        k: v for k, v in raw.items() if k not in ("name", "dataset", "dimensions", "dims")
-    }
+def _parse_dimension(raw: Any) -> Dimension:
+    """One entry of a dataset's ``dimensions``: ``{"name", "values", "labels"}``."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise _unexpected("a dimension", raw)
+    values = [str(v) for v in raw.get("values", [])]
+    labels = [str(v) for v in raw.get("labels", values)]
+    if len(labels) != len(values):
+        raise _unexpected(f"dimension {raw['name']!r} (values and labels differ in length)", raw)
+    return Dimension(name=raw["name"], values=tuple(values), labels=tuple(labels))
+
+
+def _parse_dataset(raw: Any) -> Dataset:
+    """One entry of ``GET /v1/datasets``: its name, dimensions and settings."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("name"), str):
+        raise _unexpected("a dataset", raw)
+    dims = [_parse_dimension(d) for d in raw.get("dimensions", [])]
+    extra = {k: v for k, v in raw.items() if k not in ("name", "dimensions")}
     return Dataset(
-        name=name,
-        dimensions=dims,
+        name=raw["name"],
+        dimensions={d.name: d for d in dims},
         max_epsilon_per_query=_as_float(raw.get("max_epsilon_per_query")),
         extra=extra,
     )
 
 
 def _parse_datasets(body: Any) -> dict[str, Dataset]:
-    items: Any = body
-    if isinstance(body, dict):
-        items = _first(body, "datasets", default=body)
+    """``GET /v1/datasets``: ``{"datasets": [...]}``."""
+    if not isinstance(body, dict) or not isinstance(body.get("datasets"), list):
+        raise _unexpected("datasets", body)
     out: dict[str, Dataset] = {}
-    if isinstance(items, dict):
-        for name, raw in items.items():
-            ds = _parse_dataset(name, raw)
-            out[ds.name] = ds
-    elif isinstance(items, list):
-        for raw in items:
-            ds = _parse_dataset(None, raw)
-            out[ds.name] = ds
-    else:
-        raise ServerError("unexpected_response", f"cannot read datasets: {body!r}")
+    for raw in body["datasets"]:
+        ds = _parse_dataset(raw)
+        out[ds.name] = ds
     return out
 
 
@@ -386,25 +352,10 @@ class Client:
             each voter's privacy loss).
         """
         body = self._request("GET", "/v1/budget")
-        items: Any = body
-        attrs: dict[str, Any] = {}
-        if isinstance(body, dict):
-            for k, v in body.items():
-                if not isinstance(v, (list, dict)):
-                    attrs[k] = v
-            items = _first(body, "datasets", "budgets", default=body)
-        rows: list[dict[str, Any]] = []
-        if isinstance(items, dict):
-            for name, raw in items.items():
-                if isinstance(raw, dict):
-                    rows.append({"dataset": name, **raw})
-        elif isinstance(items, list):
-            for raw in items:
-                row = dict(raw)
-                if "dataset" not in row and "name" in row:
-                    row["dataset"] = row.pop("name")
-                rows.append(row)
-        df = pd.DataFrame(rows)
+        if not isinstance(body, dict) or not isinstance(body.get("datasets"), list):
+            raise _unexpected("the budget", body)
+        attrs = {k: v for k, v in body.items() if not isinstance(v, (list, dict))}
+        df = pd.DataFrame([dict(raw) for raw in body["datasets"]])
         front = [c for c in ("dataset", "budget", "spent", "remaining") if c in df.columns]
         df = df[front + [c for c in df.columns if c not in front]]
         df.attrs.update(attrs)
@@ -413,8 +364,9 @@ class Client:
     def releases(self) -> pd.DataFrame:
         """The analyst's past releases (query, ε, time, release id), one row each."""
         body = self._request("GET", "/v1/releases")
-        items = _first(body, "releases", default=body) if isinstance(body, dict) else body
-        return pd.DataFrame(list(items or []))
+        if not isinstance(body, dict) or not isinstance(body.get("releases"), list):
+            raise _unexpected("the releases", body)
+        return pd.DataFrame(body["releases"])
 
     # -- queries ------------------------------------------------------------
 
@@ -596,7 +548,7 @@ class Client:
         except InvalidQuery:
             ds = None
         cells = self._cells_from(body, ds, by_l, where_d)
-        eps = _as_float(_first(body, "epsilon", "epsilon_cost", "cost", "epsilon_spent"))
+        eps = _as_float(body.get("epsilon"))
         return Cost(
             epsilon=eps if eps is not None else float(epsilon),
             noise_scale=_as_float(body.get("noise_scale")) or float("nan"),

@@ -1,13 +1,14 @@
 """Start a throw-away rollcall server on synthetic data (for tests and demos).
 
-Not part of the client API: the client's tests and ``scripts/run-notebooks``
-use it to run the real ``rollcall`` binary end to end::
+Not part of the client package: the client's tests (``notebooks/client/tests``)
+and ``scripts/run-notebooks`` use it to run the real ``rollcall`` binary end to
+end::
 
     with demo_server(rows=50_000, analysts=[Analyst("alice", {"nc": 3.0})]) as srv:
         Client(srv.url, srv.tokens["alice"]).budget()
 
-It synthesizes an NC voter file (``rollcall synth``), ingests it
-(``rollcall ingest``), writes a config with fresh random tokens (only their
+It makes an NC dataset with the project's one fixture command
+(``scripts/fixture``: ``rollcall synth`` then ``rollcall ingest``), writes a config with fresh random tokens (only their
 SHA-256 goes into the file), starts ``rollcall serve`` on a free loopback port,
 waits for ``/healthz`` and stops the server on exit.
 """
@@ -31,6 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "lib"))
+import fixture  # noqa: E402  (scripts/lib/fixture.py: the shared fixture commands)
 
 __all__ = ["Analyst", "DemoServer", "find_binary", "demo_server", "hash_token", "repo_root"]
 
@@ -64,19 +68,16 @@ class DemoServer:
 
 
 def repo_root() -> Path:
-    """The rollcall checkout this package lives in (``notebooks/client/src/...``)."""
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / "Cargo.toml").is_file() and (parent / "crates").is_dir():
-            return parent
-    return Path.cwd()
+    """The rollcall checkout this file lives in (``notebooks/harness.py``)."""
+    return Path(__file__).resolve().parents[1]
 
 
 def find_binary() -> Path:
     """The ``rollcall`` binary.
 
-    ``$ROLLCALL_BIN``, else ``target/release/rollcall``, else
-    ``target/debug/rollcall``, else ``rollcall`` on the ``PATH``.
+    ``$ROLLCALL_BIN``, else the release build, else the debug build, in
+    cargo's target folder (wherever ``CARGO_TARGET_DIR`` puts it), else
+    ``rollcall`` on the ``PATH``.
     """
     env = os.environ.get("ROLLCALL_BIN")
     if env:
@@ -84,9 +85,9 @@ def find_binary() -> Path:
         if not p.is_file():
             raise FileNotFoundError(f"ROLLCALL_BIN={env} does not exist")
         return p
-    root = repo_root()
+    target = fixture.target_dir()
     for sub in ("release", "debug"):
-        p = root / "target" / sub / "rollcall"
+        p = target / sub / "rollcall"
         if p.is_file():
             return p
     found = shutil.which("rollcall")
@@ -159,21 +160,9 @@ def write_config(
 
 
 def prepare_data(binary: Path, workdir: Path, *, rows: int, seed: int, dataset: str = "nc") -> Path:
-    """Synthesize an NC file and ingest it; returns the data directory."""
-    raw = workdir / "nc.txt"
-    data = workdir / "data"
-    subprocess.run(
-        [str(binary), "synth", "--layout", "nc", "--rows", str(rows), "--seed", str(seed),
-         "--out", str(raw)],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    subprocess.run(
-        [str(binary), "ingest", "--layout", "nc", "--dataset", dataset, "--data-dir", str(data),
-         str(raw), "--quiet"],
-        check=True, stdout=subprocess.DEVNULL,
-    )
-    raw.unlink()
-    return data
+    """An NC dataset of ``rows`` synthetic voters (``scripts/fixture``); returns
+    the data directory."""
+    return fixture.dataset(binary, rows, workdir, seed=seed, dataset=dataset)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
