@@ -53,9 +53,11 @@ impl Cluster {
         let bin = find_bin()?;
         let run_as = if is_root() {
             if user_ids("postgres").is_none() {
-                return Err("running as root, which initdb refuses, and there is no `postgres` \
+                return Err(
+                    "running as root, which initdb refuses, and there is no `postgres` \
                             user to run it as (Debian's postgresql package creates one)"
-                    .into());
+                        .into(),
+                );
             }
             Some("postgres".to_owned())
         } else {
@@ -342,10 +344,12 @@ fn find_bin() -> Result<PathBuf, String> {
             return Ok(dir.to_owned());
         }
     }
-    Err("PostgreSQL is not installed: no initdb under /usr/lib/postgresql/*/bin or on PATH. \
+    Err(
+        "PostgreSQL is not installed: no initdb under /usr/lib/postgresql/*/bin or on PATH. \
          Install it (Debian: apt-get install postgresql; .ci/run does) or set PG_BIN to the \
          folder holding initdb and pg_ctl. Tests that need it fail rather than skip."
-        .into())
+            .into(),
+    )
 }
 
 fn is_root() -> bool {
