@@ -53,6 +53,11 @@ pub enum PrivacyError {
     /// The ledger database failed; nothing was released.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The ledger database cannot be reached now (PostgreSQL down,
+    /// restarting, or out of connections); nothing was released, and the
+    /// same request may succeed later.
+    #[error("ledger unavailable: {0}")]
+    LedgerUnavailable(String),
 }
 
 impl From<opendp::error::Error> for PrivacyError {

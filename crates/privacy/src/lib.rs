@@ -11,7 +11,8 @@
 //! ```text
 //! asked ε ──charge_for──▶ Charge { scale, ε charged, ci95 }   (before any data)
 //! ExactCounts (engine) + Charge ──release_counts──▶ Release { noisy, charge }
-//! Caps + NewRelease ──Ledger::commit_release (one IMMEDIATE txn)──▶ Released | Cached
+//! Caps + NewRelease ──Ledger::commit_release (one transaction: SQLite IMMEDIATE,
+//!                     or PostgreSQL with the population's lock rows)──▶ Released | Cached
 //! ```
 //!
 //! Invariants:
@@ -21,8 +22,9 @@
 //!   whole nano-ε, never a hand formula;
 //! - exact counts ([`ExactCounts`]) can be read only here, to add noise;
 //! - the ledger never lets the sum of ε spent pass an analyst's, a dataset's
-//!   or a population's cap, even under concurrent requests or across
-//!   restarts, in exact integer arithmetic.
+//!   or a population's cap, even under concurrent requests, across
+//!   restarts, or from several servers sharing one PostgreSQL ledger, in
+//!   exact integer arithmetic.
 
 mod epsilon;
 mod error;
@@ -32,8 +34,9 @@ pub mod mechanism;
 pub use epsilon::{Epsilon, NANOS_PER_EPSILON};
 pub use error::{BudgetScope, PrivacyError};
 pub use ledger::{
-    Balances, Caps, CommitOutcome, DatasetSummary, Ledger, NewRelease, Sharing, SpendSummary,
-    StoredRelease,
+    Balances, Caps, CommitOutcome, DEFAULT_CONNECT_TIMEOUT, DEFAULT_POOL_SIZE, DatasetSummary,
+    Ledger, LedgerTotals, Location, NewRelease, PopulationSummary, PostgresSettings,
+    SCHEMA_VERSION, Sharing, SpendSummary, StoredRelease, StoredSpend,
 };
 pub use mechanism::{
     Charge, ExactCounts, MECHANISM, MIN_EPSILON, Release, charge_for, ci95, epsilon_for_scale,

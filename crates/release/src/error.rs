@@ -40,6 +40,11 @@ pub enum ReleaseError {
     /// The ledger failed; nothing was released.
     #[error("ledger: {0}")]
     Ledger(String),
+    /// The ledger cannot be reached now (its database is down or
+    /// restarting); nothing was released, and the same query may succeed
+    /// later.
+    #[error("ledger unavailable: {0}")]
+    LedgerUnavailable(String),
     /// Anything else on the server's side (opendp, a stored row that does
     /// not parse); nothing was released.
     #[error("internal: {0}")]
@@ -62,6 +67,7 @@ impl From<PrivacyError> for ReleaseError {
                 remaining,
             },
             PrivacyError::Ledger(m) => ReleaseError::Ledger(m),
+            PrivacyError::LedgerUnavailable(m) => ReleaseError::LedgerUnavailable(m),
             PrivacyError::OpenDp(m) => ReleaseError::Internal(format!("opendp: {m}")),
         }
     }

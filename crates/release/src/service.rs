@@ -133,9 +133,12 @@ impl ReleaseService {
         &self.ledger
     }
 
-    /// Answers from memory alone, if it can: a stored release this process
-    /// has already seen, for a query that is not a dry run. Cheap enough for
-    /// an async thread; `Ok(None)` means call [`ReleaseService::answer`].
+    /// Answers from memory, if it can: a stored release this process has
+    /// already seen, for a query that is not a dry run; only the analyst's
+    /// spend is read from the ledger. Cheap enough for an async thread when
+    /// the ledger is local ([`Ledger::is_remote`] is false: a PostgreSQL
+    /// read is a round trip, for a blocking thread); `Ok(None)` means call
+    /// [`ReleaseService::answer`].
     pub fn answer_stored(
         &self,
         target: &Target,

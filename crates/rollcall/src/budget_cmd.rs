@@ -14,7 +14,8 @@ use server::Config;
 /// remainder.
 ///
 /// Reads only the config and the ledger (opened read-only: safe while the
-/// server runs; no Parquet is loaded). Budgets come from the config as it is
+/// servers run; a SQLite file or the PostgreSQL database of `server.ledger`;
+/// no Parquet is loaded). Budgets come from the config as it is
 /// on disk now; spends from the ledger. An analyst who spent ε but is no
 /// longer configured (or no longer has a budget on the dataset) is listed
 /// with no budget and nothing remaining: their spend still counts against the
@@ -310,7 +311,7 @@ pub(crate) fn render(format: Format, lines: &Lines) -> String {
 pub(crate) fn open_ledger(path: &Path) -> anyhow::Result<(Config, Ledger)> {
     let config =
         Config::from_file(path).with_context(|| format!("invalid config {}", path.display()))?;
-    let ledger = Ledger::open_read_only(&config.server.ledger).context("server.ledger")?;
+    let ledger = Ledger::open_read_only_at(&config.server.ledger).context("server.ledger")?;
     Ok((config, ledger))
 }
 

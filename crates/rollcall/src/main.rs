@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod audit_cmd;
 mod budget_cmd;
 mod ingest_cmd;
+mod ledger_cmd;
 mod serve_cmd;
 mod synth_cmd;
 mod token_cmd;
@@ -39,6 +40,9 @@ enum Command {
     Budget(budget_cmd::BudgetArgs),
     /// Export every release from the ledger (CSV or JSON) for oversight.
     Audit(audit_cmd::AuditArgs),
+    /// Migrate the ledger's schema, or copy a ledger to another database
+    /// (SQLite to PostgreSQL for replicas).
+    Ledger(ledger_cmd::LedgerArgs),
     /// Print the version, and which opendp sampler and OpenSSL the noise
     /// comes from.
     Version,
@@ -53,6 +57,7 @@ fn main() -> ExitCode {
         Command::Token(args) => token_cmd::run(args),
         Command::Budget(args) => budget_cmd::run(args),
         Command::Audit(args) => audit_cmd::run(args),
+        Command::Ledger(args) => ledger_cmd::run(args),
         Command::Version => {
             println!("rollcall {}", env!("CARGO_PKG_VERSION"));
             println!("noise: {}", privacy::noise_source());

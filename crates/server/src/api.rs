@@ -8,11 +8,23 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
-/// `GET /healthz`.
+/// `GET /healthz`: 200 when the server can answer, 503 when its ledger
+/// cannot be reached (a load balancer then sends queries elsewhere).
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub struct Health {
-    /// Always `"ok"`.
+    /// `"ok"`, or `"ledger_unavailable"` (status 503).
     pub status: String,
+    /// The ledger behind the server.
+    pub ledger: LedgerHealth,
+}
+
+/// The ledger's part of `/healthz`.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct LedgerHealth {
+    /// `"sqlite"` or `"postgres"`.
+    pub backend: String,
+    /// `"ok"`, or `"unavailable"` when its database did not answer.
+    pub state: String,
 }
 
 /// `GET /v1/datasets`: the datasets the analyst may query.

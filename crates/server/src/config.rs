@@ -22,10 +22,23 @@
 //! nano-ε ([`privacy::Epsilon`]), so `2.0` affords exactly 40 queries at
 //! `0.05`.
 //!
-//! **Relative paths** (`data_dir`, `ledger`) are resolved against the
-//! current working directory, the way `rollcall ingest --data-dir data` is
-//! run from the repository root; run the server from the same place or give
-//! absolute paths.
+//! **Relative paths** (`data_dir`, `ledger`, `password_file`) are resolved
+//! against the current working directory, the way `rollcall ingest
+//! --data-dir data` is run from the repository root; run the server from
+//! the same place or give absolute paths.
+//!
+//! **The ledger** is a SQLite file (`ledger = "data/ledger.sqlite"`, one
+//! server) or a PostgreSQL database that several replicas share, given as a
+//! URL (`ledger = "postgres://rollcall@db.internal:5432/rollcall"`) or as a
+//! table that keeps the password out of the config:
+//!
+//! ```toml
+//! [server.ledger]
+//! url = "postgres://rollcall@db.internal:5432/rollcall"
+//! password_file = "/etc/rollcall/ledger-password"   # first line; optional
+//! pool_size = 8               # connections kept at most (default 8)
+//! connect_timeout_secs = 5    # then a query is answered 503 ledger_unavailable (default 5)
+//! ```
 //!
 //! ```toml
 //! [server]
@@ -56,7 +69,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use privacy::Epsilon;
+use privacy::{Epsilon, Location, PostgresSettings};
 use serde::Deserialize;
 
 /// Default cap on the number of cells (rows) of one answer.
@@ -73,6 +86,10 @@ pub const DEFAULT_MAX_CONCURRENT_PER_TOKEN: usize = 64;
 pub const DEFAULT_TIMING_QUANTUM_MS: f64 = 0.5;
 /// Largest `timing_quantum_ms` accepted.
 pub const MAX_TIMING_QUANTUM_MS: f64 = 1000.0;
+/// Largest `[server.ledger] pool_size` accepted.
+pub const MAX_POOL_SIZE: i64 = 1000;
+/// Largest `[server.ledger] connect_timeout_secs` accepted.
+pub const MAX_CONNECT_TIMEOUT_SECS: i64 = 300;
 
 /// A configuration problem, naming the key (`dataset[1].layout`) or file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -118,7 +135,9 @@ struct PopulationFile {
 struct ServerFile {
     listen: String,
     data_dir: PathBuf,
-    ledger: PathBuf,
+    /// A string (a path or a URL) or a `[server.ledger]` table: read by
+    /// [`validate_ledger`], so each mistake names its key.
+    ledger: toml::Value,
     max_cells: Option<u64>,
     max_body_bytes: Option<usize>,
     request_timeout_secs: Option<u64>,
@@ -157,8 +176,9 @@ pub struct ServerConfig {
     pub listen: String,
     /// Where `rollcall ingest --data-dir` wrote the datasets.
     pub data_dir: PathBuf,
-    /// The SQLite ledger file (created if missing).
-    pub ledger: PathBuf,
+    /// The ledger: a SQLite file (created if missing) or a PostgreSQL
+    /// database shared by several replicas.
+    pub ledger: Location,
     /// Most cells one query may have (`too_many_cells` above).
     pub max_cells: u64,
     /// Largest request body accepted (`payload_too_large` above).
@@ -485,7 +505,7 @@ fn validate_server(s: ServerFile) -> Result<ServerConfig, ConfigError> {
     Ok(ServerConfig {
         listen: s.listen,
         data_dir: s.data_dir,
-        ledger: s.ledger,
+        ledger: validate_ledger(s.ledger)?,
         max_cells,
         max_body_bytes,
         request_timeout_secs,
@@ -494,6 +514,72 @@ fn validate_server(s: ServerFile) -> Result<ServerConfig, ConfigError> {
         metrics_token_sha256,
         timing_quantum_ms,
     })
+}
+
+/// `ledger = "PATH"`, `ledger = "postgres://…"` or a `[server.ledger]`
+/// table (PostgreSQL only: `url`, `password_file`, `pool_size`,
+/// `connect_timeout_secs`).
+fn validate_ledger(value: toml::Value) -> Result<Location, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::new(format!("server.{key}"), message);
+    let table = match value {
+        toml::Value::String(text) if text.trim().is_empty() => {
+            return Err(invalid("ledger", "must not be empty".into()));
+        }
+        toml::Value::String(text) => {
+            return Location::parse(&text).map_err(|e| invalid("ledger", e.to_string()));
+        }
+        toml::Value::Table(table) => table,
+        _ => {
+            return Err(invalid(
+                "ledger",
+                "must be a SQLite file path or a postgres:// URL (a string), or a                  [server.ledger] table with `url`"
+                    .into(),
+            ));
+        }
+    };
+    const KEYS: [&str; 4] = ["url", "password_file", "pool_size", "connect_timeout_secs"];
+    if let Some(unknown) = table.keys().find(|k| !KEYS.contains(&k.as_str())) {
+        return Err(invalid(
+            &format!("ledger.{unknown}"),
+            format!("unknown key (expected one of: {})", KEYS.join(", ")),
+        ));
+    }
+    let url = match table.get("url") {
+        Some(toml::Value::String(url)) if PostgresSettings::is_url(url) => url,
+        Some(_) => {
+            return Err(invalid(
+                "ledger.url",
+                "must be a postgres:// URL (a SQLite file is given as ledger = \"PATH\")".into(),
+            ));
+        }
+        None => return Err(invalid("ledger.url", "missing".into())),
+    };
+    let mut settings =
+        PostgresSettings::new(url).map_err(|e| invalid("ledger.url", e.to_string()))?;
+    if let Some(v) = table.get("password_file") {
+        let path = v
+            .as_str()
+            .filter(|p| !p.trim().is_empty())
+            .ok_or_else(|| invalid("ledger.password_file", "must be a file path".into()))?;
+        settings.password_file = Some(PathBuf::from(path));
+    }
+    let whole = |key: &str, max: i64| -> Result<Option<i64>, ConfigError> {
+        match table.get(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) if (1..=max).contains(n) => Ok(Some(*n)),
+            Some(_) => Err(invalid(
+                &format!("ledger.{key}"),
+                format!("must be a whole number from 1 to {max}"),
+            )),
+        }
+    };
+    if let Some(n) = whole("pool_size", MAX_POOL_SIZE)? {
+        settings.pool_size = n as u32;
+    }
+    if let Some(n) = whole("connect_timeout_secs", MAX_CONNECT_TIMEOUT_SECS)? {
+        settings.connect_timeout = std::time::Duration::from_secs(n as u64);
+    }
+    Ok(Location::Postgres(settings))
 }
 
 fn validate_populations(file: Vec<PopulationFile>) -> Result<Vec<PopulationConfig>, ConfigError> {
@@ -731,6 +817,90 @@ epsilon = {{ nc = 3.0 }}
         assert!(c.datasets[0].share_releases);
         let own = c.population_of(&c.datasets[0]);
         assert_eq!((own.name.as_str(), own.members.len()), ("nc", 1));
+    }
+
+    /// The ledger is a path, a URL, or a table for PostgreSQL (keeping the
+    /// password in a file); each mistake names its key, none shows a
+    /// password.
+    #[test]
+    fn the_ledger_is_a_path_a_url_or_a_table() {
+        let sqlite = Config::from_toml(&base()).unwrap().server.ledger;
+        assert_eq!(sqlite, Location::Sqlite("data/ledger.sqlite".into()));
+        let url = "postgres://rollcall@db.internal:5432/rollcall";
+        let by_url = base().replace("\"data/ledger.sqlite\"", &format!("{url:?}"));
+        let Location::Postgres(p) = Config::from_toml(&by_url).unwrap().server.ledger else {
+            panic!("a URL is PostgreSQL")
+        };
+        assert_eq!(
+            (p.url.as_str(), p.pool_size),
+            (url, privacy::DEFAULT_POOL_SIZE)
+        );
+        assert_eq!(p.connect_timeout, privacy::DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(p.password_file, None);
+        let table = |body: &str| {
+            base()
+                .replace("ledger = \"data/ledger.sqlite\"\n", "")
+                .replace(
+                    "[[dataset]]",
+                    &format!("[server.ledger]\n{body}\n[[dataset]]"),
+                )
+        };
+        let full = table(&format!(
+            "url = {url:?}\npassword_file = \"/etc/rollcall/pw\"\npool_size = 3\n\
+             connect_timeout_secs = 2\n"
+        ));
+        let Location::Postgres(p) = Config::from_toml(&full).unwrap().server.ledger else {
+            panic!("a table is PostgreSQL")
+        };
+        assert_eq!(p.password_file, Some("/etc/rollcall/pw".into()));
+        assert_eq!((p.pool_size, p.connect_timeout.as_secs()), (3, 2));
+
+        let cases: Vec<(String, &str)> = vec![
+            (
+                base().replace("\"data/ledger.sqlite\"", "\"\""),
+                "server.ledger",
+            ),
+            (
+                base().replace("\"data/ledger.sqlite\"", "3"),
+                "server.ledger",
+            ),
+            (table("path = \"l.sqlite\""), "server.ledger.path"),
+            (table("password_file = \"pw\""), "server.ledger.url"),
+            (table("url = \"data/ledger.sqlite\""), "server.ledger.url"),
+            (
+                table(&format!("url = {url:?}\npool_size = 0")),
+                "server.ledger.pool_size",
+            ),
+            (
+                table(&format!("url = {url:?}\nconnect_timeout_secs = \"5\"")),
+                "server.ledger.connect_timeout_secs",
+            ),
+            (
+                table(&format!("url = {url:?}\npassword_file = 7")),
+                "server.ledger.password_file",
+            ),
+            (
+                base().replace(
+                    "\"data/ledger.sqlite\"",
+                    "\"postgres://u:s3cret@h:notaport/db\"",
+                ),
+                "server.ledger",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = err(&text);
+            assert!(
+                e.starts_with(&format!("{key}:")),
+                "error `{e}` does not name `{key}`"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        let secret = base().replace(
+            "\"data/ledger.sqlite\"",
+            "\"postgres://u:s3cret@h:5432/db\"",
+        );
+        let c = Config::from_toml(&secret).unwrap();
+        assert!(!format!("{c:?}").contains("s3cret"));
     }
 
     #[test]

@@ -27,6 +27,7 @@
 //! | `not_found`          | 404 | no such route |
 //! | `method_not_allowed` | 405 | the route exists, not with this method |
 //! | `internal`           | 500 | a fault on the server (ledger, opendp, data files); nothing was released |
+//! | `ledger_unavailable` | 503 | the ledger's database (PostgreSQL) cannot be reached now: down, restarting, out of connections; nothing was released or spent; retry shortly |
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
@@ -73,11 +74,14 @@ pub enum ErrorCode {
     MethodNotAllowed,
     /// 500: a fault on the server; nothing was released.
     Internal,
+    /// 503: the ledger's database cannot be reached now; nothing was
+    /// released; retry.
+    LedgerUnavailable,
 }
 
 impl ErrorCode {
     /// Every code, in the order of the table above.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenDataset,
         ErrorCode::UnknownDataset,
@@ -95,6 +99,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::Internal,
+        ErrorCode::LedgerUnavailable,
     ];
 
     /// The HTTP status every error of this code answers with.
@@ -117,6 +122,7 @@ impl ErrorCode {
             C::TooManyRequests => S::TOO_MANY_REQUESTS,
             C::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             C::Internal => S::INTERNAL_SERVER_ERROR,
+            C::LedgerUnavailable => S::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -141,6 +147,7 @@ impl ErrorCode {
             C::NotFound => "not_found",
             C::MethodNotAllowed => "method_not_allowed",
             C::Internal => "internal",
+            C::LedgerUnavailable => "ledger_unavailable",
         }
     }
 }
@@ -270,6 +277,7 @@ impl ApiError {
                 ReleaseError::TooManyCells { .. } => C::TooManyCells,
                 ReleaseError::BudgetExhausted { .. } => C::BudgetExhausted,
                 ReleaseError::Ledger(_) | ReleaseError::Internal(_) => C::Internal,
+                ReleaseError::LedgerUnavailable(_) => C::LedgerUnavailable,
             },
             ApiError::MalformedJson(_) => C::MalformedJson,
             ApiError::PayloadTooLarge { .. } => C::PayloadTooLarge,
@@ -290,10 +298,14 @@ impl ApiError {
     /// The message shown to the client. Server faults get a generic message
     /// (their detail is logged); nothing here carries a count or a row.
     pub fn public_message(&self) -> String {
-        if self.code().status().is_server_error() {
-            "internal error; nothing was released or spent".to_owned()
-        } else {
-            self.to_string()
+        match self.code() {
+            ErrorCode::LedgerUnavailable => {
+                "the ledger is unavailable; nothing was released or spent; retry shortly".to_owned()
+            }
+            code if code.status().is_server_error() => {
+                "internal error; nothing was released or spent".to_owned()
+            }
+            _ => self.to_string(),
         }
     }
 
@@ -368,6 +380,18 @@ mod tests {
         let fault = ApiError::Release(ReleaseError::Ledger("disk I/O error at /secret".into()));
         assert_eq!(fault.code(), ErrorCode::Internal);
         assert!(!fault.public_message().contains("secret"));
+        let down = ApiError::Release(ReleaseError::LedgerUnavailable(
+            "cannot connect to postgres://rollcall@db.secret:5432/l".into(),
+        ));
+        assert_eq!(
+            down.status_and_code(),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::LedgerUnavailable
+            )
+        );
+        assert!(!down.public_message().contains("secret"));
+        assert!(down.public_message().contains("retry"));
     }
 
     /// A refusal names the cap that refused, in the message and as fields.

@@ -3,11 +3,12 @@
 //!
 //! ```text
 //! serve(config path) (what `rollcall serve` calls)
-//!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open,
+//!   Config::from_file ──▶ AppState::load (layouts, Parquet → engine::Dataset, Ledger::open_at,
 //!                                         release::ReleaseService)
 //!   Live (current snapshot; SIGHUP ──▶ reload::Live::reload swaps it)
 //!   run() ──▶ HttpServer(create_app) ──▶ observe (request id, metrics, access log)
-//!         ──▶ routes::query (thin) ──▶ ReleaseService::answer_stored (memory, async thread)
+//!         ──▶ routes::query (thin) ──▶ ReleaseService::answer_stored (memory; async thread
+//!                                      with SQLite, blocking one with a PostgreSQL ledger)
 //!                                  └─▶ ReleaseService::answer (blocking thread: affordability,
 //!                                      count, noise, padding, Ledger::commit_release) ──▶ respond
 //! ```

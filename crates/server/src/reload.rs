@@ -4,7 +4,7 @@
 //! [`Live`] holds the current [`AppState`] snapshot behind a lock; every
 //! request takes the snapshot once (when it authenticates) and keeps it to
 //! the end, so an in-flight query finishes with the budgets it started with.
-//! The ledger's `BEGIN IMMEDIATE` transaction still checks the budgets passed
+//! The ledger's commit transaction still checks the budgets passed
 //! in atomically, so a reload can never let two queries overspend together.
 //!
 //! What a reload may change:

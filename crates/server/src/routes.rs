@@ -18,7 +18,8 @@ use serde_json::value::RawValue;
 
 use crate::api::{
     BudgetEntry, BudgetResponse, DatasetInfo, DatasetsResponse, DimensionInfo, DryRunResponse,
-    Health, QueryRequest, QueryResponse, QueryResponseMeta, ReleaseInfo, ReleasesResponse,
+    Health, LedgerHealth, QueryRequest, QueryResponse, QueryResponseMeta, ReleaseInfo,
+    ReleasesResponse,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::metrics::{Budget, Budgets, Reloads};
@@ -136,12 +137,36 @@ pub fn json_error(err: JsonPayloadError, req: &HttpRequest) -> actix_web::Error 
     api.into()
 }
 
-/// Liveness: 200 once the datasets are loaded and the ledger is open.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "ok".into(),
-    })
+/// Health: 200 once the datasets are loaded and while the ledger answers (a
+/// round trip to PostgreSQL, on a blocking thread); 503 with the ledger's
+/// state when it does not, so a load balancer sends queries to another
+/// replica until it recovers.
+#[utoipa::path(
+    get, path = "/healthz",
+    responses((status = 200, body = Health), (status = 503, body = Health))
+)]
+pub async fn healthz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    let state = live(&req)?.snapshot();
+    let backend = state.ledger().backend_name().to_owned();
+    let checked = web::block(move || state.ledger().check()).await?;
+    let (mut response, status, ledger) = match checked {
+        Ok(()) => (HttpResponse::Ok(), "ok", "ok"),
+        Err(e) => {
+            tracing::warn!(error = %e, "health: the ledger does not answer");
+            (
+                HttpResponse::ServiceUnavailable(),
+                "ledger_unavailable",
+                "unavailable",
+            )
+        }
+    };
+    Ok(response.json(Health {
+        status: status.into(),
+        ledger: LedgerHealth {
+            backend,
+            state: ledger.into(),
+        },
+    }))
 }
 
 /// The datasets the analyst may query, with their public dimensions.
@@ -192,7 +217,7 @@ pub async fn datasets(who: Authed) -> HttpResponse {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 408, body = ErrorBody), (status = 413, body = ErrorBody),
-        (status = 429, body = ErrorBody)
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody)
     ),
     security(("bearer" = []))
 )]
@@ -226,8 +251,16 @@ pub async fn query(
         budget,
     };
     // A stored release this process has seen is served from memory on this
-    // thread; anything else (ledger, counting, noise) on a blocking one.
-    let answer = match state.service.answer_stored(target, spender, &ask)? {
+    // thread; anything else (ledger, counting, noise) on a blocking one. Even
+    // a stored answer reads the analyst's remaining budget from the ledger:
+    // with a remote one (PostgreSQL) that is a round trip, which must not
+    // hold up the async thread, so it goes to the blocking one too.
+    let on_this_thread = if state.ledger().is_remote() {
+        None
+    } else {
+        state.service.answer_stored(target, spender, &ask)?
+    };
+    let answer = match on_this_thread {
         Some(answer) => answer,
         None => {
             let state = state.clone();
@@ -241,7 +274,10 @@ pub async fn query(
                     name: &analyst.name,
                     budget,
                 };
-                state.service.answer(target, spender, &ask)
+                match state.service.answer_stored(target, spender, &ask)? {
+                    Some(stored) => Ok(stored),
+                    None => state.service.answer(target, spender, &ask),
+                }
             })
             .await??
         }
@@ -472,7 +508,7 @@ impl utoipa::Modify for BearerAuth {
     ),
     paths(healthz, datasets, query, budget, releases, openapi),
     components(schemas(
-        Health, DatasetsResponse, DatasetInfo, DimensionInfo, QueryRequest,
+        Health, LedgerHealth, DatasetsResponse, DatasetInfo, DimensionInfo, QueryRequest,
         crate::api::FilterValue, QueryResponse, DryRunResponse, BudgetResponse, BudgetEntry,
         ReleasesResponse, ReleaseInfo, ErrorBody, crate::error::ErrorDetail,
         crate::error::ErrorCode

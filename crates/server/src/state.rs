@@ -118,7 +118,8 @@ impl AppState {
             .enumerate()
             .map(|(i, d)| load_dataset(i, &server.data_dir, d))
             .collect::<Result<Vec<_>, _>>()?;
-        if let Some(parent) = server.ledger.parent()
+        if let privacy::Location::Sqlite(path) = &server.ledger
+            && let Some(parent) = path.parent()
             && !parent.as_os_str().is_empty()
             && !parent.is_dir()
         {
@@ -127,10 +128,15 @@ impl AppState {
                 message: format!("folder `{}` does not exist", parent.display()),
             });
         }
-        let ledger = Ledger::open(&server.ledger).map_err(|e| ConfigError {
+        let ledger = Ledger::open_at(&server.ledger).map_err(|e| ConfigError {
             key: "server.ledger".into(),
             message: e.to_string(),
         })?;
+        tracing::info!(
+            backend = ledger.backend_name(),
+            at = %server.ledger.describe(),
+            "ledger open"
+        );
         AppState::from_parts(&config, loaded, ledger)
     }
 

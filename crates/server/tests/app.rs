@@ -49,7 +49,7 @@ fn live(alice: &TestAnalyst, dir: &std::path::Path) -> Arc<Live> {
         })
         .collect();
     let data = Arc::new(Dataset::from_codes(domains.clone(), columns).unwrap());
-    let ledger = Ledger::open(&config.server.ledger).unwrap();
+    let ledger = Ledger::open_at(&config.server.ledger).unwrap();
     let state = AppState::from_parts(&config, vec![(data, domains)], ledger).unwrap();
     Arc::new(Live::new(state, config, None))
 }

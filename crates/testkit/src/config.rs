@@ -162,7 +162,8 @@ fn toml_key(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct ConfigBuilder {
     data_dir: PathBuf,
-    ledger: PathBuf,
+    /// `[server] ledger`'s value as TOML (a quoted path, a URL, a table).
+    ledger: String,
     server: Vec<(String, String)>,
     populations: Vec<(String, f64)>,
     datasets: Vec<DatasetSection>,
@@ -175,12 +176,19 @@ impl ConfigBuilder {
     pub fn new(data_dir: &Path, ledger: &Path) -> ConfigBuilder {
         ConfigBuilder {
             data_dir: data_dir.to_owned(),
-            ledger: ledger.to_owned(),
+            ledger: format!("{:?}", ledger.to_str().expect("UTF-8 paths in tests")),
             server: Vec::new(),
             populations: Vec::new(),
             datasets: Vec::new(),
             analysts: Vec::new(),
         }
+    }
+
+    /// `[server] ledger` set to `toml_value` (e.g. a PostgreSQL table
+    /// `{ url = "...", password_file = "..." }`) instead of the SQLite path.
+    pub fn ledger(mut self, toml_value: &str) -> Self {
+        self.ledger = toml_value.to_owned();
+        self
     }
 
     /// A `[server]` key, its value written as given (TOML: `2`, `"x"`).
@@ -224,9 +232,9 @@ impl ConfigBuilder {
     /// The config as TOML.
     pub fn to_toml(&self) -> String {
         let mut out = format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nledger = {:?}\n",
+            "[server]\nlisten = \"127.0.0.1:0\"\ndata_dir = {:?}\nledger = {}\n",
             self.data_dir.to_str().expect("UTF-8 paths in tests"),
-            self.ledger.to_str().expect("UTF-8 paths in tests"),
+            self.ledger,
         );
         for (k, v) in &self.server {
             let _ = writeln!(out, "{k} = {v}");

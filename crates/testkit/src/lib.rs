@@ -10,12 +10,15 @@
 //!   and [`spawn_app`], the same app in process on a real socket on port 0;
 //! - [`http`]: a small HTTP/1.1 client, enough for every test (methods,
 //!   headers, bodies, chunked bodies, timeouts);
-//! - [`parquet`]: a dataset folder read back as rows.
+//! - [`parquet`]: a dataset folder read back as rows;
+//! - [`postgres`]: replicas on a throwaway PostgreSQL cluster
+//!   ([`pgcluster`]) and exact checks read from its database.
 
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod parquet;
+pub mod postgres;
 pub mod server;
 
 pub use cli::{Fixture, TruthRow, bin, env_usize, repo_root, run, run_ok};
@@ -25,7 +28,7 @@ pub use parquet::{Tuple, multiset, read_dataset};
 pub use server::{
     Answer, App, DatasetSettings, ROWS, SEED, Server, Speak, chunked, domains, nc_data, rows,
     spawn_app, start, start_alice, try_start, try_start_with_log_level, write_config,
-    write_config_for,
+    write_config_for, nc_config,
 };
 
 /// A small deterministic generator (a 64-bit LCG, top 31 bits out).

@@ -75,6 +75,18 @@ pub fn write_config_for(
     analysts: &[TestAnalyst],
     extra_server: &str,
 ) -> PathBuf {
+    nc_config(data_dir, dir, settings, analysts, extra_server).write(dir)
+}
+
+/// The builder behind [`write_config_for`], to change further (e.g. the
+/// ledger) before writing.
+pub fn nc_config(
+    data_dir: &Path,
+    dir: &Path,
+    settings: &DatasetSettings,
+    analysts: &[TestAnalyst],
+    extra_server: &str,
+) -> ConfigBuilder {
     ConfigBuilder::new(data_dir, &dir.join("ledger.sqlite"))
         .server_lines(extra_server)
         .dataset(
@@ -83,7 +95,6 @@ pub fn write_config_for(
                 .max_epsilon_per_query(settings.max_epsilon_per_query),
         )
         .analysts(analysts)
-        .write(dir)
 }
 
 /// A server on the shared dataset for one analyst, `alice`, whose budget

@@ -178,6 +178,7 @@ def test_errors_from_server(client: Client) -> None:
         (503, "overloaded", ServerError),
         (429, "too_many_requests", TryAgain),
         (408, "request_timeout", TryAgain),
+        (503, "ledger_unavailable", TryAgain),
         (429, "some_future_code", TryAgain),
     ],
 )

@@ -1,9 +1,104 @@
-use std::sync::Arc;
+//! The ledger's semantics, one suite run against both backends: every
+//! `fn name(kind: Kind)` below is a test on SQLite (`on_sqlite::name`) and on
+//! PostgreSQL (`on_postgres::name`, in a throwaway cluster shared by the
+//! tests of this binary, one fresh database per test). Backend-specific
+//! tests are in `sqlite/tests.rs` and `postgres/tests.rs`.
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use super::*;
 use crate::{BudgetScope, Epsilon, PrivacyError};
+
+/// Which backend a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Sqlite,
+    Postgres,
+}
+
+/// The cluster the PostgreSQL tests of this binary share (each in its own
+/// database); stopped when the test process exits.
+pub(crate) fn cluster() -> &'static pgcluster::Cluster {
+    static CLUSTER: OnceLock<pgcluster::Cluster> = OnceLock::new();
+    CLUSTER.get_or_init(pgcluster::Cluster::start)
+}
+
+/// Settings for database `db` of `cluster`, password from its file.
+pub(crate) fn settings_for(cluster: &pgcluster::Cluster, db: &str) -> PostgresSettings {
+    PostgresSettings {
+        password_file: Some(cluster.password_file()),
+        pool_size: 4,
+        connect_timeout: Duration::from_secs(5),
+        ..PostgresSettings::new(&cluster.url(db)).unwrap()
+    }
+}
+
+/// A fresh, empty place for a ledger: a file in a temporary folder, or a new
+/// database.
+pub(crate) struct Place {
+    pub(crate) location: Location,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Place {
+    pub(crate) fn new(kind: Kind) -> Place {
+        match kind {
+            Kind::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                Place {
+                    location: Location::Sqlite(dir.path().join("l.sqlite")),
+                    _dir: Some(dir),
+                }
+            }
+            Kind::Postgres => {
+                let db = cluster().fresh_database("ledger");
+                Place {
+                    location: Location::Postgres(settings_for(cluster(), &db)),
+                    _dir: None,
+                }
+            }
+        }
+    }
+
+    pub(crate) fn open(&self) -> Ledger {
+        Ledger::open_at(&self.location).unwrap()
+    }
+}
+
+/// Runs each listed `fn name(kind: Kind)` as a test on both backends.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[test] fn $name() { super::$name(super::Kind::Sqlite) })*
+        }
+        mod on_postgres {
+            $(#[test] fn $name() { super::$name(super::Kind::Postgres) })*
+        }
+    };
+}
+
+on_both!(
+    release_is_stored_and_spent,
+    identical_query_is_cached_and_free_for_anyone_when_shared,
+    own_only_keeps_releases_to_the_analyst_who_paid,
+    analyst_budget_is_enforced_with_remaining,
+    decimal_budgets_add_up_as_written,
+    dataset_cap_is_enforced_across_analysts,
+    a_population_cap_bounds_spends_on_all_its_datasets,
+    balances_are_what_the_commit_checks,
+    reopening_keeps_spends_and_releases,
+    concurrent_spends_never_pass_the_budget_one_ledger,
+    concurrent_spends_never_pass_the_budget_many_ledgers,
+    racing_on_one_new_query_releases_it_once,
+    spends_and_releases_are_append_only,
+    newer_schema_is_refused,
+    migrate_reports_what_it_applied,
+    read_only_views_while_a_writer_is_open,
+    a_rehearsed_commit_records_nothing,
+    a_copy_moves_every_spend_and_refuses_a_full_target,
+    a_check_reaches_the_database,
+);
 
 fn eps(v: f64) -> Epsilon {
     Epsilon::from_decimal_f64(v).unwrap()
@@ -34,14 +129,9 @@ fn release(key: &str, epsilon: f64) -> NewRelease {
     }
 }
 
-fn open(dir: &tempfile::TempDir) -> Ledger {
-    Ledger::open(&dir.path().join("l.sqlite")).unwrap()
-}
-
-#[test]
-fn release_is_stored_and_spent() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn release_is_stored_and_spent(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let out = ledger
         .commit_release(
             &caps("alice", 3.0, 10.0),
@@ -76,10 +166,9 @@ fn release_is_stored_and_spent() {
     assert!(ledger.releases_for("bob").unwrap().is_empty());
 }
 
-#[test]
-fn identical_query_is_cached_and_free_for_anyone_when_shared() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn identical_query_is_cached_and_free_for_anyone_when_shared(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let first = ledger
         .commit_release(
             &caps("alice", 3.0, 10.0),
@@ -111,10 +200,9 @@ fn identical_query_is_cached_and_free_for_anyone_when_shared() {
 
 /// `share_releases = false`: an analyst never gets another's stored
 /// release, pays for their own, and is then served their own.
-#[test]
-fn own_only_keeps_releases_to_the_analyst_who_paid() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn own_only_keeps_releases_to_the_analyst_who_paid(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let alice = ledger
         .commit_release(
             &caps("alice", 3.0, 10.0),
@@ -156,10 +244,9 @@ fn own_only_keeps_releases_to_the_analyst_who_paid() {
     assert_eq!(shared.release_id, alice.release().release_id);
 }
 
-#[test]
-fn analyst_budget_is_enforced_with_remaining() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn analyst_budget_is_enforced_with_remaining(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     for i in 0..10 {
         ledger
             .commit_release(
@@ -197,10 +284,9 @@ fn analyst_budget_is_enforced_with_remaining() {
 /// Exact amounts: 0.1 + 0.2 fills a cap of 0.3 exactly (in floating point
 /// the sum is 0.30000000000000004, above the cap, which a tolerance let
 /// through), and a budget of 2.0 affords exactly 40 spends of 0.05.
-#[test]
-fn decimal_budgets_add_up_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn decimal_budgets_add_up_as_written(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     for (key, e) in [("a", 0.1), ("b", 0.2)] {
         ledger
             .commit_release(
@@ -241,10 +327,9 @@ fn decimal_budgets_add_up_as_written() {
     assert_eq!(ledger.spent("bob", "nc").unwrap(), eps(2.0));
 }
 
-#[test]
-fn dataset_cap_is_enforced_across_analysts() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn dataset_cap_is_enforced_across_analysts(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let capped = |analyst: &str| {
         let mut c = caps(analyst, 3.0, 100.0);
         c.dataset_cap = Some(eps(5.0));
@@ -276,10 +361,9 @@ fn dataset_cap_is_enforced_across_analysts() {
 
 /// Two datasets holding the same voters share one population cap: spends
 /// on either count against it, atomically, and a refusal names it.
-#[test]
-fn a_population_cap_bounds_spends_on_all_its_datasets() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn a_population_cap_bounds_spends_on_all_its_datasets(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let on = |dataset: &str| Caps {
         analyst: "alice".into(),
         dataset: dataset.into(),
@@ -335,10 +419,9 @@ fn a_population_cap_bounds_spends_on_all_its_datasets() {
     );
 }
 
-#[test]
-fn balances_are_what_the_commit_checks() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn balances_are_what_the_commit_checks(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     let c = caps("alice", 1.0, 10.0);
     ledger
         .commit_release(&c, Sharing::Everyone, &release("a", 0.75))
@@ -356,17 +439,17 @@ fn balances_are_what_the_commit_checks() {
     ));
 }
 
-#[test]
-fn reopening_keeps_spends_and_releases() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = open(&dir)
+fn reopening_keeps_spends_and_releases(kind: Kind) {
+    let place = Place::new(kind);
+    let first = place
+        .open()
         .commit_release(
             &caps("alice", 3.0, 10.0),
             Sharing::Everyone,
             &release("q", 0.75),
         )
         .unwrap();
-    let ledger = open(&dir);
+    let ledger = place.open();
     assert_eq!(ledger.spent("alice", "nc").unwrap(), eps(0.75));
     let again = ledger
         .commit_release(
@@ -377,28 +460,6 @@ fn reopening_keeps_spends_and_releases() {
         .unwrap();
     assert_eq!(again, CommitOutcome::Cached(first.release().clone()));
     assert_eq!(ledger.releases_for("alice").unwrap().len(), 1);
-}
-
-/// The ledger holds every release and spend: it is created owner-only.
-#[test]
-fn the_ledger_file_is_owner_only() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
-    ledger
-        .commit_release(
-            &caps("alice", 3.0, 10.0),
-            Sharing::Everyone,
-            &release("q", 0.5),
-        )
-        .unwrap();
-    for name in ["l.sqlite", "l.sqlite-wal", "l.sqlite-shm"] {
-        let mode = std::fs::metadata(dir.path().join(name))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o600, "{name} has mode {:o}", mode & 0o777);
-    }
 }
 
 fn race(ledgers: Vec<Arc<Ledger>>) {
@@ -431,98 +492,69 @@ fn race(ledgers: Vec<Arc<Ledger>>) {
     assert_eq!(ledgers[0].releases_for("alice").unwrap().len(), 8);
 }
 
-#[test]
-fn concurrent_spends_never_pass_the_budget_one_connection() {
-    let dir = tempfile::tempdir().unwrap();
-    race(vec![Arc::new(open(&dir))]);
+fn concurrent_spends_never_pass_the_budget_one_ledger(kind: Kind) {
+    let place = Place::new(kind);
+    race(vec![Arc::new(place.open())]);
 }
 
-/// Separate connections, as separate server processes would have: the
-/// IMMEDIATE transaction (SQLite's write lock) serialises them.
-#[test]
-fn concurrent_spends_never_pass_the_budget_many_connections() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledgers = (0..8).map(|_| Arc::new(open(&dir))).collect();
+/// Separate ledgers on one database, as separate server processes (or
+/// replicas) would have: SQLite's write lock, or PostgreSQL's lock rows,
+/// serialise them.
+fn concurrent_spends_never_pass_the_budget_many_ledgers(kind: Kind) {
+    let place = Place::new(kind);
+    let ledgers = (0..8).map(|_| Arc::new(place.open())).collect();
     race(ledgers);
 }
 
-/// A version-2 ledger (REAL ε, one population per dataset) migrates to
-/// exact amounts rounded up, each dataset its own population, totals that
-/// agree with the spends, and keeps every release.
-#[test]
-fn a_version_two_ledger_migrates_to_exact_amounts() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
-    {
-        let mut conn = Connection::open(&path).unwrap();
-        let tx = conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .unwrap();
-        schema::apply_up_to(&tx, 2).unwrap();
-        for (i, (analyst, e)) in [("alice", 0.1), ("alice", 0.2), ("bob", 1.5)]
-            .iter()
-            .enumerate()
-        {
-            tx.execute(
-                "INSERT INTO releases (release_id, analyst, dataset, query_key, query_json, \
-                 rows_json, epsilon, mechanism, noise_scale, ci95, created_at) \
-                 VALUES (?1, ?2, 'nc', ?1, '{}', '[]', ?3, 'm', 1.0, 1.0, 'x')",
-                params![format!("r{i}"), analyst, e],
-            )
-            .unwrap();
-            tx.execute(
-                "INSERT INTO spends (analyst, dataset, epsilon, release_id, created_at) \
-                 VALUES (?1, 'nc', ?2, ?3, 'x')",
-                params![analyst, e, format!("r{i}")],
-            )
-            .unwrap();
-        }
-        tx.commit().unwrap();
-    }
-    let ledger = Ledger::open(&path).unwrap();
-    // The REAL 0.1 is 0.1000000000000000055…: rounded up to one nano-ε more.
-    assert_eq!(ledger.spent("alice", "nc").unwrap().nanos(), 300_000_002);
-    assert_eq!(ledger.spent("bob", "nc").unwrap(), eps(1.5));
-    assert_eq!(
-        ledger
-            .population_spent("nc", &["nc".to_owned()])
-            .unwrap()
-            .nanos(),
-        1_800_000_002
-    );
-    let all = ledger.releases_since(None).unwrap();
-    assert_eq!(all.len(), 3);
-    assert!(all.iter().all(|r| r.population == "nc"));
-    ledger
-        .commit_release(
-            &caps("alice", 3.0, 10.0),
-            Sharing::Everyone,
-            &release("new", 0.5),
-        )
-        .unwrap();
-    let summary = ledger.spend_summary().unwrap();
-    assert_eq!(summary.len(), 2);
-    assert_eq!(
-        (summary[0].analyst.as_str(), summary[0].releases),
-        ("alice", 3)
-    );
-    let conn = ledger.conn();
-    let from_spends: i64 = conn
-        .query_row("SELECT SUM(epsilon_nanos) FROM spends", [], |r| r.get(0))
-        .unwrap();
-    let totals: i64 = conn
-        .query_row("SELECT SUM(epsilon_nanos) FROM dataset_totals", [], |r| {
-            r.get(0)
+/// Replicas racing on the same new query, each with its own noise: one
+/// release, one spend, and every other gets that release back, free.
+fn racing_on_one_new_query_releases_it_once(kind: Kind) {
+    let place = Place::new(kind);
+    let ledgers: Vec<Arc<Ledger>> = (0..4).map(|_| Arc::new(place.open())).collect();
+    let start = Arc::new(std::sync::Barrier::new(12));
+    let handles: Vec<_> = (0..12)
+        .map(|i| {
+            let (ledger, start) = (ledgers[i % ledgers.len()].clone(), start.clone());
+            std::thread::spawn(move || {
+                let mut r = release("same", 0.5);
+                r.rows_json = format!("[{{\"count\":{i}}}]");
+                start.wait();
+                ledger
+                    .commit_release(
+                        &caps(&format!("a{}", i % 3), 3.0, 10.0),
+                        Sharing::Everyone,
+                        &r,
+                    )
+                    .unwrap()
+            })
         })
-        .unwrap();
-    assert_eq!(from_spends, totals);
+        .collect();
+    let outcomes: Vec<CommitOutcome> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let released: Vec<&StoredRelease> = outcomes
+        .iter()
+        .filter(|o| !o.is_cached())
+        .map(CommitOutcome::release)
+        .collect();
+    assert_eq!(
+        released.len(),
+        1,
+        "the same query was released more than once"
+    );
+    for o in &outcomes {
+        assert_eq!(
+            o.release(),
+            released[0],
+            "a loser did not get the winner's release"
+        );
+    }
+    assert_eq!(ledgers[0].dataset_spent("nc").unwrap(), eps(0.5));
+    assert_eq!(ledgers[0].totals().unwrap().spends, 1);
 }
 
 /// Nothing can take a spend or a release back, so totals cannot drift.
-#[test]
-fn spends_and_releases_are_append_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn spends_and_releases_are_append_only(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     ledger
         .commit_release(
             &caps("alice", 3.0, 10.0),
@@ -530,48 +562,55 @@ fn spends_and_releases_are_append_only() {
             &release("q", 0.5),
         )
         .unwrap();
-    let conn = ledger.conn();
     for sql in [
         "DELETE FROM spends",
         "UPDATE spends SET epsilon_nanos = 1",
         "DELETE FROM releases",
         "UPDATE releases SET rows_json = '[]'",
     ] {
-        let err = conn.execute(sql, []).unwrap_err().to_string();
+        let err = ledger.backend.execute_raw(sql).unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
+    }
+    assert_eq!(ledger.totals().unwrap().spends, 1);
+}
+
+fn newer_schema_is_refused(kind: Kind) {
+    let place = Place::new(kind);
+    place
+        .open()
+        .backend
+        .execute_raw("INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'x')")
+        .unwrap();
+    for err in [
+        Ledger::open_at(&place.location).unwrap_err(),
+        Ledger::open_read_only_at(&place.location).unwrap_err(),
+    ] {
+        assert!(err.to_string().contains("99"), "{err}");
     }
 }
 
-#[test]
-fn newer_schema_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
-    drop(Ledger::open(&path).unwrap());
-    let conn = Connection::open(&path).unwrap();
-    conn.execute(
-        "INSERT INTO schema_migrations (version, applied_at) VALUES (99, 'x')",
-        [],
-    )
-    .unwrap();
-    drop(conn);
-    let err = Ledger::open(&path).unwrap_err().to_string();
-    assert!(err.contains("99"), "{err}");
+/// SQLite ledgers went through versions 1 to 3; PostgreSQL ones start at 3.
+fn migrate_reports_what_it_applied(kind: Kind) {
+    let place = Place::new(kind);
+    let all = match kind {
+        Kind::Sqlite => vec![1, 2, 3],
+        Kind::Postgres => vec![3],
+    };
+    assert_eq!(all.last(), Some(&SCHEMA_VERSION));
+    assert_eq!(Ledger::migrate_at(&place.location).unwrap(), all);
+    assert!(Ledger::migrate_at(&place.location).unwrap().is_empty());
+    place.open();
+    assert!(Ledger::migrate_at(&place.location).unwrap().is_empty());
 }
 
-#[test]
-fn migrate_reports_what_it_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
-    assert_eq!(Ledger::migrate(&path).unwrap(), vec![1, 2, 3]);
-    assert!(Ledger::migrate(&path).unwrap().is_empty());
-}
-
-#[test]
-fn read_only_views_while_a_writer_is_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("l.sqlite");
-    assert!(Ledger::open_read_only(&path).is_err(), "missing file");
-    let writer = Ledger::open(&path).unwrap();
+fn read_only_views_while_a_writer_is_open(kind: Kind) {
+    let place = Place::new(kind);
+    let path = &place.location;
+    assert!(
+        Ledger::open_read_only_at(path).is_err(),
+        "no ledger there yet"
+    );
+    let writer = Ledger::open_at(path).unwrap();
     for (analyst, key, e) in [
         ("alice", "a1", 0.5),
         ("alice", "a2", 0.25),
@@ -585,7 +624,7 @@ fn read_only_views_while_a_writer_is_open() {
             )
             .unwrap();
     }
-    let reader = Ledger::open_read_only(&path).unwrap();
+    let reader = Ledger::open_read_only_at(path).unwrap();
     assert_eq!(
         reader.spend_summary().unwrap(),
         vec![
@@ -655,7 +694,7 @@ fn read_only_views_while_a_writer_is_open() {
     assert!(err.to_string().contains("yesterday"), "{err}");
     drop(reader);
     drop(writer);
-    let reader = Ledger::open_read_only(&path).unwrap();
+    let reader = Ledger::open_read_only_at(path).unwrap();
     assert_eq!(reader.spend_summary().unwrap().len(), 2);
     assert_eq!(reader.releases_since(None).unwrap().len(), 4);
 }
@@ -667,17 +706,98 @@ fn ledger_is_send_and_sync() {
 }
 
 /// A rehearsal commits durably and leaves nothing behind.
-#[test]
-fn a_rehearsed_commit_records_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let ledger = open(&dir);
+fn a_rehearsed_commit_records_nothing(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
     ledger.rehearse_commit(40_000).unwrap();
-    let conn = ledger.conn();
-    let rows: i64 = conn
-        .query_row("SELECT COUNT(*) FROM rehearsals", [], |r| r.get(0))
-        .unwrap();
-    let spends: i64 = conn
-        .query_row("SELECT COUNT(*) FROM spends", [], |r| r.get(0))
-        .unwrap();
+    let rows = ledger.backend.count_rows("rehearsals");
+    let spends = ledger.backend.count_rows("spends");
     assert_eq!((rows, spends), (0, 0));
+}
+
+/// Spends on two datasets of one population, by two analysts, one shared
+/// and one kept to its analyst.
+fn fill(ledger: &Ledger) {
+    let on = |analyst: &str, dataset: &str| Caps {
+        analyst: analyst.into(),
+        dataset: dataset.into(),
+        population: "nc-voters".into(),
+        population_members: vec!["nc2025".into(), "nc2026".into()],
+        analyst_budget: eps(10.0),
+        dataset_cap: None,
+        population_cap: eps(10.0),
+    };
+    for (i, (analyst, dataset, e)) in [
+        ("alice", "nc2025", 0.1),
+        ("alice", "nc2026", 0.2),
+        ("bob", "nc2026", 0.3),
+        ("bob", "nc2026", 0.000000001),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        ledger
+            .commit_release(
+                &on(analyst, dataset),
+                Sharing::OwnOnly(analyst),
+                &release(&format!("q{i}"), e),
+            )
+            .unwrap();
+    }
+}
+
+/// A copy between the two backends, either way: every release and spend
+/// arrives (same ids, times and rows), the totals match, the copy can be
+/// spent from; a target that holds anything is refused and left as it was.
+fn a_copy_moves_every_spend_and_refuses_a_full_target(kind: Kind) {
+    let other = match kind {
+        Kind::Sqlite => Kind::Postgres,
+        Kind::Postgres => Kind::Sqlite,
+    };
+    let (from, to) = (Place::new(other), Place::new(kind));
+    let source = from.open();
+    fill(&source);
+    let target = to.open();
+    let copied = source.copy_to(&target).unwrap();
+    assert_eq!(copied, source.totals().unwrap());
+    assert_eq!((copied.releases, copied.spends), (4, 4));
+    assert_eq!(copied.spent.nanos(), 600_000_001);
+    assert_eq!(
+        target.releases_since(None).unwrap(),
+        source.releases_since(None).unwrap()
+    );
+    assert_eq!(
+        target.spend_summary().unwrap(),
+        source.spend_summary().unwrap()
+    );
+    let members = ["nc2025".to_owned(), "nc2026".to_owned()];
+    assert_eq!(
+        target.population_spent("nc-voters", &members).unwrap(),
+        source.population_spent("nc-voters", &members).unwrap()
+    );
+    let again = source.copy_to(&target).unwrap_err().to_string();
+    assert!(again.contains("not empty"), "{again}");
+    assert_eq!(target.totals().unwrap(), copied);
+    // The copy is a working ledger: its spends count against new commits.
+    let mut c = caps("alice", 10.0, 10.0);
+    c.analyst_budget = eps(0.4);
+    c.dataset = "nc2026".into();
+    let err = target
+        .commit_release(&c, Sharing::OwnOnly("alice"), &release("new", 0.25))
+        .unwrap_err();
+    assert!(matches!(err, PrivacyError::BudgetExhausted { .. }), "{err}");
+}
+
+fn a_check_reaches_the_database(kind: Kind) {
+    let place = Place::new(kind);
+    let ledger = place.open();
+    ledger.check().unwrap();
+    assert_eq!(ledger.is_remote(), kind == Kind::Postgres);
+    assert_eq!(
+        ledger.backend_name(),
+        match kind {
+            Kind::Sqlite => "sqlite",
+            Kind::Postgres => "postgres",
+        }
+    );
 }

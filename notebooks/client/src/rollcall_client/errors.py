@@ -100,8 +100,10 @@ class TryAgain(RollcallError):
     """Nothing was spent, and the same query may succeed if sent again later.
 
     Codes: ``too_many_requests`` (429: this analyst already has the server's
-    limit of queries in flight) and ``request_timeout`` (408: the request did
-    not arrive in time). Wait, then repeat the query unchanged.
+    limit of queries in flight), ``request_timeout`` (408: the request did
+    not arrive in time) and ``ledger_unavailable`` (503: the server's ledger
+    database cannot be reached, e.g. while PostgreSQL restarts; another
+    replica may answer). Wait, then repeat the query unchanged.
     """
 
 
@@ -133,6 +135,7 @@ CODES: dict[str, type[RollcallError]] = {
     "not_found": InvalidQuery,
     "method_not_allowed": InvalidQuery,
     "internal": ServerError,
+    "ledger_unavailable": TryAgain,
 }
 
 

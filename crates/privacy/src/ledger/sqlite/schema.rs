@@ -1,5 +1,5 @@
-//! The ledger's schema and its numbered migrations, applied in order at
-//! open (and by `rollcall ledger migrate`).
+//! The SQLite ledger's schema and its numbered migrations, applied in order
+//! at open (and by `rollcall ledger migrate`).
 //!
 //! Each migration moves the schema from version `n` to `n + 1` inside the
 //! same `IMMEDIATE` transaction as the version bump, so a crash mid-way
@@ -7,10 +7,8 @@
 
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
+use crate::ledger::{SCHEMA_VERSION, newer};
 use crate::{Epsilon, PrivacyError};
-
-/// The schema version this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
 
 /// `strftime` pattern giving RFC 3339 UTC with milliseconds.
 pub(super) const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
@@ -253,6 +251,7 @@ fn v3(tx: &Transaction<'_>) -> rusqlite::Result<()> {
 type Migration = fn(&Transaction<'_>) -> rusqlite::Result<()>;
 
 const MIGRATIONS: [Migration; 3] = [|tx| tx.execute_batch(V1), |tx| tx.execute_batch(V2), v3];
+const _: () = assert!(MIGRATIONS.len() as i64 == SCHEMA_VERSION);
 
 /// The schema version of an open ledger (0 for an empty database).
 pub(super) fn version(conn: &Connection) -> rusqlite::Result<i64> {
@@ -288,13 +287,6 @@ pub(super) fn migrate(conn: &mut Connection) -> Result<Vec<i64>, PrivacyError> {
     }
     tx.commit()?;
     Ok(applied)
-}
-
-/// The error for a ledger written by a newer rollcall.
-pub(super) fn newer(version: i64) -> PrivacyError {
-    PrivacyError::Ledger(format!(
-        "ledger schema version {version} is newer than this program's {SCHEMA_VERSION}"
-    ))
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::Sqlite;
 use super::schema::NOW;
-use super::{Balances, Caps, CommitOutcome, Ledger, NewRelease, Sharing, StoredRelease};
+use crate::ledger::{Balances, Caps, CommitOutcome, NewRelease, Sharing, StoredRelease};
 use crate::{Epsilon, PrivacyError};
 
 pub(super) const RELEASE_COLUMNS: &str = "release_id, analyst, dataset, population, query_key, \
@@ -119,13 +120,6 @@ fn balances(conn: &Connection, caps: &Caps) -> rusqlite::Result<Balances> {
     })
 }
 
-/// A random 128-bit id in hex, from opendp's sampler (OpenSSL's CSPRNG).
-fn new_release_id() -> Result<String, PrivacyError> {
-    let mut bytes = [0u8; 16];
-    opendp::traits::samplers::fill_bytes(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 fn insert(
     conn: &Connection,
     release_id: &str,
@@ -169,9 +163,8 @@ fn insert(
     Ok(created_at)
 }
 
-impl Ledger {
-    /// The stored release of `query_key` on `dataset` that `sharing` allows.
-    pub fn find_release(
+impl Sqlite {
+    pub(super) fn find_release(
         &self,
         dataset: &str,
         query_key: &str,
@@ -180,31 +173,19 @@ impl Ledger {
         Ok(find(&self.read(), dataset, query_key, sharing)?)
     }
 
-    /// What has been spent against each of `caps`' caps, read without the
-    /// write lock: the check before any work. The commit checks again.
-    pub fn balances(&self, caps: &Caps) -> Result<Balances, PrivacyError> {
+    pub(super) fn balances(&self, caps: &Caps) -> Result<Balances, PrivacyError> {
         Ok(balances(&self.read(), caps)?)
     }
 
-    /// In one `BEGIN IMMEDIATE` transaction: if a release of this query key
-    /// that `sharing` allows exists, return it as [`CommitOutcome::Cached`]
-    /// (nothing spent); otherwise check that the release's ε fits under
-    /// every cap of `caps` ([`Balances::check`], exact), record the spend
-    /// and the release, and commit. Returns only after the commit is durable;
-    /// on any error nothing was recorded and nothing may be shown.
-    pub fn commit_release(
+    /// In one `BEGIN IMMEDIATE` transaction (the write lock first): the
+    /// lookup, the check and the spend; see [`crate::Ledger::commit_release`].
+    pub(super) fn commit_release(
         &self,
         caps: &Caps,
         sharing: Sharing<'_>,
         release: &NewRelease,
+        release_id: String,
     ) -> Result<CommitOutcome, PrivacyError> {
-        if release.epsilon == Epsilon::ZERO {
-            return Err(PrivacyError::InvalidEpsilon {
-                epsilon: 0.0,
-                reason: "a release must cost more than 0".into(),
-            });
-        }
-        let release_id = new_release_id()?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         if let Some(existing) = find(&tx, &caps.dataset, &release.query_key, sharing)? {
@@ -212,33 +193,17 @@ impl Ledger {
             return Ok(CommitOutcome::Cached(existing));
         }
         balances(&tx, caps)?.check(caps, release.epsilon)?;
-        // The stored release is what was inserted plus the commit time, so
-        // it is rebuilt here rather than read back (the rows are tens of kB).
         let created_at = insert(&tx, &release_id, caps, release)?;
         tx.commit()?;
-        Ok(CommitOutcome::Released(StoredRelease {
-            release_id,
-            analyst: caps.analyst.clone(),
-            dataset: caps.dataset.clone(),
-            population: caps.population.clone(),
-            query_key: release.query_key.clone(),
-            query_json: release.query_json.clone(),
-            rows_json: release.rows_json.clone(),
-            epsilon: release.epsilon,
-            mechanism: release.mechanism.clone(),
-            noise_scale: release.noise_scale,
-            ci95: release.ci95,
-            created_at,
-        }))
+        Ok(CommitOutcome::Released(
+            release.stored(release_id, caps, created_at),
+        ))
     }
 
-    /// Times what a commit of a release of `bytes` bytes costs without
-    /// recording anything: a row of that size written to the always-empty
-    /// `rehearsals` table and deleted, in one durable transaction (so the
-    /// same WAL writes and fsync as a release's commit). The release path
-    /// includes it when it sets a deadline; no spend, release or data is
-    /// written.
-    pub fn rehearse_commit(&self, bytes: usize) -> Result<(), PrivacyError> {
+    /// A row of `bytes` bytes written to the always-empty `rehearsals`
+    /// table and deleted, in one durable transaction (the same WAL writes
+    /// and fsync as a release's commit).
+    pub(super) fn rehearse_commit(&self, bytes: usize) -> Result<(), PrivacyError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.prepare_cached("INSERT INTO rehearsals (payload) VALUES (zeroblob(?1))")?
@@ -248,18 +213,15 @@ impl Ledger {
         Ok(())
     }
 
-    /// The ε an analyst has spent on a dataset.
-    pub fn spent(&self, analyst: &str, dataset: &str) -> Result<Epsilon, PrivacyError> {
+    pub(super) fn spent(&self, analyst: &str, dataset: &str) -> Result<Epsilon, PrivacyError> {
         Ok(analyst_spent(&self.read(), analyst, dataset)?)
     }
 
-    /// The ε spent on a dataset by all analysts together.
-    pub fn dataset_spent(&self, dataset: &str) -> Result<Epsilon, PrivacyError> {
+    pub(super) fn dataset_spent(&self, dataset: &str) -> Result<Epsilon, PrivacyError> {
         Ok(dataset_spent(&self.read(), dataset)?)
     }
 
-    /// The ε spent against a population whose datasets are now `members`.
-    pub fn population_spent(
+    pub(super) fn population_spent(
         &self,
         population: &str,
         members: &[String],
