@@ -26,9 +26,9 @@ pub use cli::{FixtureSpec, age_band, ingest, ingest_nc, scratch, synth};
 pub use config::{ConfigBuilder, DatasetSection, TestAnalyst, hash_token};
 pub use parquet::{Tuple, multiset, read_dataset};
 pub use server::{
-    Answer, App, DatasetSettings, ROWS, SEED, Server, Speak, chunked, domains, nc_data, rows,
-    spawn_app, start, start_alice, try_start, try_start_with_log_level, write_config,
-    write_config_for, nc_config,
+    Answer, App, DatasetSettings, ROWS, SEED, Server, Speak, chunked, domains, nc_config, nc_data,
+    rows, spawn_app, start, start_alice, try_start, try_start_with_log_level, write_config,
+    write_config_for,
 };
 
 /// A small deterministic generator (a 64-bit LCG, top 31 bits out).
