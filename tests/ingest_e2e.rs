@@ -190,24 +190,13 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
     let got = multiset(rows.clone());
     let mut want: HashMap<Tuple, u64> = HashMap::new();
     for r in &truth.rows {
-        let all = [
-            ("county", Some(r.county.clone())),
-            ("birth_year", r.birth_year.map(|y| y.to_string())),
-            ("gender", r.gender.clone()),
-            ("race", r.race.clone()),
-            ("ethnicity", r.ethnicity.clone()),
-            ("party", r.party.clone()),
-            ("status", r.status.clone()),
-            (
-                "registration_year",
-                r.registration_year.map(|y| y.to_string()),
-            ),
-            ("congressional_district", r.congressional_district.clone()),
-        ];
-        let tuple: Tuple = columns
-            .iter()
-            .map(|c| all.iter().find(|(n, _)| n == c).unwrap().1.clone())
-            .collect();
+        let value = |c: &str| match c {
+            "county" => Some(r.county.clone()),
+            "birth_year" => r.birth_year.map(|y| y.to_string()),
+            "registration_year" => r.registration_year.map(|y| y.to_string()),
+            coded => r.code(coded).map(str::to_owned),
+        };
+        let tuple: Tuple = columns.iter().map(|c| value(c)).collect();
         *want.entry(tuple).or_default() += r.count;
     }
     let missing: Vec<_> = want

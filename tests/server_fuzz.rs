@@ -28,6 +28,7 @@ const KNOWN: &[(&str, u16)] = &[
     ("invalid_epsilon", 400),
     ("budget_exhausted", 403),
     ("too_many_cells", 400),
+    ("too_many_dimensions", 400),
     ("malformed_json", 400),
     ("payload_too_large", 413),
     ("request_timeout", 408),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array, UInt16Array};
 use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
 use arrow::record_batch::RecordBatch;
-use engine::{CountQuery, Dataset, Dim, DomainSpec, Domains};
+use engine::{CountQuery, Dataset, DomainSpec, Domains};
 use layout::Layout;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -75,29 +75,30 @@ fn main() {
         load_times
     );
 
+    let dim = |name: &str| domains.dim(name).expect("nc has the dimension");
     let queries = [
         (
             "county x age_band, status=A, party in DEM/REP",
             CountQuery {
-                group_by: vec![Dim::County, Dim::AgeBand],
+                group_by: vec![dim("county"), dim("age_band")],
                 filter: vec![
-                    (Dim::Status, vec!["A".into()]),
-                    (Dim::Party, vec!["DEM".into(), "REP".into()]),
+                    (dim("status"), vec!["A".into()]),
+                    (dim("party"), vec!["DEM".into(), "REP".into()]),
                 ],
             },
         ),
         (
             "county x age_band, no filter",
             CountQuery {
-                group_by: vec![Dim::County, Dim::AgeBand],
+                group_by: vec![dim("county"), dim("age_band")],
                 filter: vec![],
             },
         ),
         (
             "county x registration_year x gender, race=B",
             CountQuery {
-                group_by: vec![Dim::County, Dim::RegistrationYear, Dim::Gender],
-                filter: vec![(Dim::Race, vec!["B".into()])],
+                group_by: vec![dim("county"), dim("registration_year"), dim("gender")],
+                filter: vec![(dim("race"), vec!["B".into()])],
             },
         ),
         (
@@ -105,9 +106,9 @@ fn main() {
             CountQuery {
                 group_by: vec![],
                 filter: vec![
-                    (Dim::Status, vec!["A".into()]),
-                    (Dim::Party, vec!["UNA".into()]),
-                    (Dim::AgeBand, vec!["18-24".into()]),
+                    (dim("status"), vec!["A".into()]),
+                    (dim("party"), vec!["UNA".into()]),
+                    (dim("age_band"), vec!["18-24".into()]),
                 ],
             },
         ),

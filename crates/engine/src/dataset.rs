@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use dataset::Manifest;
 
 use crate::rollup::Rollup;
-use crate::{CountQuery, Dim, Domains, EngineError};
+use crate::{CountQuery, Dim, DimKind, Domains, EngineError};
 
 /// An integer type codes are stored in.
 pub(crate) trait CodeInt: Copy + Send + Sync + 'static {
@@ -66,8 +66,8 @@ pub(crate) fn narrow(domains: &Domains, dim: Dim) -> bool {
 #[derive(Clone)]
 pub(crate) struct Segment {
     pub rows: usize,
-    /// By `Dim::index()`.
-    pub cols: [Option<Codes>; 9],
+    /// By `Dim::index()`, one per dimension of the domains.
+    pub cols: Vec<Option<Codes>>,
 }
 
 /// A dataset's rows as codes into its [`Domains`].
@@ -220,22 +220,25 @@ impl Dataset {
         domains: Arc<Domains>,
         columns: Vec<(Dim, Vec<u16>)>,
     ) -> Result<Dataset, EngineError> {
-        let mut cols: [Option<Codes>; 9] = Default::default();
+        let mut cols: Vec<Option<Codes>> = vec![None; domains.dims().len()];
         let mut rows = None;
         for (dim, codes) in columns {
-            let domain = domains.get(dim).ok_or(EngineError::DimensionAbsent(dim))?;
+            let domain = domains
+                .get(dim)
+                .ok_or_else(|| EngineError::DimensionAbsent(format!("#{}", dim.index())))?;
+            let name = &domain.name;
             if cols[dim.index()].is_some() {
-                return Err(EngineError::DuplicateDimension(dim));
+                return Err(EngineError::DuplicateDimension(name.clone()));
             }
             if let Some(bad) = codes.iter().find(|&&c| c as usize >= domain.values.len()) {
                 return Err(EngineError::InvalidSpec(format!(
-                    "code {bad} is outside `{dim}`'s {} values",
+                    "code {bad} is outside `{name}`'s {} values",
                     domain.values.len()
                 )));
             }
             if *rows.get_or_insert(codes.len()) != codes.len() {
                 return Err(EngineError::InvalidSpec(format!(
-                    "column `{dim}` has {} rows, others {}",
+                    "column `{name}` has {} rows, others {}",
                     codes.len(),
                     rows.unwrap_or(0)
                 )));
@@ -253,7 +256,7 @@ impl Dataset {
         {
             return Err(EngineError::InvalidSpec(format!(
                 "no codes given for dimension `{}`",
-                missing.dim
+                missing.name
             )));
         }
         let rows = rows.unwrap_or(0);
@@ -293,8 +296,8 @@ impl Dataset {
     }
 
     /// The smallest built level keeping every dimension in `needed` (a
-    /// `Dim::index()` bit set), with the number of dimensions it keeps.
-    pub(crate) fn level_for(&self, needed: u16) -> Option<(usize, &Rollup)> {
+    /// `Dim::bit` set), with the number of dimensions it keeps.
+    pub(crate) fn level_for(&self, needed: u64) -> Option<(usize, &Rollup)> {
         self.rollups
             .get()?
             .iter()
@@ -394,12 +397,16 @@ fn read_row_group(
 ) -> Result<Vec<Segment>, EngineError> {
     let schema = meta.schema();
     let mut roots = Vec::with_capacity(dims.len());
-    for dim in dims {
-        let column = dim.column();
+    for &dim in dims {
+        let domain = domains.get(dim).expect("loaded dims are the domains'");
+        let column = &domain.column;
         let index = schema.index_of(column).map_err(|_| {
             schema_err(
                 path,
-                format!("no column `{column}` (needed for dimension `{dim}`)"),
+                format!(
+                    "no column `{column}` (needed for dimension `{}`)",
+                    domain.name
+                ),
             )
         })?;
         roots.push(index);
@@ -427,20 +434,21 @@ fn batch_codes(
     dims: &[Dim],
     domains: &Domains,
 ) -> Result<Segment, EngineError> {
-    let mut cols: [Option<Codes>; 9] = Default::default();
+    let mut cols: Vec<Option<Codes>> = vec![None; domains.dims().len()];
     for &dim in dims {
-        let column = dim.column();
+        let domain = domains.get(dim).expect("loaded dims are the domains'");
+        let column = &domain.column;
         let array = batch
             .column_by_name(column)
             .ok_or_else(|| schema_err(path, format!("no column `{column}`")))?;
-        let codes = match dim {
-            Dim::AgeBand => year_codes(path, array, dim, domains, |y| {
+        let codes = match domain.kind {
+            DimKind::AgeBand => year_codes(path, array, dim, domains, |y| {
                 domains.age_table()[y as u16 as usize] as u16
             })?,
-            Dim::RegistrationYear => year_codes(path, array, dim, domains, |y| {
+            DimKind::RegistrationYear => year_codes(path, array, dim, domains, |y| {
                 domains.registration_table()[y as u16 as usize]
             })?,
-            _ => string_codes(path, array, dim, domains)?,
+            DimKind::County | DimKind::Coded => string_codes(path, array, dim, domains)?,
         };
         debug_assert_eq!(codes.len(), batch.num_rows());
         cols[dim.index()] = Some(codes);
@@ -468,7 +476,10 @@ fn year_codes(
         cast = arrow::compute::cast(array, &DataType::Int16).map_err(|e| {
             schema_err(
                 path,
-                format!("column `{}` is not a year column: {e}", dim.column()),
+                format!(
+                    "column `{}` is not a year column: {e}",
+                    domains.get(dim).map_or("", |d| d.column.as_str())
+                ),
             )
         })?;
         cast.as_primitive::<Int16Type>()
@@ -517,7 +528,7 @@ fn value_code(domains: &Domains, dim: Dim, value: Option<&str>) -> u32 {
     }
 }
 
-fn bad_value(path: &Path, dim: Dim, value: Option<&str>) -> EngineError {
+fn bad_value(path: &Path, dim: &str, value: Option<&str>) -> EngineError {
     match value {
         Some(v) => schema_err(
             path,
@@ -538,7 +549,10 @@ fn string_codes(
         arrow::compute::cast(a, &DataType::Utf8).map_err(|e| {
             schema_err(
                 path,
-                format!("column `{}` is not a string column: {e}", dim.column()),
+                format!(
+                    "column `{}` is not a string column: {e}",
+                    domains.get(dim).map_or("", |d| d.column.as_str())
+                ),
             )
         })
     };
@@ -557,8 +571,12 @@ fn string_codes(
             gather_any::<u16>(array, key_type, &table, null).map(Codes::U16)
         };
         return out.map_err(|bad| match bad {
-            Some(k) => bad_value(path, dim, values.is_valid(k).then(|| values.value(k))),
-            None => bad_value(path, dim, None),
+            Some(k) => bad_value(
+                path,
+                domains.name(dim),
+                values.is_valid(k).then(|| values.value(k)),
+            ),
+            None => bad_value(path, domains.name(dim), None),
         });
     }
     let strings = to_utf8(array)?;
@@ -572,7 +590,7 @@ fn string_codes(
             _ => {
                 let c = value_code(domains, dim, v);
                 if c == NO_CODE {
-                    return Err(bad_value(path, dim, v));
+                    return Err(bad_value(path, domains.name(dim), v));
                 }
                 if let Some(v) = v {
                     last = Some((v, c));

@@ -2,102 +2,46 @@
 //! the domain specification alone, never from data.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use layout::{CodedDim, Layout};
+use layout::Layout;
 
 use crate::EngineError;
 
 /// The most cells a single query may have; the server usually caps lower.
 pub const MAX_CELLS: u64 = 1 << 24;
 
-/// A queryable dimension.
+/// The most dimensions one query may touch (`group_by` ∪ filter keys).
+pub const MAX_QUERY_DIMS: usize = 8;
+
+/// A dimension of one dataset: its position in [`Domains::dims`]. Names
+/// are data (the layout declares them), so a `Dim` means something only
+/// with the [`Domains`] it came from ([`Domains::dim`], [`Domains::name`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Dim {
-    /// County (reference list name).
-    County,
-    /// Age band on the reference year, from the birth year.
-    AgeBand,
-    /// Gender code.
-    Gender,
-    /// Race code.
-    Race,
-    /// Ethnicity code.
-    Ethnicity,
-    /// Party code.
-    Party,
-    /// Registration status code.
-    Status,
-    /// Year of registration.
-    RegistrationYear,
-    /// US congressional district.
-    CongressionalDistrict,
-}
+pub struct Dim(u8);
 
 impl Dim {
-    /// Every dimension, in the canonical order domains list them.
-    pub const ALL: [Dim; 9] = [
-        Dim::County,
-        Dim::AgeBand,
-        Dim::Gender,
-        Dim::Race,
-        Dim::Ethnicity,
-        Dim::Party,
-        Dim::Status,
-        Dim::RegistrationYear,
-        Dim::CongressionalDistrict,
-    ];
-
-    /// The name used in queries and answers (`age_band`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Dim::County => "county",
-            Dim::AgeBand => "age_band",
-            Dim::Gender => "gender",
-            Dim::Race => "race",
-            Dim::Ethnicity => "ethnicity",
-            Dim::Party => "party",
-            Dim::Status => "status",
-            Dim::RegistrationYear => "registration_year",
-            Dim::CongressionalDistrict => "congressional_district",
-        }
+    /// The position of the dimension in [`Domains::dims`].
+    pub fn index(self) -> usize {
+        usize::from(self.0)
     }
 
-    /// Parses a dimension name.
-    pub fn from_name(name: &str) -> Option<Dim> {
-        Dim::ALL.into_iter().find(|d| d.name() == name)
-    }
-
-    /// The Parquet column the dimension is computed from.
-    pub fn column(self) -> &'static str {
-        match self {
-            Dim::AgeBand => "birth_year",
-            other => other.name(),
-        }
-    }
-
-    /// The layout's coded dimension, for the coded ones.
-    pub fn coded(self) -> Option<CodedDim> {
-        match self {
-            Dim::Gender => Some(CodedDim::Gender),
-            Dim::Race => Some(CodedDim::Race),
-            Dim::Ethnicity => Some(CodedDim::Ethnicity),
-            Dim::Party => Some(CodedDim::Party),
-            Dim::Status => Some(CodedDim::Status),
-            Dim::CongressionalDistrict => Some(CodedDim::CongressionalDistrict),
-            Dim::County | Dim::AgeBand | Dim::RegistrationYear => None,
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
+    /// This dimension's bit in a set of dimensions (at most 64 per dataset).
+    pub(crate) fn bit(self) -> u64 {
+        1 << self.0
     }
 }
 
-impl fmt::Display for Dim {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// How a dimension's codes come out of its Parquet column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DimKind {
+    /// The county reference list (`county` column, dictionary of names).
+    County,
+    /// Banded from the `birth_year` column on the reference year.
+    AgeBand,
+    /// The `registration_year` column, one value per year.
+    RegistrationYear,
+    /// A code table of the layout (standard or the state's own).
+    Coded,
 }
 
 /// The public domain of one dimension.
@@ -105,6 +49,13 @@ impl fmt::Display for Dim {
 pub struct DimDomain {
     /// Which dimension.
     pub dim: Dim,
+    /// The name used in queries and answers (`age_band`,
+    /// `state_house_district`).
+    pub name: String,
+    /// Where its codes come from.
+    pub kind: DimKind,
+    /// The Parquet column it is computed from.
+    pub column: String,
     /// The values used as query and answer keys, in answer order.
     pub values: Vec<String>,
     /// Human-readable labels, one per value.
@@ -136,15 +87,15 @@ pub struct CountQuery {
 /// and the [`DomainSpec`]; shared read-only across threads.
 #[derive(Debug, Clone)]
 pub struct Domains {
+    /// In canonical order: the standard dimensions the layout records in
+    /// [`layout::STANDARD_DIMENSIONS`] order, then its own.
     dims: Vec<DimDomain>,
-    /// `Dim::index()` → position in `dims`.
-    slot: [Option<usize>; 9],
-    /// Per position in `dims`: value → code.
+    /// Per dimension: value → code.
     lookup: Vec<HashMap<String, u16>>,
-    /// Per `Dim::index()`: the code of a value outside the table (coded dims).
-    fallback: [Option<u16>; 9],
-    /// Per `Dim::index()`: the code of a null value (coded dims).
-    null_code: [Option<u16>; 9],
+    /// Per dimension: the code of a value outside the table (coded dims).
+    fallback: Vec<Option<u16>>,
+    /// Per dimension: the code of a null value (coded dims).
+    null_code: Vec<Option<u16>>,
     /// Birth year (as `u16` bits) → age band code.
     age_table: Vec<u8>,
     /// Registration year (as `u16` bits) → code.
@@ -164,14 +115,12 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// Every dimension the query touches (a `Dim::index()` bit set): what a
+    /// Every dimension the query touches (a [`Dim::bit`] set): what a
     /// pre-aggregated level must keep to answer it.
-    pub fn needed(&self) -> u16 {
+    pub fn needed(&self) -> u64 {
         let grouped = self.group.iter().map(|(d, _)| *d);
         let filtered = self.filters.iter().map(|(d, _)| *d);
-        grouped
-            .chain(filtered)
-            .fold(0u16, |m, d| m | 1 << d.index())
+        grouped.chain(filtered).fold(0u64, |m, d| m | d.bit())
     }
 }
 
@@ -217,16 +166,33 @@ fn check_spec(layout: &Layout, spec: &DomainSpec) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// The public domain of `dim`, from the layout and the spec alone; `None`
-/// when the layout does not record it.
-fn dim_domain(layout: &Layout, spec: &DomainSpec, dim: Dim) -> Option<DimDomain> {
-    let same = |values: Vec<String>| DimDomain {
-        dim,
-        labels: values.clone(),
-        values,
+/// A dimension's domain as the layout and spec give it, before it has its
+/// place (`dim`) among the dataset's dimensions.
+struct Found {
+    domain: DimDomain,
+    fallback: Option<u16>,
+    null_code: Option<u16>,
+}
+
+/// The public domain of the standard or layout dimension `name`, from the
+/// layout and the spec alone; `None` when the layout does not record it.
+fn dim_domain(layout: &Layout, spec: &DomainSpec, name: &str) -> Option<Found> {
+    let derived = |kind: DimKind, column: &str, values: Vec<String>| Found {
+        domain: DimDomain {
+            dim: Dim(0),
+            name: name.to_owned(),
+            kind,
+            column: column.to_owned(),
+            labels: values.clone(),
+            values,
+        },
+        fallback: None,
+        null_code: None,
     };
-    match dim {
-        Dim::County => Some(same(
+    match name {
+        "county" => Some(derived(
+            DimKind::County,
+            "county",
             layout
                 .county
                 .counties
@@ -234,26 +200,44 @@ fn dim_domain(layout: &Layout, spec: &DomainSpec, dim: Dim) -> Option<DimDomain>
                 .map(|c| c.name.clone())
                 .collect(),
         )),
-        Dim::AgeBand => layout
+        "age_band" => layout
             .birth_year
             .as_ref()
-            .map(|_| same(age_labels(&spec.age_bands))),
-        Dim::RegistrationYear => layout.registration_date.as_ref().map(|_| {
+            .map(|_| derived(DimKind::AgeBand, "birth_year", age_labels(&spec.age_bands))),
+        "registration_year" => layout.registration_date.as_ref().map(|_| {
             let mut values: Vec<String> = (layout.first_registration_year..=spec.as_of_year)
                 .map(|y| y.to_string())
                 .collect();
             values.push("unknown".to_owned());
-            same(values)
+            derived(DimKind::RegistrationYear, "registration_year", values)
         }),
         coded => {
-            let column = coded.coded().and_then(|c| layout.coded(c))?;
-            Some(DimDomain {
-                dim,
-                values: column.codes.iter().map(|c| c.code.clone()).collect(),
-                labels: column.codes.iter().map(|c| c.label.clone()).collect(),
+            let column = layout.coded(coded)?;
+            Some(Found {
+                domain: DimDomain {
+                    dim: Dim(0),
+                    name: coded.to_owned(),
+                    kind: DimKind::Coded,
+                    column: coded.to_owned(),
+                    values: column.codes.iter().map(|c| c.code.clone()).collect(),
+                    labels: column.codes.iter().map(|c| c.label.clone()).collect(),
+                },
+                fallback: Some(column.fallback as u16),
+                null_code: Some(column.blank.unwrap_or(column.fallback) as u16),
             })
         }
     }
+}
+
+/// Every dimension name the layout records, in canonical order: the
+/// standard ones, then the layout's own in its order.
+fn dimension_names(layout: &Layout) -> Vec<&str> {
+    let own = layout
+        .coded
+        .iter()
+        .map(|c| c.name.as_str())
+        .filter(|n| !layout::STANDARD_DIMENSIONS.contains(n));
+    layout::STANDARD_DIMENSIONS.into_iter().chain(own).collect()
 }
 
 /// Birth year (as `u16` bits) → age band code: a year before the layout's
@@ -302,29 +286,28 @@ impl Domains {
     ///   `unknown` (null or out of range).
     pub fn new(layout: &Layout, spec: &DomainSpec) -> Result<Domains, EngineError> {
         check_spec(layout, spec)?;
-        let mut dims = Vec::new();
-        let mut fallback = [None; 9];
-        let mut null_code = [None; 9];
-        for dim in Dim::ALL {
-            let Some(domain) = dim_domain(layout, spec, dim) else {
+        let (mut dims, mut fallback, mut null_code) = (Vec::new(), Vec::new(), Vec::new());
+        for name in dimension_names(layout) {
+            let Some(mut found) = dim_domain(layout, spec, name) else {
                 continue;
             };
-            if domain.values.len() > u16::MAX as usize {
+            if found.domain.values.len() > u16::MAX as usize {
                 return Err(EngineError::InvalidSpec(format!(
-                    "dimension `{dim}` has {} values; at most {} are supported",
-                    domain.values.len(),
+                    "dimension `{name}` has {} values; at most {} are supported",
+                    found.domain.values.len(),
                     u16::MAX
                 )));
             }
-            if let Some(column) = dim.coded().and_then(|c| layout.coded(c)) {
-                fallback[dim.index()] = Some(column.fallback as u16);
-                null_code[dim.index()] = Some(column.blank.unwrap_or(column.fallback) as u16);
-            }
-            dims.push(domain);
+            found.domain.dim = Dim(dims.len() as u8);
+            dims.push(found.domain);
+            fallback.push(found.fallback);
+            null_code.push(found.null_code);
         }
-        let mut slot = [None; 9];
-        for (i, d) in dims.iter().enumerate() {
-            slot[d.dim.index()] = Some(i);
+        if dims.len() > 64 {
+            return Err(EngineError::InvalidSpec(format!(
+                "{} dimensions; at most 64 are supported",
+                dims.len()
+            )));
         }
         let lookup = dims
             .iter()
@@ -338,7 +321,6 @@ impl Domains {
             .collect();
         Ok(Domains {
             dims,
-            slot,
             lookup,
             fallback,
             null_code,
@@ -353,9 +335,19 @@ impl Domains {
         &self.dims
     }
 
-    /// The domain of `dim`, if the layout records it.
+    /// The domain of `dim`, if `dim` is one of these domains' dimensions.
     pub fn get(&self, dim: Dim) -> Option<&DimDomain> {
-        self.slot[dim.index()].map(|i| &self.dims[i])
+        self.dims.get(dim.index())
+    }
+
+    /// The domain of the dimension named `name`, if the dataset has it.
+    pub fn by_name(&self, name: &str) -> Option<&DimDomain> {
+        self.dims.iter().find(|d| d.name == name)
+    }
+
+    /// The name of `dim` (`party`); empty for a `Dim` of other domains.
+    pub fn name(&self, dim: Dim) -> &str {
+        self.get(dim).map_or("", |d| d.name.as_str())
     }
 
     /// The spec these domains were built with.
@@ -365,32 +357,37 @@ impl Domains {
 
     /// Names of the dimensions this dataset has.
     pub fn dim_names(&self) -> Vec<String> {
-        self.dims.iter().map(|d| d.dim.name().to_owned()).collect()
+        self.dims.iter().map(|d| d.name.clone()).collect()
     }
 
     /// Parses a dimension name given by a client: `UnknownDimension` (listing
     /// this dataset's dimensions) for a name that is no dimension, or one the
     /// layout does not record.
     pub fn dim(&self, name: &str) -> Result<Dim, EngineError> {
-        match Dim::from_name(name) {
-            Some(dim) if self.get(dim).is_some() => Ok(dim),
-            _ => Err(EngineError::UnknownDimension {
+        self.by_name(name)
+            .map(|d| d.dim)
+            .ok_or_else(|| EngineError::UnknownDimension {
                 name: name.to_owned(),
                 allowed: self.dim_names(),
-            }),
-        }
+            })
+    }
+
+    /// `DimensionAbsent` for a `Dim` that is not one of these domains'.
+    fn present(&self, dim: Dim) -> Result<&DimDomain, EngineError> {
+        self.get(dim)
+            .ok_or_else(|| EngineError::DimensionAbsent(format!("#{}", dim.index())))
     }
 
     /// The code of `value` in `dim`'s domain.
     pub fn code(&self, dim: Dim, value: &str) -> Result<u16, EngineError> {
-        let i = self.slot[dim.index()].ok_or(EngineError::DimensionAbsent(dim))?;
-        self.lookup[i]
+        let domain = self.present(dim)?;
+        self.lookup[dim.index()]
             .get(value)
             .copied()
             .ok_or_else(|| EngineError::InvalidValue {
-                dim,
+                dim: domain.name.clone(),
                 value: value.to_owned(),
-                allowed: self.dims[i].values.clone(),
+                allowed: domain.values.clone(),
             })
     }
 
@@ -399,15 +396,15 @@ impl Domains {
     }
 
     pub(crate) fn value_code(&self, dim: Dim, value: &str) -> Option<u16> {
-        self.slot[dim.index()].and_then(|i| self.lookup[i].get(value).copied())
+        self.lookup.get(dim.index())?.get(value).copied()
     }
 
     pub(crate) fn fallback(&self, dim: Dim) -> Option<u16> {
-        self.fallback[dim.index()]
+        self.fallback.get(dim.index()).copied().flatten()
     }
 
     pub(crate) fn null_code(&self, dim: Dim) -> Option<u16> {
-        self.null_code[dim.index()]
+        self.null_code.get(dim.index()).copied().flatten()
     }
 
     pub(crate) fn age_table(&self) -> &[u8] {
@@ -420,33 +417,21 @@ impl Domains {
 
     /// Validates `q` against these domains and works out its cells.
     pub(crate) fn plan(&self, q: &CountQuery) -> Result<Plan, EngineError> {
-        let mut seen = [false; 9];
+        let mut seen = 0u64;
         for &dim in &q.group_by {
-            if self.get(dim).is_none() {
-                return Err(EngineError::DimensionAbsent(dim));
+            let domain = self.present(dim)?;
+            if seen & dim.bit() != 0 {
+                return Err(EngineError::DuplicateDimension(domain.name.clone()));
             }
-            if std::mem::replace(&mut seen[dim.index()], true) {
-                return Err(EngineError::DuplicateDimension(dim));
-            }
+            seen |= dim.bit();
         }
-        let mut masks: Vec<(Dim, Vec<bool>)> = Vec::with_capacity(q.filter.len());
-        let mut filtered = [false; 9];
-        for (dim, values) in &q.filter {
-            let dim = *dim;
-            if self.get(dim).is_none() {
-                return Err(EngineError::DimensionAbsent(dim));
-            }
-            if std::mem::replace(&mut filtered[dim.index()], true) {
-                return Err(EngineError::DuplicateDimension(dim));
-            }
-            if values.is_empty() {
-                return Err(EngineError::EmptyFilter(dim));
-            }
-            let mut mask = vec![false; self.domain_len(dim)];
-            for v in values {
-                mask[self.code(dim, v)? as usize] = true;
-            }
-            masks.push((dim, mask));
+        let masks = self.filter_masks(q)?;
+        let touched = masks.iter().fold(seen, |m, (d, _)| m | d.bit());
+        if touched.count_ones() as usize > MAX_QUERY_DIMS {
+            return Err(EngineError::TooManyDimensions {
+                count: touched.count_ones() as usize,
+                max: MAX_QUERY_DIMS,
+            });
         }
         let mut cells: u64 = 1;
         let mut group = Vec::with_capacity(q.group_by.len());
@@ -475,6 +460,29 @@ impl Domains {
             filters,
             cells: cells as usize,
         })
+    }
+
+    /// Per filtered dimension, which codes pass; checks each filter.
+    fn filter_masks(&self, q: &CountQuery) -> Result<Vec<(Dim, Vec<bool>)>, EngineError> {
+        let mut masks: Vec<(Dim, Vec<bool>)> = Vec::with_capacity(q.filter.len());
+        let mut filtered = 0u64;
+        for (dim, values) in &q.filter {
+            let dim = *dim;
+            let domain = self.present(dim)?;
+            if filtered & dim.bit() != 0 {
+                return Err(EngineError::DuplicateDimension(domain.name.clone()));
+            }
+            filtered |= dim.bit();
+            if values.is_empty() {
+                return Err(EngineError::EmptyFilter(domain.name.clone()));
+            }
+            let mut mask = vec![false; domain.values.len()];
+            for v in values {
+                mask[self.code(dim, v)? as usize] = true;
+            }
+            masks.push((dim, mask));
+        }
+        Ok(masks)
     }
 
     /// Number of cells `q` answers with (the cross product of the grouped
@@ -558,14 +566,14 @@ impl Domains {
         let c = self.canonical(q)?;
         let mut group: Vec<Dim> = c.group_by.clone();
         group.sort();
-        let group: Vec<&str> = group.iter().map(|d| d.name()).collect();
+        let group: Vec<&str> = group.iter().map(|d| self.name(*d)).collect();
         let filter: Vec<String> = c
             .filter
             .iter()
             .map(|(d, vs)| {
                 format!(
                     "{}={}",
-                    d.name(),
+                    self.name(*d),
                     vs.iter().map(|v| escape(v)).collect::<Vec<_>>().join(",")
                 )
             })
@@ -589,7 +597,7 @@ impl Domains {
             h.update(s.as_bytes());
         };
         for d in &self.dims {
-            put(&mut h, d.dim.name());
+            put(&mut h, &d.name);
             for (v, l) in d.values.iter().zip(&d.labels) {
                 put(&mut h, v);
                 put(&mut h, l);

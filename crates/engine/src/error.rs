@@ -1,7 +1,5 @@
 //! The engine's errors. None carries a count or a row.
 
-use crate::Dim;
-
 /// Everything that can go wrong building domains, loading data or counting.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum EngineError {
@@ -16,22 +14,32 @@ pub enum EngineError {
     /// A filter value that is not in the dimension's public domain.
     #[error("invalid value `{value}` for dimension `{dim}`; allowed: {}", allowed.join(", "))]
     InvalidValue {
-        /// The dimension.
-        dim: Dim,
+        /// The dimension's name.
+        dim: String,
         /// The value given.
         value: String,
         /// The dimension's public values.
         allowed: Vec<String>,
     },
-    /// A dimension this dataset's layout does not record.
+    /// A dimension this dataset's layout does not record (by name, or `#N`
+    /// for a [`crate::Dim`] of other domains).
     #[error("dimension `{0}` is not recorded by this dataset's layout")]
-    DimensionAbsent(Dim),
+    DimensionAbsent(String),
     /// A dimension named twice in `group_by`, or filtered twice.
     #[error("dimension `{0}` appears twice in the query")]
-    DuplicateDimension(Dim),
+    DuplicateDimension(String),
     /// A filter with an empty list of values.
     #[error("the filter on `{0}` lists no values")]
-    EmptyFilter(Dim),
+    EmptyFilter(String),
+    /// The query touches more dimensions (`group_by` ∪ filter keys) than
+    /// one count may.
+    #[error("the query touches {count} dimensions; at most {max} are allowed")]
+    TooManyDimensions {
+        /// Dimensions the query touches.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The cross product of the group-by dimensions is larger than the engine counts.
     #[error("the query has {cells} cells; at most {max} are allowed")]
     TooManyCells {

@@ -31,7 +31,9 @@ mod error;
 mod rollup;
 
 pub use dataset::{CountSource, Dataset};
-pub use domains::{CountQuery, Dim, DimDomain, DomainSpec, Domains, MAX_CELLS};
+pub use domains::{
+    CountQuery, Dim, DimDomain, DimKind, DomainSpec, Domains, MAX_CELLS, MAX_QUERY_DIMS,
+};
 pub use error::EngineError;
 pub use rollup::MAX_LEVEL_CELLS;
 

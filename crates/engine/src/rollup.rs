@@ -26,17 +26,18 @@ use rayon::prelude::*;
 use crate::dataset::{Codes, Segment, narrow};
 use crate::{Dataset, Dim, Domains};
 
-/// The order in which dimensions enter the levels: most often used first.
-pub(crate) const ORDER: [Dim; 9] = [
-    Dim::County,
-    Dim::AgeBand,
-    Dim::Party,
-    Dim::Status,
-    Dim::Gender,
-    Dim::Race,
-    Dim::Ethnicity,
-    Dim::CongressionalDistrict,
-    Dim::RegistrationYear,
+/// The order in which the standard dimensions enter the levels: most often
+/// used first. A layout's own dimensions follow, in their canonical order.
+pub(crate) const ORDER: [&str; 9] = [
+    "county",
+    "age_band",
+    "party",
+    "status",
+    "gender",
+    "race",
+    "ethnicity",
+    "congressional_district",
+    "registration_year",
 ];
 
 /// The most entries a level may have by its domains: the product of the
@@ -49,8 +50,8 @@ pub const MAX_LEVEL_CELLS: u64 = 1 << 22;
 /// counts.
 #[derive(Clone)]
 pub(crate) struct Rollup {
-    /// Bit `Dim::index()` is set for each dimension this level keeps.
-    pub dims: u16,
+    /// Bit `Dim::bit()` is set for each dimension this level keeps.
+    pub dims: u64,
     /// One row per distinct combination; columns of dimensions not kept are
     /// `None`.
     pub segment: Segment,
@@ -67,8 +68,8 @@ impl std::fmt::Debug for Rollup {
 }
 
 impl Rollup {
-    /// Whether every dimension in `needed` (a `Dim::index()` bit set) is kept.
-    pub fn covers(&self, needed: u16) -> bool {
+    /// Whether every dimension in `needed` (a `Dim::bit()` set) is kept.
+    pub fn covers(&self, needed: u64) -> bool {
         needed & !self.dims == 0
     }
 }
@@ -104,13 +105,15 @@ pub(crate) fn kept_levels(domains: &Domains, order: &[Dim], max_cells: u64) -> u
         .count()
 }
 
-/// The dimensions of [`ORDER`] this dataset has, in that order.
+/// The dimensions of [`ORDER`] this dataset has, in that order, then its
+/// own dimensions in canonical order.
 pub(crate) fn order(domains: &Domains) -> Vec<Dim> {
-    ORDER
+    let standard = ORDER.iter().filter_map(|n| domains.by_name(n));
+    let own = domains
+        .dims()
         .iter()
-        .copied()
-        .filter(|d| domains.get(*d).is_some())
-        .collect()
+        .filter(|d| !ORDER.contains(&d.name.as_str()));
+    standard.chain(own).map(|d| d.dim).collect()
 }
 
 /// Builds the levels whose domain product is at most `max_cells`. Returns
@@ -186,8 +189,8 @@ fn decode(
     bits: &[u32],
     level: &[(u64, u32)],
 ) -> Rollup {
-    let mut cols: [Option<Codes>; 9] = Default::default();
-    let mut dims = 0u16;
+    let mut cols: Vec<Option<Codes>> = vec![None; domains.dims().len()];
+    let mut dims = 0u64;
     for (i, dim) in kept.iter().enumerate() {
         let mask = (1u64 << bits[i]) - 1;
         let code = |k: u64| (k >> shifts[i]) & mask;
@@ -196,7 +199,7 @@ fn decode(
         } else {
             Codes::U16(level.iter().map(|&(k, _)| code(k) as u16).collect())
         });
-        dims |= 1 << dim.index();
+        dims |= dim.bit();
     }
     Rollup {
         dims,

@@ -23,6 +23,17 @@ fn spec() -> DomainSpec {
     }
 }
 
+/// The NC domains, built once: what [`dim`] resolves names against.
+fn d_of_nc() -> &'static Domains {
+    static NC: std::sync::OnceLock<Domains> = std::sync::OnceLock::new();
+    NC.get_or_init(|| Domains::new(&Layout::resolve("nc").unwrap(), &spec()).unwrap())
+}
+
+/// The NC dataset's dimension `name`.
+fn dim(name: &str) -> Dim {
+    d_of_nc().dim(name).unwrap()
+}
+
 fn nc() -> (Layout, Arc<Domains>) {
     let layout = Layout::resolve("nc").unwrap();
     let domains = Arc::new(Domains::new(&layout, &spec()).unwrap());
@@ -41,6 +52,8 @@ struct Row {
     status: String,
     registration_year: Option<i16>,
     congressional_district: String,
+    state_house_district: String,
+    state_senate_district: String,
 }
 
 /// Writes `rows` to `dir/part-0.parquet` in the dataset schema of `nc`
@@ -76,6 +89,8 @@ fn write_parquet(dir: &Path, rows: &[Row], dictionary: bool, row_group: usize) {
             "party" => text(&|r| &r.party),
             "status" => text(&|r| &r.status),
             "congressional_district" => text(&|r| &r.congressional_district),
+            "state_house_district" => text(&|r| &r.state_house_district),
+            "state_senate_district" => text(&|r| &r.state_senate_district),
             other => panic!("the nc schema has a column `{other}` this test does not know"),
         }
     };
@@ -106,14 +121,18 @@ fn values(domains: &Domains, dim: Dim) -> Vec<String> {
 /// Rows drawn over a few counties (so most county cells are empty).
 fn sample_rows(domains: &Domains, n: usize, seed: u64) -> Vec<Row> {
     let mut g = Lcg(seed);
-    let counties: Vec<String> = values(domains, Dim::County)[..5].to_vec();
+    let counties: Vec<String> = values(domains, dim("county"))[..5].to_vec();
     let (gender, race, eth, party, status, cd) = (
-        values(domains, Dim::Gender),
-        values(domains, Dim::Race),
-        values(domains, Dim::Ethnicity),
-        values(domains, Dim::Party),
-        values(domains, Dim::Status),
-        values(domains, Dim::CongressionalDistrict),
+        values(domains, dim("gender")),
+        values(domains, dim("race")),
+        values(domains, dim("ethnicity")),
+        values(domains, dim("party")),
+        values(domains, dim("status")),
+        values(domains, dim("congressional_district")),
+    );
+    let (house, senate) = (
+        values(domains, dim("state_house_district")),
+        values(domains, dim("state_senate_district")),
     );
     (0..n)
         .map(|_| Row {
@@ -133,12 +152,14 @@ fn sample_rows(domains: &Domains, n: usize, seed: u64) -> Vec<Row> {
                 _ => Some(1950 + (g.next() % 80) as i16),
             },
             congressional_district: g.pick(&cd).to_owned(),
+            state_house_district: g.pick(&house).to_owned(),
+            state_senate_district: g.pick(&senate).to_owned(),
         })
         .collect()
 }
 
-/// The public key of a row on `dim`, computed the slow, obvious way.
-fn key_of(row: &Row, dim: Dim) -> String {
+/// The public key of a row on dimension `dim`, computed the slow, obvious way.
+fn key_of(row: &Row, dim: &str) -> String {
     let band = |by: Option<i16>| -> String {
         let Some(by) = by else {
             return "unknown".into();
@@ -156,18 +177,21 @@ fn key_of(row: &Row, dim: Dim) -> String {
         }
     };
     match dim {
-        Dim::County => row.county.clone(),
-        Dim::AgeBand => band(row.birth_year),
-        Dim::Gender => row.gender.clone(),
-        Dim::Race => row.race.clone(),
-        Dim::Ethnicity => row.ethnicity.clone(),
-        Dim::Party => row.party.clone(),
-        Dim::Status => row.status.clone(),
-        Dim::RegistrationYear => match row.registration_year {
+        "county" => row.county.clone(),
+        "age_band" => band(row.birth_year),
+        "gender" => row.gender.clone(),
+        "race" => row.race.clone(),
+        "ethnicity" => row.ethnicity.clone(),
+        "party" => row.party.clone(),
+        "status" => row.status.clone(),
+        "registration_year" => match row.registration_year {
             Some(y) if (1900..=2026).contains(&y) => y.to_string(),
             _ => "unknown".into(),
         },
-        Dim::CongressionalDistrict => row.congressional_district.clone(),
+        "congressional_district" => row.congressional_district.clone(),
+        "state_house_district" => row.state_house_district.clone(),
+        "state_senate_district" => row.state_senate_district.clone(),
+        other => panic!("no dimension `{other}` in the test rows"),
     }
 }
 
@@ -177,14 +201,19 @@ fn naive_count(domains: &Domains, rows: &[Row], q: &CountQuery) -> Vec<u64> {
     let passes = |row: &Row| {
         q.filter
             .iter()
-            .all(|(dim, vs)| vs.iter().any(|v| *v == key_of(row, *dim)))
+            .all(|(dim, vs)| vs.iter().any(|v| *v == key_of(row, domains.name(*dim))))
     };
     cells
         .iter()
         .map(|key| {
             rows.iter()
                 .filter(|r| passes(r))
-                .filter(|r| q.group_by.iter().zip(key).all(|(d, k)| key_of(r, *d) == *k))
+                .filter(|r| {
+                    q.group_by
+                        .iter()
+                        .zip(key)
+                        .all(|(d, k)| key_of(r, domains.name(*d)) == *k)
+                })
                 .count() as u64
         })
         .collect()
@@ -203,7 +232,7 @@ fn query(group_by: &[Dim], filter: &[(Dim, &[&str])]) -> CountQuery {
 #[test]
 fn nc_domains() {
     let (_, d) = nc();
-    let names: Vec<&str> = d.dims().iter().map(|d| d.dim.name()).collect();
+    let names: Vec<&str> = d.dims().iter().map(|d| d.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -215,28 +244,38 @@ fn nc_domains() {
             "party",
             "status",
             "registration_year",
-            "congressional_district"
+            "congressional_district",
+            "state_house_district",
+            "state_senate_district"
         ]
     );
-    let county = d.get(Dim::County).unwrap();
+    assert_eq!(d.by_name("state_house_district").unwrap().values.len(), 121);
+    assert_eq!(
+        d.by_name("state_senate_district").unwrap().kind,
+        DimKind::Coded
+    );
+    let county = d.get(dim("county")).unwrap();
     assert_eq!(county.values.len(), 100);
     assert_eq!(county.values[0], "ALAMANCE");
     assert_eq!(county.labels, county.values);
     assert_eq!(
-        d.get(Dim::AgeBand).unwrap().values,
+        d.get(dim("age_band")).unwrap().values,
         [
             "<18", "18-24", "25-34", "35-44", "45-54", "55-64", "65-74", "75+", "unknown"
         ]
     );
-    let years = &d.get(Dim::RegistrationYear).unwrap().values;
+    let years = &d.get(dim("registration_year")).unwrap().values;
     assert_eq!(years.len(), 2026 - 1900 + 2);
     assert_eq!(years.first().unwrap(), "1900");
     assert_eq!(years[years.len() - 2], "2026");
     assert_eq!(years.last().unwrap(), "unknown");
-    let party = d.get(Dim::Party).unwrap();
+    let party = d.get(dim("party")).unwrap();
     assert_eq!(party.values[..3], ["DEM", "REP", "UNA"]);
     assert_eq!(party.labels[0], "Democratic");
-    assert_eq!(d.get(Dim::CongressionalDistrict).unwrap().values.len(), 15);
+    assert_eq!(
+        d.get(dim("congressional_district")).unwrap().values.len(),
+        15
+    );
 }
 
 #[test]
@@ -244,35 +283,42 @@ fn every_builtin_layout_has_domains() {
     for name in layout::builtin::NAMES {
         let layout = Layout::resolve(name).unwrap();
         let d = Domains::new(&layout, &spec()).unwrap();
-        let county = d.get(Dim::County).unwrap();
+        let county = d.get(dim("county")).unwrap();
         assert_eq!(county.values.len(), layout.county.counties.len(), "{name}");
         for dd in d.dims() {
-            assert_eq!(dd.values.len(), dd.labels.len(), "{name}.{}", dd.dim);
-            assert!(!dd.values.is_empty(), "{name}.{}", dd.dim);
+            assert_eq!(dd.values.len(), dd.labels.len(), "{name}.{}", dd.name);
+            assert!(!dd.values.is_empty(), "{name}.{}", dd.name);
         }
         for coded in &layout.coded {
-            let dim = Dim::from_name(coded.dim.name()).unwrap();
+            let dim = d.dim(&coded.name).unwrap();
             assert_eq!(d.get(dim).unwrap().values.len(), coded.codes.len());
         }
     }
     let oh = Domains::new(&Layout::resolve("oh").unwrap(), &spec()).unwrap();
-    assert_eq!(oh.get(Dim::County).unwrap().values.len(), 88);
-    assert!(oh.get(Dim::Race).is_none(), "Ohio records no race");
+    assert_eq!(oh.by_name("county").unwrap().values.len(), 88);
+    assert!(oh.by_name("race").is_none(), "Ohio records no race");
     let err = oh.dim("race").unwrap_err();
     assert!(matches!(err, EngineError::UnknownDimension { .. }), "{err}");
-    let err = oh.cells(&query(&[Dim::Race], &[])).unwrap_err();
-    assert_eq!(err, EngineError::DimensionAbsent(Dim::Race));
+    // A `Dim` of a dataset with more dimensions is absent here.
+    let last = *d_of_nc().dims().last().map(|d| &d.dim).unwrap();
+    let err = oh.cells(&query(&[last], &[])).unwrap_err();
+    assert!(matches!(err, EngineError::DimensionAbsent(_)), "{err}");
     let fl = Domains::new(&Layout::resolve("fl").unwrap(), &spec()).unwrap();
-    assert_eq!(fl.get(Dim::County).unwrap().values.len(), 67);
+    assert_eq!(fl.by_name("county").unwrap().values.len(), 67);
 }
 
 #[test]
 fn dim_names_round_trip() {
-    for dim in Dim::ALL {
-        assert_eq!(Dim::from_name(dim.name()), Some(dim));
-        assert_eq!(dim.to_string(), dim.name());
+    let d = d_of_nc();
+    for dd in d.dims() {
+        assert_eq!(d.dim(&dd.name), Ok(dd.dim));
+        assert_eq!(d.name(dd.dim), dd.name);
     }
-    assert_eq!(Dim::from_name("age"), None);
+    assert!(d.dim("age").is_err());
+    assert_eq!(
+        d.dim_names()[9..],
+        ["state_house_district", "state_senate_district"]
+    );
 }
 
 #[test]
@@ -306,7 +352,7 @@ fn bad_specs_are_refused() {
     )
     .unwrap();
     assert_eq!(
-        one.get(Dim::AgeBand).unwrap().values,
+        one.get(dim("age_band")).unwrap().values,
         ["<18", "18+", "unknown"]
     );
 }
@@ -319,7 +365,7 @@ fn unknown_dimension_lists_allowed_names() {
         panic!("{err}")
     };
     assert_eq!(name, "shoe_size");
-    assert_eq!(allowed.len(), 9);
+    assert_eq!(allowed.len(), 11);
     let message = err.to_string();
     assert!(
         message.contains("shoe_size") && message.contains("age_band, gender"),
@@ -328,10 +374,39 @@ fn unknown_dimension_lists_allowed_names() {
 }
 
 #[test]
+fn a_query_touches_at_most_eight_dimensions() {
+    let (_, d) = nc();
+    let names = [
+        "gender",
+        "race",
+        "ethnicity",
+        "party",
+        "status",
+        "congressional_district",
+        "state_house_district",
+        "state_senate_district",
+        "age_band",
+    ];
+    let all: Vec<Dim> = names.iter().map(|n| dim(n)).collect();
+    // Eight grouped: allowed (and small enough).
+    assert!(d.cell_count(&query(&all[..8], &[])).is_ok());
+    // Eight grouped and a ninth filtered: refused, whatever the cells.
+    let err = d
+        .cells(&query(&all[..8], &[(all[8], &["75+"])]))
+        .unwrap_err();
+    assert_eq!(err, EngineError::TooManyDimensions { count: 9, max: 8 });
+    // A filter on a grouped dimension does not count twice.
+    assert!(d.cell_count(&query(&all[..8], &[(all[0], &["F"])])).is_ok());
+}
+
+#[test]
 fn invalid_value_lists_allowed_values() {
     let (_, d) = nc();
     let err = d
-        .cells(&query(&[Dim::County], &[(Dim::Party, &["DEM", "WHIG"])]))
+        .cells(&query(
+            &[dim("county")],
+            &[(dim("party"), &["DEM", "WHIG"])],
+        ))
         .unwrap_err();
     let EngineError::InvalidValue {
         dim,
@@ -341,7 +416,7 @@ fn invalid_value_lists_allowed_values() {
     else {
         panic!("{err}")
     };
-    assert_eq!((*dim, value.as_str()), (Dim::Party, "WHIG"));
+    assert_eq!((dim.as_str(), value.as_str()), ("party", "WHIG"));
     assert!(allowed.contains(&"DEM".to_owned()));
     assert!(err.to_string().contains("DEM, REP, UNA"), "{err}");
 }
@@ -350,22 +425,22 @@ fn invalid_value_lists_allowed_values() {
 fn malformed_queries_are_refused() {
     let (_, d) = nc();
     assert_eq!(
-        d.cells(&query(&[Dim::County, Dim::County], &[]))
+        d.cells(&query(&[dim("county"), dim("county")], &[]))
             .unwrap_err(),
-        EngineError::DuplicateDimension(Dim::County)
+        EngineError::DuplicateDimension("county".into())
     );
     assert_eq!(
-        d.cells(&query(&[], &[(Dim::Party, &[])])).unwrap_err(),
-        EngineError::EmptyFilter(Dim::Party)
+        d.cells(&query(&[], &[(dim("party"), &[])])).unwrap_err(),
+        EngineError::EmptyFilter("party".into())
     );
     let huge = query(
         &[
-            Dim::County,
-            Dim::RegistrationYear,
-            Dim::AgeBand,
-            Dim::Race,
-            Dim::Party,
-            Dim::Gender,
+            dim("county"),
+            dim("registration_year"),
+            dim("age_band"),
+            dim("race"),
+            dim("party"),
+            dim("gender"),
         ],
         &[],
     );
@@ -380,8 +455,11 @@ fn malformed_queries_are_refused() {
 fn cells_are_row_major_and_narrowed_by_filters() {
     let (_, d) = nc();
     let q = query(
-        &[Dim::Party, Dim::Gender],
-        &[(Dim::Party, &["REP", "DEM", "REP"]), (Dim::Status, &["A"])],
+        &[dim("party"), dim("gender")],
+        &[
+            (dim("party"), &["REP", "DEM", "REP"]),
+            (dim("status"), &["A"]),
+        ],
     );
     assert_eq!(d.cell_count(&q).unwrap(), 6);
     let cells = d.cells(&q).unwrap();
@@ -410,23 +488,26 @@ fn cells_are_row_major_and_narrowed_by_filters() {
 fn query_key_ignores_order_and_repeats() {
     let (_, d) = nc();
     let a = query(
-        &[Dim::County, Dim::AgeBand],
-        &[(Dim::Status, &["A"]), (Dim::Party, &["REP", "DEM"])],
+        &[dim("county"), dim("age_band")],
+        &[(dim("status"), &["A"]), (dim("party"), &["REP", "DEM"])],
     );
     let b = query(
-        &[Dim::AgeBand, Dim::County],
-        &[(Dim::Party, &["DEM", "REP", "DEM"]), (Dim::Status, &["A"])],
+        &[dim("age_band"), dim("county")],
+        &[
+            (dim("party"), &["DEM", "REP", "DEM"]),
+            (dim("status"), &["A"]),
+        ],
     );
     assert_eq!(d.query_key(&a).unwrap(), d.query_key(&b).unwrap());
     let c = query(
-        &[Dim::County, Dim::AgeBand],
-        &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
+        &[dim("county"), dim("age_band")],
+        &[(dim("status"), &["A"]), (dim("party"), &["DEM"])],
     );
     assert_ne!(d.query_key(&a).unwrap(), d.query_key(&c).unwrap());
     let canonical = d.canonical(&b).unwrap();
     assert_eq!(
         canonical.filter[0],
-        (Dim::Party, vec!["DEM".to_owned(), "REP".to_owned()])
+        (dim("party"), vec!["DEM".to_owned(), "REP".to_owned()])
     );
 }
 
@@ -447,25 +528,25 @@ fn counts_equal_a_naive_count() {
         assert_eq!(ds.rows(), rows.len());
         let queries = [
             query(&[], &[]),
-            query(&[Dim::County], &[]),
+            query(&[dim("county")], &[]),
             query(
-                &[Dim::County, Dim::AgeBand],
-                &[(Dim::Status, &["A"]), (Dim::Party, &["DEM", "REP"])],
+                &[dim("county"), dim("age_band")],
+                &[(dim("status"), &["A"]), (dim("party"), &["DEM", "REP"])],
             ),
             query(
-                &[Dim::AgeBand, Dim::County],
-                &[(Dim::County, &["CABARRUS", "ALAMANCE"])],
+                &[dim("age_band"), dim("county")],
+                &[(dim("county"), &["CABARRUS", "ALAMANCE"])],
             ),
-            query(&[Dim::RegistrationYear], &[(Dim::Gender, &["F"])]),
+            query(&[dim("registration_year")], &[(dim("gender"), &["F"])]),
             query(
-                &[Dim::Race, Dim::Ethnicity, Dim::CongressionalDistrict],
-                &[(Dim::AgeBand, &["unknown", "75+"])],
+                &[dim("race"), dim("ethnicity"), dim("congressional_district")],
+                &[(dim("age_band"), &["unknown", "75+"])],
             ),
             query(
                 &[],
                 &[
-                    (Dim::Party, &["LIB"]),
-                    (Dim::RegistrationYear, &["unknown"]),
+                    (dim("party"), &["LIB"]),
+                    (dim("registration_year"), &["unknown"]),
                 ],
             ),
         ];
@@ -479,7 +560,7 @@ fn counts_equal_a_naive_count() {
             );
         }
         // Empty cells are present as zeros: rows use only five counties.
-        let by_county = ds.count_cells(&query(&[Dim::County], &[])).unwrap();
+        let by_county = ds.count_cells(&query(&[dim("county")], &[])).unwrap();
         assert_eq!(by_county.len(), 100);
         assert_eq!(by_county.iter().filter(|&&c| c == 0).count(), 95);
         assert_eq!(by_county.iter().sum::<u64>(), 3000);
@@ -493,12 +574,12 @@ fn filters_narrow_the_count() {
     let (_dir, ds) = load_rows(&rows, true, 512);
     let all = ds.count_cells(&query(&[], &[])).unwrap()[0];
     let active = ds
-        .count_cells(&query(&[], &[(Dim::Status, &["A"])]))
+        .count_cells(&query(&[], &[(dim("status"), &["A"])]))
         .unwrap()[0];
     let active_dem = ds
         .count_cells(&query(
             &[],
-            &[(Dim::Status, &["A"]), (Dim::Party, &["DEM"])],
+            &[(dim("status"), &["A"]), (dim("party"), &["DEM"])],
         ))
         .unwrap()[0];
     assert_eq!(all, 2000);
@@ -524,10 +605,10 @@ fn out_of_table_codes_become_the_fallback_and_nulls_unknown() {
     fixed[1].gender = "U".into();
     fixed[2].birth_year = None;
     for q in [
-        query(&[Dim::Party], &[]),
-        query(&[Dim::Gender], &[]),
-        query(&[Dim::AgeBand], &[]),
-        query(&[Dim::RegistrationYear], &[]),
+        query(&[dim("party")], &[]),
+        query(&[dim("gender")], &[]),
+        query(&[dim("age_band")], &[]),
+        query(&[dim("registration_year")], &[]),
     ] {
         assert_eq!(
             ds.count_cells(&q).unwrap(),
@@ -673,9 +754,7 @@ fn ingest_style_dictionary_keys_load() {
                 Arc::new(party.clone()),
             ),
             other => {
-                let coded = layout
-                    .coded(layout::CodedDim::from_name(other).unwrap())
-                    .unwrap();
+                let coded = layout.coded(other).unwrap();
                 let first = coded.codes[0].code.clone();
                 (
                     Field::new(name, DataType::Utf8, false),
@@ -694,11 +773,11 @@ fn ingest_style_dictionary_keys_load() {
         .unwrap();
     w.close().unwrap();
     let ds = Dataset::load(dir.path(), &layout, domains.clone()).unwrap();
-    let by_county = ds.count_cells(&query(&[Dim::County], &[])).unwrap();
+    let by_county = ds.count_cells(&query(&[dim("county")], &[])).unwrap();
     assert_eq!((by_county[0], by_county[3], by_county[99]), (1, 1, 2));
-    let by_party = ds.count_cells(&query(&[Dim::Party], &[])).unwrap();
+    let by_party = ds.count_cells(&query(&[dim("party")], &[])).unwrap();
     assert_eq!(by_party, [1, 2, 0, 0, 0, 0, 0, 0, 1]);
-    let by_age = ds.count_cells(&query(&[Dim::AgeBand], &[])).unwrap();
+    let by_age = ds.count_cells(&query(&[dim("age_band")], &[])).unwrap();
     // 2026-1990 = 36 → 35-44; 2001 → 25 → 25-34; 1930 → 96 → 75+.
     assert_eq!(by_age, [0, 0, 1, 1, 0, 0, 0, 1, 1]);
 }
@@ -725,9 +804,9 @@ fn from_codes_checks_its_input() {
 /// to 3 filters of 1–3 values each (indices into the domain).
 fn arb_query() -> impl Strategy<Value = (Vec<usize>, Vec<(usize, Vec<usize>)>)> {
     (
-        proptest::sample::subsequence((0..9).collect::<Vec<usize>>(), 0..=3).prop_shuffle(),
+        proptest::sample::subsequence((0..11).collect::<Vec<usize>>(), 0..=3).prop_shuffle(),
         proptest::collection::vec(
-            (0usize..9, proptest::collection::vec(0usize..200, 1..=3)),
+            (0usize..11, proptest::collection::vec(0usize..200, 1..=3)),
             0..=3,
         ),
     )
@@ -756,18 +835,18 @@ proptest! {
         }
         // In memory from codes: the same rows through Dataset::from_codes.
         let columns: Vec<(Dim, Vec<u16>)> = dims.iter().map(|dd| {
-            (dd.dim, rows.iter().map(|r| domains.code(dd.dim, &key_of(r, dd.dim)).unwrap()).collect())
+            (dd.dim, rows.iter().map(|r| domains.code(dd.dim, &key_of(r, &dd.name)).unwrap()).collect())
         }).collect();
         let ds = Dataset::from_codes(domains.clone(), columns).unwrap();
         let counts = ds.count_cells(&q).unwrap();
         let cells = domains.cells(&q).unwrap();
         prop_assert_eq!(counts.len(), cells.len());
-        let passing = rows.iter().filter(|r| q.filter.iter().all(|(d, vs)| vs.contains(&key_of(r, *d)))).count();
+        let passing = rows.iter().filter(|r| q.filter.iter().all(|(d, vs)| vs.contains(&key_of(r, domains.name(*d))))).count();
         prop_assert_eq!(counts.iter().sum::<u64>(), passing as u64);
         for key in &cells {
             prop_assert_eq!(key.len(), q.group_by.len());
             for (d, v) in q.group_by.iter().zip(key) {
-                prop_assert!(domains.get(*d).unwrap().values.contains(v), "{} not in {}", v, d);
+                prop_assert!(domains.get(*d).unwrap().values.contains(v), "{} not in {}", v, domains.name(*d));
             }
         }
         let naive = naive_count(&domains, &rows, &q);
@@ -793,9 +872,9 @@ fn rollups_count_like_the_rows() {
         .iter()
         .map(|dd| {
             let n = dd.values.len() as u64;
-            let spread = match dd.dim {
-                Dim::County => 10,
-                Dim::RegistrationYear => n,
+            let spread = match dd.name.as_str() {
+                "county" => 10,
+                "registration_year" => n,
                 _ => n.min(3),
             };
             (
@@ -818,18 +897,21 @@ fn rollups_count_like_the_rows() {
     assert!(
         !levels
             .iter()
-            .any(|l| l.covers(1 << Dim::RegistrationYear.index())),
+            .any(|l| l.covers(dim("registration_year").bit())),
         "a level with every registration year is beyond MAX_LEVEL_CELLS"
     );
     for q in [
         query(&[], &[]),
-        query(&[Dim::County, Dim::AgeBand], &[]),
+        query(&[dim("county"), dim("age_band")], &[]),
         query(
-            &[Dim::County, Dim::AgeBand],
-            &[(Dim::Status, &["A"]), (Dim::Party, &["DEM", "REP"])],
+            &[dim("county"), dim("age_band")],
+            &[(dim("status"), &["A"]), (dim("party"), &["DEM", "REP"])],
         ),
-        query(&[Dim::Gender], &[(Dim::Race, &["B", "W"])]),
-        query(&[Dim::RegistrationYear], &[(Dim::County, &["ALAMANCE"])]),
+        query(&[dim("gender")], &[(dim("race"), &["B", "W"])]),
+        query(
+            &[dim("registration_year")],
+            &[(dim("county"), &["ALAMANCE"])],
+        ),
     ] {
         assert_eq!(
             rolled.count_cells(&q).unwrap(),
@@ -839,13 +921,13 @@ fn rollups_count_like_the_rows() {
     }
     assert_eq!(
         rolled
-            .source_for(&query(&[Dim::RegistrationYear], &[]))
+            .source_for(&query(&[dim("registration_year")], &[]))
             .unwrap(),
         CountSource::Rows
     );
     assert_eq!(
         rolled
-            .source_for(&query(&[Dim::County, Dim::AgeBand], &[]))
+            .source_for(&query(&[dim("county"), dim("age_band")], &[]))
             .unwrap(),
         CountSource::Level(2)
     );
@@ -874,21 +956,24 @@ fn kept_levels_depend_on_the_domains_only() {
         ds
     };
     let shapes = [
-        query(&[Dim::County], &[]),
-        query(&[Dim::County, Dim::AgeBand], &[(Dim::Status, &["A"])]),
+        query(&[dim("county")], &[]),
+        query(
+            &[dim("county"), dim("age_band")],
+            &[(dim("status"), &["A"])],
+        ),
         query(
             &[
-                Dim::County,
-                Dim::AgeBand,
-                Dim::Party,
-                Dim::Status,
-                Dim::Gender,
+                dim("county"),
+                dim("age_band"),
+                dim("party"),
+                dim("status"),
+                dim("gender"),
             ],
             &[],
         ),
-        query(&[Dim::Race], &[(Dim::Ethnicity, &["HL"])]),
-        query(&[Dim::CongressionalDistrict], &[]),
-        query(&[Dim::RegistrationYear], &[]),
+        query(&[dim("race")], &[(dim("ethnicity"), &["HL"])]),
+        query(&[dim("congressional_district")], &[]),
+        query(&[dim("registration_year")], &[]),
     ];
     // Few rows with every combination distinct, many rows with few
     // combinations, and the same plus one voter.
@@ -926,17 +1011,17 @@ fn large_counts_match_codes() {
     let col = |dim: Dim| &columns.iter().find(|(d, _)| *d == dim).unwrap().1;
     let queries = [
         query(&[], &[]),
-        query(&[], &[(Dim::Status, &["A", "I"])]),
-        query(&[Dim::Gender], &[]),
-        query(&[Dim::Gender], &[(Dim::Party, &["DEM"])]),
-        query(&[Dim::County, Dim::AgeBand], &[]),
+        query(&[], &[(dim("status"), &["A", "I"])]),
+        query(&[dim("gender")], &[]),
+        query(&[dim("gender")], &[(dim("party"), &["DEM"])]),
+        query(&[dim("county"), dim("age_band")], &[]),
         query(
-            &[Dim::County, Dim::AgeBand],
-            &[(Dim::Status, &["A"]), (Dim::Party, &["DEM", "REP"])],
+            &[dim("county"), dim("age_band")],
+            &[(dim("status"), &["A"]), (dim("party"), &["DEM", "REP"])],
         ),
         query(
-            &[Dim::RegistrationYear, Dim::County],
-            &[(Dim::County, &["WAKE", "ALAMANCE"])],
+            &[dim("registration_year"), dim("county")],
+            &[(dim("county"), &["WAKE", "ALAMANCE"])],
         ),
     ];
     for q in &queries {

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Invariants:
-//! - Columns are taken by an allow-list ([`layout::CANONICAL_COLUMNS`]); no
+//! - Columns are taken by an allow-list (`layout::Layout::output_columns`); no
 //!   identifier (name, address, voter id, full birth date, `ssn`, ...) is ever
 //!   written. The voter id lives in memory as a 64-bit key for de-duplication.
 //! - `rejects.tsv` holds file, line number, column and reason, never content.

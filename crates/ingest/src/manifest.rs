@@ -94,7 +94,7 @@ pub(crate) fn unknown_codes(
             continue;
         }
         let column = out
-            .entry(layout.coded[u.column as usize].dim.name().to_owned())
+            .entry(layout.coded[u.column as usize].name.clone())
             .or_default();
         if column.len() < MAX_UNKNOWN_VALUES || column.contains_key(&u.value) {
             *column.entry(u.value).or_default() += 1;

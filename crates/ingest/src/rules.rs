@@ -2,7 +2,7 @@
 //! look at, and how a field's bytes become a county, a code or a year.
 
 use hashbrown::HashMap;
-use layout::{CodedDim, CountyMatch, DateSpec, Encoding, Layout, MissingVoterId};
+use layout::{CountyMatch, DateSpec, Encoding, Layout, MissingVoterId};
 
 use crate::split::{self, Span, trim};
 
@@ -16,7 +16,7 @@ pub const OLDEST: i32 = i32::MIN;
 /// returns it, so such a row is a voter of its own.
 pub const NO_VOTER_ID: u64 = u64::MAX;
 
-/// One accepted line, reduced to what the Parquet file holds. 12 bytes.
+/// One accepted line, reduced to what the Parquet file holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Row {
     /// Index into the layout's county list.
@@ -25,8 +25,9 @@ pub struct Row {
     pub birth_year: i16,
     /// Registration year or [`NULL_YEAR`].
     pub registration_year: i16,
-    /// Index into each coded column's table, in `Layout::coded` order.
-    pub codes: [u8; 6],
+    /// Index into each coded column's table, in `Layout::coded` order; the
+    /// slots past the layout's coded dimensions stay 0.
+    pub codes: [u8; layout::MAX_CODED],
 }
 
 /// What the de-duplication step needs of a row. Never written anywhere.
@@ -85,7 +86,7 @@ const SLOT_ID: usize = 0;
 const SLOT_COUNTY: usize = 1;
 const SLOT_BIRTH: usize = 2;
 const SLOT_REG: usize = 3;
-const SLOT_CODED: usize = 4; // 4..4+6
+const SLOT_CODED: usize = 4; // 4..4+MAX_CODED
 
 struct CodeTable {
     slot: usize,
@@ -313,7 +314,7 @@ impl Rules {
         line: &[u8],
         out: &mut RowOutcome,
     ) -> Result<(Row, DedupKey), RejectReason> {
-        let mut spans = [Span::default(); SLOT_CODED + 6];
+        let mut spans = [Span::default(); SLOT_CODED + layout::MAX_CODED];
         let result = split::split_line_wanting(
             line,
             self.delimiter,
@@ -490,8 +491,8 @@ impl Rules {
     }
 
     /// The name of the coded dimension at `index` of `Layout::coded`.
-    pub fn coded_dim(layout: &Layout, index: u8) -> CodedDim {
-        layout.coded[index as usize].dim
+    pub fn coded_dim(layout: &Layout, index: u8) -> &str {
+        &layout.coded[index as usize].name
     }
 }
 
@@ -651,23 +652,19 @@ pub(crate) mod tests {
         assert_eq!(row.birth_year, 1970);
         assert_eq!(row.registration_year, 2001);
         assert_eq!(key.rank, 20010304);
-        let code = |dim: CodedDim, i: usize| {
+        let code = |dim: &str, i: usize| {
             layout.coded(dim).unwrap().codes[row.codes[i] as usize]
                 .code
                 .clone()
         };
-        assert_eq!(code(CodedDim::Party, 3), "DEM");
+        assert_eq!(code("party", 3), "DEM");
+        assert_eq!(code("race", 1), "U", "unknown race becomes the fallback");
         assert_eq!(
-            code(CodedDim::Race, 1),
-            "U",
-            "unknown race becomes the fallback"
-        );
-        assert_eq!(
-            code(CodedDim::Gender, 0),
+            code("gender", 0),
             "U",
             "blank gender becomes the blank code"
         );
-        assert_eq!(code(CodedDim::CongressionalDistrict, 5), "7");
+        assert_eq!(code("congressional_district", 5), "7");
         assert_eq!(
             out.unknown,
             vec![UnknownCode {
@@ -838,7 +835,7 @@ pub(crate) mod tests {
             let (a, _) = rules.apply(&plain, &mut out).unwrap();
             let (b, _) = rules.apply(&spaced, &mut out).unwrap();
             proptest::prop_assert_eq!(a.codes, b.codes);
-            let parties = layout.coded(CodedDim::Party).unwrap().codes.len();
+            let parties = layout.coded("party").unwrap().codes.len();
             proptest::prop_assert!((a.codes[3] as usize) < parties);
         }
 

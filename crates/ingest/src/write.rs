@@ -1,6 +1,6 @@
 //! The spill file of compact rows, and Parquet output.
 //!
-//! Accepted rows go to a spill file (12 bytes each) while the input streams
+//! Accepted rows go to a spill file ([`ROW_BYTES`] each) while the input streams
 //! past, because whether a row survives de-duplication is known only at the
 //! end. The spill lives in the dataset's temporary folder and is removed
 //! before the folder is renamed into place; it holds only the minimized
@@ -24,8 +24,10 @@ use parquet::schema::types::ColumnPath;
 use crate::IngestError;
 use crate::rules::{NULL_YEAR, Row};
 
-/// Bytes per spilled row.
-pub const ROW_BYTES: usize = 12;
+/// Bytes per spilled row: county, birth and registration years (2 each),
+/// then one byte per coded dimension slot. A fixed width keeps the spill a
+/// plain array that the Parquet writers read by offset.
+pub const ROW_BYTES: usize = 6 + layout::MAX_CODED;
 /// Mode of every file an ingest writes: the output is minimized but still a
 /// copy of the voter file, so it is the owner's alone.
 pub const FILE_MODE: u32 = 0o600;
@@ -53,13 +55,13 @@ pub fn private_dir(recursive: bool) -> DirBuilder {
 /// Rows per Parquet row group (and per Arrow batch).
 pub use dataset::ROW_GROUP;
 
-/// Encodes a row into its 12-byte spill form.
+/// Encodes a row into its [`ROW_BYTES`] spill form.
 #[inline]
 pub fn encode(row: &Row, out: &mut [u8]) {
     out[0..2].copy_from_slice(&row.county.to_le_bytes());
     out[2..4].copy_from_slice(&row.birth_year.to_le_bytes());
     out[4..6].copy_from_slice(&row.registration_year.to_le_bytes());
-    out[6..12].copy_from_slice(&row.codes);
+    out[6..ROW_BYTES].copy_from_slice(&row.codes);
 }
 
 #[inline]
@@ -68,7 +70,9 @@ fn decode(b: &[u8]) -> Row {
         county: u16::from_le_bytes([b[0], b[1]]),
         birth_year: i16::from_le_bytes([b[2], b[3]]),
         registration_year: i16::from_le_bytes([b[4], b[5]]),
-        codes: [b[6], b[7], b[8], b[9], b[10], b[11]],
+        codes: b[6..ROW_BYTES]
+            .try_into()
+            .expect("a spilled row is ROW_BYTES long"),
     }
 }
 

@@ -26,9 +26,8 @@ pub use date::{DateFormat, SimpleDate};
 pub use error::LayoutError;
 pub use spec::{Encoding, Quoting};
 
-/// The canonical columns written to Parquet, in the order they are written.
-///
-/// This is the allow-list: ingestion writes these columns and nothing else.
+/// The standard columns written to Parquet, in the order they are written;
+/// a layout's own dimensions follow them (see [`Layout::output_columns`]).
 pub const CANONICAL_COLUMNS: [&str; 9] = [
     "county",
     "birth_year",
@@ -41,50 +40,51 @@ pub const CANONICAL_COLUMNS: [&str; 9] = [
     "congressional_district",
 ];
 
-/// A coded dimension: its values come from a code table in the layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum CodedDim {
-    /// Gender code (NC `gender_code`, FL `Gender`).
-    Gender,
-    /// Race code.
-    Race,
-    /// Ethnicity (Hispanic origin) code.
-    Ethnicity,
-    /// Party affiliation code.
-    Party,
-    /// Registration status code.
-    Status,
-    /// US congressional district.
-    CongressionalDistrict,
-}
+/// The dimension names that keep one meaning in every layout. `county`,
+/// `age_band` (from the birth year) and `registration_year` are derived; the
+/// others are coded dimensions like a state's own.
+pub const STANDARD_DIMENSIONS: [&str; 9] = [
+    "county",
+    "age_band",
+    "gender",
+    "race",
+    "ethnicity",
+    "party",
+    "status",
+    "registration_year",
+    "congressional_district",
+];
 
-impl CodedDim {
-    /// Every coded dimension, in canonical column order.
-    pub const ALL: [CodedDim; 6] = [
-        CodedDim::Gender,
-        CodedDim::Race,
-        CodedDim::Ethnicity,
-        CodedDim::Party,
-        CodedDim::Status,
-        CodedDim::CongressionalDistrict,
-    ];
+/// The standard coded dimensions: a layout defines each or lists it under
+/// `[absent]`, so a forgotten one is an error rather than a silent gap.
+pub const STANDARD_CODED: [&str; 6] = [
+    "gender",
+    "race",
+    "ethnicity",
+    "party",
+    "status",
+    "congressional_district",
+];
 
-    /// The canonical column name.
-    pub fn name(self) -> &'static str {
-        match self {
-            CodedDim::Gender => "gender",
-            CodedDim::Race => "race",
-            CodedDim::Ethnicity => "ethnicity",
-            CodedDim::Party => "party",
-            CodedDim::Status => "status",
-            CodedDim::CongressionalDistrict => "congressional_district",
-        }
-    }
+/// Names a coded dimension may not take: the derived dimensions and the
+/// Parquet columns they come from.
+pub const RESERVED_NAMES: [&str; 4] = ["county", "age_band", "registration_year", "birth_year"];
 
-    /// Parses a canonical column name.
-    pub fn from_name(name: &str) -> Option<CodedDim> {
-        CodedDim::ALL.into_iter().find(|d| d.name() == name)
-    }
+/// The most coded dimensions one layout may declare (standard and own): the
+/// spilled row of an ingest has a fixed slot per coded dimension.
+pub const MAX_CODED: usize = 16;
+
+/// The longest dimension name.
+pub const MAX_NAME_LEN: usize = 40;
+
+/// Whether `name` is a valid dimension name: `[a-z][a-z0-9_]*`, at most
+/// [`MAX_NAME_LEN`] bytes. Names are keys in queries, answers and Parquet
+/// column names, so they stay plain ASCII.
+pub fn valid_dimension_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() <= MAX_NAME_LEN
+        && bytes.next().is_some_and(|b| b.is_ascii_lowercase())
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// One entry of a code table.
@@ -99,8 +99,9 @@ pub struct Code {
 /// A coded dimension as the layout declares it.
 #[derive(Debug, Clone)]
 pub struct CodedColumn {
-    /// Which canonical dimension this feeds.
-    pub dim: CodedDim,
+    /// The dimension's name, also its Parquet column (`party`,
+    /// `state_house_district`).
+    pub name: String,
     /// Source column name in the voter file.
     pub column: String,
     /// The code table, in the order answers list them. Never empty.
@@ -226,16 +227,17 @@ pub struct Layout {
     pub first_registration_year: i16,
     /// Earliest plausible birth year; earlier years are treated as unknown.
     pub min_birth_year: i16,
-    /// The coded dimensions this layout has, in canonical order.
+    /// The coded dimensions this layout has: the standard ones in
+    /// [`STANDARD_CODED`] order, then the layout's own by name.
     pub coded: Vec<CodedColumn>,
     /// See [`Layout::digest`].
     digest: String,
 }
 
 impl Layout {
-    /// The coded column for `dim`, if the layout records it.
-    pub fn coded(&self, dim: CodedDim) -> Option<&CodedColumn> {
-        self.coded.iter().find(|c| c.dim == dim)
+    /// The coded column named `name`, if the layout records it.
+    pub fn coded(&self, name: &str) -> Option<&CodedColumn> {
+        self.coded.iter().find(|c| c.name == name)
     }
 
     /// SHA-256 (lowercase hex) of the text this layout was loaded from: the
@@ -249,17 +251,23 @@ impl Layout {
         &self.digest
     }
 
-    /// The canonical columns this layout produces, in Parquet order.
-    pub fn output_columns(&self) -> Vec<&'static str> {
-        CANONICAL_COLUMNS
-            .into_iter()
-            .filter(|name| match *name {
-                "county" => true,
-                "birth_year" => self.birth_year.is_some(),
-                "registration_year" => self.registration_date.is_some(),
-                other => CodedDim::from_name(other).is_some_and(|d| self.coded(d).is_some()),
-            })
-            .collect()
+    /// The columns this layout produces, in Parquet order: the standard
+    /// ones it records in [`CANONICAL_COLUMNS`] order, then its own coded
+    /// dimensions. This is the allow-list: ingest writes these and nothing
+    /// else.
+    pub fn output_columns(&self) -> Vec<&str> {
+        let standard = CANONICAL_COLUMNS.into_iter().filter(|name| match *name {
+            "county" => true,
+            "birth_year" => self.birth_year.is_some(),
+            "registration_year" => self.registration_date.is_some(),
+            other => self.coded(other).is_some(),
+        });
+        let own = self
+            .coded
+            .iter()
+            .map(|c| c.name.as_str())
+            .filter(|n| !STANDARD_CODED.contains(n));
+        standard.chain(own).collect()
     }
 
     /// Loads a layout by built-in name (`nc`, `oh`, `fl`) or by path to a TOML file.
@@ -378,6 +386,12 @@ pub mod builtin {
             "nc_counties.csv" => include_str!("../../../config/reference/nc_counties.csv"),
             "oh_counties.csv" => include_str!("../../../config/reference/oh_counties.csv"),
             "fl_counties.csv" => include_str!("../../../config/reference/fl_counties.csv"),
+            "nc_house_districts.csv" => {
+                include_str!("../../../config/reference/nc_house_districts.csv")
+            }
+            "nc_senate_districts.csv" => {
+                include_str!("../../../config/reference/nc_senate_districts.csv")
+            }
             _ => return None,
         })
     }
@@ -422,7 +436,7 @@ mod tests {
     #[test]
     fn ohio_declares_race_absent() {
         let oh = Layout::resolve("oh").unwrap();
-        assert!(oh.coded(CodedDim::Race).is_none());
+        assert!(oh.coded("race").is_none());
         assert!(!oh.output_columns().contains(&"race"));
         assert!(oh.output_columns().contains(&"congressional_district"));
     }
@@ -564,11 +578,96 @@ mod tests {
         let counties = builtin::reference("nc_counties.csv").unwrap();
         let fewer = counties.replace("\n100,YANCEY", "");
         assert_ne!(fewer, counties, "the test edits the list");
-        let other = Layout::from_toml(nc_text(), "test", &|_| Ok(fewer.clone())).unwrap();
+        let other = Layout::from_toml(nc_text(), "test", &|rel| {
+            Ok(if rel.ends_with("nc_counties.csv") {
+                fewer.clone()
+            } else {
+                builtin::reference(rel).unwrap().to_owned()
+            })
+        })
+        .unwrap();
         assert_eq!(other.county.counties.len(), 99);
         assert_ne!(base.digest(), other.digest());
         // The same texts, the same digest.
         assert_eq!(base.digest(), load(nc_text()).unwrap().digest());
+    }
+
+    #[test]
+    fn nc_has_its_own_districts_after_the_standard_columns() {
+        let nc = Layout::resolve("nc").unwrap();
+        assert_eq!(nc.coded("state_house_district").unwrap().codes.len(), 121);
+        assert_eq!(nc.coded("state_senate_district").unwrap().codes.len(), 51);
+        let columns = nc.output_columns();
+        assert_eq!(&columns[..9], CANONICAL_COLUMNS.as_slice());
+        assert_eq!(
+            &columns[9..],
+            ["state_house_district", "state_senate_district"]
+        );
+    }
+
+    /// The NC layout with one more dimension `[dimensions.NAME]` of `body`,
+    /// reading `extra.csv` as `csv`.
+    fn with_dimension(name: &str, body: &str, csv: &str) -> Result<Layout, LayoutError> {
+        let text = format!("{}\n[dimensions.{name}]\n{body}\n", nc_text());
+        let csv = csv.to_owned();
+        Layout::from_toml(&text, "test", &|rel| {
+            if rel.ends_with("extra.csv") {
+                return Ok(csv.clone());
+            }
+            Ok(builtin::reference(rel).unwrap().to_owned())
+        })
+    }
+
+    const WARD: &str = "column = \"ward_abbrv\"\nfallback = \"X\"\n";
+
+    #[test]
+    fn own_dimension_from_a_csv_with_a_bom() {
+        let body = format!("{WARD}codes_file = \"../reference/extra.csv\"");
+        let layout =
+            with_dimension("ward", &body, "\u{feff}code,label\nW1,Ward 1\nX,None\n").unwrap();
+        let ward = layout.coded("ward").unwrap();
+        assert_eq!(ward.code_strs().collect::<Vec<_>>(), ["W1", "X"]);
+        assert_eq!(ward.codes[0].label, "Ward 1");
+        assert_eq!(layout.output_columns().last(), Some(&"ward"));
+    }
+
+    #[test]
+    fn bad_dimension_names_are_named() {
+        let body = format!("{WARD}codes = [{{ code = \"X\", label = \"x\" }}]");
+        for name in [
+            "Ward",
+            "9ward",
+            "ward-1",
+            &"w".repeat(41),
+            "age_band",
+            "county",
+        ] {
+            let err = with_dimension(name, &body, "").unwrap_err().to_string();
+            assert!(err.contains(&format!("dimensions.{name}")), "{name}: {err}");
+        }
+        assert!(with_dimension(&"w".repeat(40), &body, "").is_ok());
+    }
+
+    #[test]
+    fn code_table_is_inline_or_a_file() {
+        let both = format!(
+            "{WARD}codes = [{{ code = \"X\", label = \"x\" }}]\ncodes_file = \"extra.csv\""
+        );
+        let err = with_dimension("ward", &both, "code,label\nX,x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dimensions.ward.codes"), "{err}");
+        let err = with_dimension("ward", WARD, "").unwrap_err().to_string();
+        assert!(err.contains("dimensions.ward.codes"), "{err}");
+        let file = format!("{WARD}codes_file = \"extra.csv\"");
+        let err = with_dimension("ward", &file, "code,name\nX,x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("code,label"), "{err}");
+        let err = with_dimension("ward", &file, "code,label\nX,x\nX,y\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dimensions.ward.codes_file"), "{err}");
     }
 
     #[test]

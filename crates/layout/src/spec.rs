@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Deserialize;
 
 use crate::{
-    Code, CodedColumn, CodedDim, County, CountyMatch, CountySpec, DateFormat, DateSpec, Format,
-    Layout, LayoutError, MissingVoterId,
+    Code, CodedColumn, County, CountyMatch, CountySpec, DateFormat, DateSpec, Format, Layout,
+    LayoutError, MissingVoterId,
 };
 
 /// Whether fields may be wrapped in double quotes.
@@ -103,7 +103,10 @@ struct DateFile {
 #[serde(deny_unknown_fields)]
 struct DimensionFile {
     column: String,
-    codes: Vec<CodeFile>,
+    /// The code table inline; or
+    codes: Option<Vec<CodeFile>>,
+    /// a `code,label` CSV, relative to the layout file.
+    codes_file: Option<String>,
     fallback: String,
     blank: Option<String>,
     #[serde(default)]
@@ -146,7 +149,7 @@ pub(crate) fn validate(
     let (missing_voter_id, voter_id_placeholders) = check.voter_id(&file.voter_id)?;
     let county = check.county(&file.county, read_reference)?;
     let years = check.years(file.birth_year.as_ref(), file.registration_date.as_ref())?;
-    let coded = check.dimensions(&file.dimensions, file.absent.as_ref())?;
+    let coded = check.dimensions(&file.dimensions, file.absent.as_ref(), read_reference)?;
     Ok(Layout {
         name: file.name,
         description: file.description,
@@ -331,21 +334,66 @@ impl Check<'_> {
         })
     }
 
-    /// `[dimensions.*]` and `[absent]`: every coded dimension is defined or
-    /// declared absent, never both.
+    /// `[dimensions.*]` and `[absent]`: every standard coded dimension is
+    /// defined or declared absent, never both; any other name is the
+    /// layout's own dimension.
     fn dimensions(
         &self,
         dims: &BTreeMap<String, DimensionFile>,
         absent: Option<&AbsentFile>,
+        read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
     ) -> Result<Vec<CodedColumn>, LayoutError> {
         let absent: &[String] = absent.map_or(&[], |a| &a.dimensions);
+        self.absent(dims, absent)?;
+        for name in dims.keys() {
+            self.dimension_name(name)?;
+        }
+        if dims.len() > crate::MAX_CODED {
+            return Err(self.invalid(
+                "dimensions",
+                format!(
+                    "{} coded dimensions; at most {} are supported",
+                    dims.len(),
+                    crate::MAX_CODED
+                ),
+            ));
+        }
+        let mut coded = Vec::new();
+        for name in crate::STANDARD_CODED {
+            match dims.get(name) {
+                Some(d) => coded.push(self.coded_column(name, d, read_reference)?),
+                None if absent.iter().any(|a| a == name) => {}
+                None => {
+                    return Err(self.invalid(
+                        &format!("dimensions.{name}"),
+                        format!(
+                            "missing: define it, or list \"{name}\" under [absent] dimensions if the file does not record it"
+                        ),
+                    ));
+                }
+            }
+        }
+        for (name, d) in dims {
+            if !crate::STANDARD_CODED.contains(&name.as_str()) {
+                coded.push(self.coded_column(name, d, read_reference)?);
+            }
+        }
+        Ok(coded)
+    }
+
+    /// `[absent] dimensions`: standard coded names only, none also defined.
+    fn absent(
+        &self,
+        dims: &BTreeMap<String, DimensionFile>,
+        absent: &[String],
+    ) -> Result<(), LayoutError> {
         for name in absent {
-            if CodedDim::from_name(name).is_none() {
+            if !crate::STANDARD_CODED.contains(&name.as_str()) {
                 return Err(self.invalid(
                     "absent.dimensions",
                     format!(
-                        "`{name}` is not a coded dimension (one of: {})",
-                        coded_names()
+                        "`{name}` is not a standard coded dimension (one of: {})",
+                        crate::STANDARD_CODED.join(", ")
                     ),
                 ));
             }
@@ -358,36 +406,42 @@ impl Check<'_> {
                 ));
             }
         }
-        if let Some(name) = dims.keys().find(|n| CodedDim::from_name(n).is_none()) {
+        Ok(())
+    }
+
+    /// A `[dimensions.NAME]` name: the pattern, and not a derived dimension.
+    fn dimension_name(&self, name: &str) -> Result<(), LayoutError> {
+        let key = format!("dimensions.{name}");
+        if !crate::valid_dimension_name(name) {
             return Err(self.invalid(
-                &format!("dimensions.{name}"),
-                format!("not a coded dimension (one of: {})", coded_names()),
+                &key,
+                format!(
+                    "a dimension name is `[a-z][a-z0-9_]*`, at most {} characters",
+                    crate::MAX_NAME_LEN
+                ),
             ));
         }
-        let mut coded = Vec::new();
-        for dim in CodedDim::ALL {
-            match dims.get(dim.name()) {
-                Some(d) => coded.push(self.coded_column(dim, d)?),
-                None if absent.iter().any(|a| a == dim.name()) => {}
-                None => {
-                    return Err(self.invalid(
-                        &format!("dimensions.{}", dim.name()),
-                        format!(
-                            "missing: define it, or list \"{}\" under [absent] dimensions if the file does not record it",
-                            dim.name()
-                        ),
-                    ));
-                }
-            }
+        if crate::RESERVED_NAMES.contains(&name) {
+            return Err(self.invalid(
+                &key,
+                format!(
+                    "`{name}` is derived by rollcall ([county], [birth_year], [registration_date]), not a coded dimension"
+                ),
+            ));
         }
-        Ok(coded)
+        Ok(())
     }
 
     /// One `[dimensions.NAME]`: its column, codes, fallback, blank and map.
-    fn coded_column(&self, dim: CodedDim, d: &DimensionFile) -> Result<CodedColumn, LayoutError> {
-        let key = format!("dimensions.{}", dim.name());
+    fn coded_column(
+        &self,
+        name: &str,
+        d: &DimensionFile,
+        read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
+    ) -> Result<CodedColumn, LayoutError> {
+        let key = format!("dimensions.{name}");
         self.column(&format!("{key}.column"), &d.column)?;
-        let codes = self.codes(&key, &d.codes)?;
+        let codes = self.code_table(&key, d, read_reference)?;
         let position = |field: &str, code: &str| -> Result<usize, LayoutError> {
             codes.iter().position(|c| c.code == code).ok_or_else(|| {
                 self.invalid(
@@ -414,7 +468,7 @@ impl Check<'_> {
             }
         }
         Ok(CodedColumn {
-            dim,
+            name: name.to_owned(),
             column: d.column.clone(),
             codes,
             fallback,
@@ -422,6 +476,27 @@ impl Check<'_> {
             map: d.map.clone(),
             numeric: d.numeric,
         })
+    }
+
+    /// The code table of `KEY`: `codes` inline or `codes_file`, exactly one.
+    fn code_table(
+        &self,
+        key: &str,
+        d: &DimensionFile,
+        read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
+    ) -> Result<Vec<Code>, LayoutError> {
+        match (&d.codes, &d.codes_file) {
+            (Some(codes), None) => self.codes(key, codes),
+            (None, Some(file)) => {
+                let text = read_reference(file)?;
+                let rows = parse_code_csv(&text, file)?;
+                self.codes(&format!("{key}.codes_file"), &rows)
+            }
+            _ => Err(self.invalid(
+                &format!("{key}.codes"),
+                "give exactly one of `codes` (inline) and `codes_file` (a code,label CSV)".into(),
+            )),
+        }
     }
 
     /// `KEY.codes`: 1 to 255 distinct, trimmed codes.
@@ -484,10 +559,6 @@ fn placeholders(values: &[String]) -> Result<Vec<String>, (usize, String)> {
     Ok(out)
 }
 
-fn coded_names() -> String {
-    CodedDim::ALL.map(CodedDim::name).join(", ")
-}
-
 fn join_codes(codes: &[Code]) -> String {
     codes
         .iter()
@@ -496,13 +567,46 @@ fn join_codes(codes: &[Code]) -> String {
         .join(", ")
 }
 
+/// Parses a `code,label` code table with a header line (a UTF-8 BOM, as
+/// Excel writes, is skipped). Codes are checked by [`Check::codes`].
+fn parse_code_csv(text: &str, path: &str) -> Result<Vec<CodeFile>, LayoutError> {
+    let err = |line: usize, message: String| LayoutError::Reference {
+        path: path.to_owned(),
+        message: format!("line {line}: {message}"),
+    };
+    let mut lines = strip_bom(text).lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim().eq_ignore_ascii_case("code,label") => {}
+        _ => return Err(err(1, "expected the header `code,label`".into())),
+    }
+    let mut out = Vec::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((code, label)) = line.split_once(',') else {
+            return Err(err(i + 1, "expected `code,label`".into()));
+        };
+        out.push(CodeFile {
+            code: code.trim().to_owned(),
+            label: label.trim().trim_matches('"').to_owned(),
+        });
+    }
+    Ok(out)
+}
+
+/// `text` without a leading UTF-8 byte-order mark.
+fn strip_bom(text: &str) -> &str {
+    text.strip_prefix('\u{feff}').unwrap_or(text)
+}
+
 /// Parses a `code,name` county list with a header line.
 fn parse_counties(text: &str, path: &str) -> Result<Vec<County>, LayoutError> {
     let err = |line: usize, message: String| LayoutError::Reference {
         path: path.to_owned(),
         message: format!("line {line}: {message}"),
     };
-    let mut lines = text.lines().enumerate();
+    let mut lines = strip_bom(text).lines().enumerate();
     match lines.next() {
         Some((_, h)) if h.trim().eq_ignore_ascii_case("code,name") => {}
         _ => return Err(err(1, "expected the header `code,name`".into())),

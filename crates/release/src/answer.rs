@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use engine::{CountQuery, Dim, Domains};
+use engine::{CountQuery, Domains};
 use privacy::{Epsilon, StoredRelease};
 use serde::Serialize;
 use serde::ser::{SerializeMap, SerializeSeq};
@@ -70,13 +70,14 @@ pub struct Remaining {
 /// The rows of an answer as JSON: one object per cell with the group's
 /// values and the noisy count, in cell order.
 pub(crate) struct Rows<'a> {
-    pub dims: &'a [Dim],
+    /// The names of the grouped dimensions, in group-by order.
+    pub dims: &'a [&'a str],
     pub cells: &'a [Vec<String>],
     pub noisy: &'a [i64],
 }
 
 struct Row<'a> {
-    dims: &'a [Dim],
+    dims: &'a [&'a str],
     key: &'a [String],
     count: i64,
 }
@@ -99,7 +100,7 @@ impl Serialize for Row<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.dims.len() + 1))?;
         for (dim, value) in self.dims.iter().zip(self.key) {
-            map.serialize_entry(dim.name(), value)?;
+            map.serialize_entry(dim, value)?;
         }
         map.serialize_entry("count", &self.count)?;
         map.end()
@@ -124,9 +125,9 @@ pub(crate) fn query_json(
     let filter: serde_json::Map<String, serde_json::Value> = c
         .filter
         .iter()
-        .map(|(d, vs)| (d.name().to_owned(), serde_json::json!(vs)))
+        .map(|(d, vs)| (domains.name(*d).to_owned(), serde_json::json!(vs)))
         .collect();
-    let group_by: Vec<&str> = c.group_by.iter().map(|d| d.name()).collect();
+    let group_by: Vec<&str> = c.group_by.iter().map(|d| domains.name(*d)).collect();
     Ok(serde_json::json!({
         "dataset": dataset,
         "group_by": group_by,

@@ -313,8 +313,14 @@ impl ReleaseService {
         noisy: &[i64],
     ) -> Result<String, ReleaseError> {
         let cells = target.domains.cells(&v.query)?;
+        let names: Vec<&str> = v
+            .query
+            .group_by
+            .iter()
+            .map(|d| target.domains.name(*d))
+            .collect();
         Rows {
-            dims: &v.query.group_by,
+            dims: &names,
             cells: &cells,
             noisy,
         }

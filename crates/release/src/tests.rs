@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine::{Dataset, Dim, DomainSpec, Domains};
+use engine::{Dataset, DomainSpec, Domains};
 use layout::Layout;
 use privacy::{BudgetScope, Epsilon, Ledger};
 
@@ -29,7 +29,7 @@ fn nc_target(name: &str, rows: usize) -> Target {
         .map(|d| {
             let codes = (0..rows)
                 .map(|i| {
-                    if d.dim == Dim::County {
+                    if d.name == "county" {
                         (i % 10) as u16
                     } else {
                         0
@@ -221,7 +221,7 @@ fn charges_are_exact_and_add_up_as_written() {
         let mut q = ask(&[], 0.05);
         q.filter = vec![(
             "county".into(),
-            vec![t.domains.get(Dim::County).unwrap().values[i].clone()],
+            vec![t.domains.by_name("county").unwrap().values[i].clone()],
         )];
         match s.answer(&t, who("alice", 2.0), &q) {
             Ok(_) => answered += 1,

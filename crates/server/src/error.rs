@@ -20,6 +20,7 @@
 //! | `invalid_epsilon`    | 400 | ε ≤ 0, not finite, below 1e-6, or above `max_epsilon_per_query` |
 //! | `budget_exhausted`   | 403 | a cap is smaller than the query's ε: the analyst's budget, the dataset's cap or the population's (names which, says what remains) |
 //! | `too_many_cells`     | 400 | the cross product of the grouped dimensions exceeds `server.max_cells` |
+//! | `too_many_dimensions`| 400 | the query touches more than 8 dimensions (`group_by` ∪ filter keys) |
 //! | `malformed_json`     | 400 | the body is not JSON of the request's shape (syntax, wrong types, unknown fields) |
 //! | `payload_too_large`  | 413 | the body exceeds `server.max_body_bytes` |
 //! | `request_timeout`    | 408 | the request body did not arrive within `server.request_timeout_secs` |
@@ -60,6 +61,9 @@ pub enum ErrorCode {
     BudgetExhausted,
     /// 400: more cells than `server.max_cells`.
     TooManyCells,
+    /// 400: more dimensions (`group_by` ∪ filter keys) than one query may
+    /// touch (`engine::MAX_QUERY_DIMS`).
+    TooManyDimensions,
     /// 400: not JSON of the request's shape.
     MalformedJson,
     /// 413: body over `server.max_body_bytes`.
@@ -81,7 +85,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, in the order of the table above.
-    pub const ALL: [ErrorCode; 18] = [
+    pub const ALL: [ErrorCode; 19] = [
         ErrorCode::Unauthorized,
         ErrorCode::ForbiddenDataset,
         ErrorCode::UnknownDataset,
@@ -92,6 +96,7 @@ impl ErrorCode {
         ErrorCode::InvalidEpsilon,
         ErrorCode::BudgetExhausted,
         ErrorCode::TooManyCells,
+        ErrorCode::TooManyDimensions,
         ErrorCode::MalformedJson,
         ErrorCode::PayloadTooLarge,
         ErrorCode::RequestTimeout,
@@ -116,6 +121,7 @@ impl ErrorCode {
             | C::EmptyFilter
             | C::InvalidEpsilon
             | C::TooManyCells
+            | C::TooManyDimensions
             | C::MalformedJson => S::BAD_REQUEST,
             C::PayloadTooLarge => S::PAYLOAD_TOO_LARGE,
             C::RequestTimeout => S::REQUEST_TIMEOUT,
@@ -140,6 +146,7 @@ impl ErrorCode {
             C::InvalidEpsilon => "invalid_epsilon",
             C::BudgetExhausted => "budget_exhausted",
             C::TooManyCells => "too_many_cells",
+            C::TooManyDimensions => "too_many_dimensions",
             C::MalformedJson => "malformed_json",
             C::PayloadTooLarge => "payload_too_large",
             C::RequestTimeout => "request_timeout",
@@ -268,6 +275,7 @@ impl ApiError {
                     EngineError::DuplicateDimension(_) => C::DuplicateDimension,
                     EngineError::EmptyFilter(_) => C::EmptyFilter,
                     EngineError::TooManyCells { .. } => C::TooManyCells,
+                    EngineError::TooManyDimensions { .. } => C::TooManyDimensions,
                     EngineError::InvalidSpec(_)
                     | EngineError::Io { .. }
                     | EngineError::Parquet { .. }
@@ -358,7 +366,6 @@ impl ResponseError for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engine::Dim;
     use privacy::{BudgetScope, Epsilon};
 
     #[test]
@@ -366,7 +373,9 @@ mod tests {
         let client = [
             ApiError::Unauthorized,
             ApiError::ForbiddenDataset("nc".into()),
-            ApiError::Release(ReleaseError::Query(EngineError::EmptyFilter(Dim::Party))),
+            ApiError::Release(ReleaseError::Query(EngineError::EmptyFilter(
+                "party".into(),
+            ))),
             ApiError::Release(ReleaseError::BudgetExhausted {
                 scope: BudgetScope::Population,
                 name: "nc-voters".into(),

@@ -196,7 +196,7 @@ pub async fn datasets(who: Authed) -> HttpResponse {
                 .dims()
                 .iter()
                 .map(|dim| DimensionInfo {
-                    name: dim.dim.name().to_owned(),
+                    name: dim.name.clone(),
                     values: dim.values.clone(),
                     labels: dim.labels.clone(),
                 })

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use engine::{Dataset, Dim, DomainSpec, Domains};
+use engine::{Dataset, DomainSpec, Domains};
 use layout::Layout;
 use privacy::Ledger;
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ fn live(alice: &TestAnalyst, dir: &std::path::Path) -> Arc<Live> {
         .map(|d| {
             let codes = (0..5_000u32)
                 .map(|i| {
-                    if d.dim == Dim::County {
+                    if d.name == "county" {
                         (i % 20) as u16
                     } else {
                         0

@@ -44,7 +44,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 
-use layout::{CodedColumn, CodedDim, CountyMatch, Layout, MissingVoterId, Quoting};
+use layout::{CodedColumn, CountyMatch, Layout, MAX_CODED, MissingVoterId, Quoting};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -143,8 +143,27 @@ pub struct TruthRow {
     pub registration_year: Option<i16>,
     /// Congressional district code; `None` when the layout has none.
     pub congressional_district: Option<String>,
+    /// The layout's own dimensions (not standard ones): name → code.
+    #[serde(flatten)]
+    pub own: BTreeMap<String, Option<String>>,
     /// Number of rows.
     pub count: u64,
+}
+
+impl TruthRow {
+    /// The code of the coded dimension `name` (standard or the layout's
+    /// own); `None` when the layout has none.
+    pub fn code(&self, name: &str) -> Option<&str> {
+        match name {
+            "gender" => self.gender.as_deref(),
+            "race" => self.race.as_deref(),
+            "ethnicity" => self.ethnicity.as_deref(),
+            "party" => self.party.as_deref(),
+            "status" => self.status.as_deref(),
+            "congressional_district" => self.congressional_district.as_deref(),
+            own => self.own.get(own)?.as_deref(),
+        }
+    }
 }
 
 /// Writes a synthetic file in `layout`'s format to `out` and returns what a
@@ -239,8 +258,8 @@ impl<'a> Gen<'a> {
                 "format.columns must list the file's columns to synthesize it".into(),
             ));
         }
-        if layout.coded.len() > 6 {
-            return Err(err("more than six coded columns".into()));
+        if layout.coded.len() > MAX_CODED {
+            return Err(err(format!("more than {MAX_CODED} coded columns")));
         }
         let find = |name: &str| columns.iter().position(|c| c.eq_ignore_ascii_case(name));
         let mut roles: Vec<Role> = columns.iter().map(|c| Role::Fill(filler_for(c))).collect();

@@ -344,7 +344,7 @@ impl Gen<'_> {
             }
             None => DateVal::Blank,
         };
-        let mut cands = [0u8; 6];
+        let mut cands = [0u8; MAX_CODED];
         for (s, source) in self.sources.iter().enumerate() {
             cands[s] = if q && self.dice.chance(6_000) {
                 if self.dice.below(2) == 0 {

@@ -101,7 +101,7 @@ pub(crate) struct Voter {
     pub(crate) birth: DateVal,
     pub(crate) reg: DateVal,
     /// Candidate index per source column.
-    pub(crate) cands: [u8; 6],
+    pub(crate) cands: [u8; MAX_CODED],
 }
 
 pub(crate) const NULL_YEAR: i16 = i16::MIN;
@@ -242,8 +242,8 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
     if i == c.fallback && c.blank != Some(i) {
         return 0.2; // "other or unrecognised"
     }
-    match c.dim {
-        CodedDim::Party => {
+    match c.name.as_str() {
+        "party" => {
             if is(&["DEM", "D"]) {
                 31.0
             } else if is(&["REP", "R"]) {
@@ -257,7 +257,7 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
                 1.5 / (i as f64).max(1.0)
             }
         }
-        CodedDim::Status => {
+        "status" => {
             if has("inactive") || has("confirmation") || is(&["I", "INA", "INACTIVE"]) {
                 10.0
             } else if i == 0 || has("active") || is(&["A", "ACT", "ACTIVE"]) {
@@ -266,12 +266,12 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
                 1.0
             }
         }
-        CodedDim::Gender => match code.as_str() {
+        "gender" => match code.as_str() {
             "F" => 52.0,
             "M" => 46.0,
             _ => 2.0,
         },
-        CodedDim::Race => {
+        "race" => {
             if has("white") {
                 60.0
             } else if has("black") {
@@ -288,7 +288,7 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
                 0.6
             }
         }
-        CodedDim::Ethnicity => {
+        "ethnicity" => {
             if has("not hispanic") {
                 80.0
             } else if has("hispanic") {
@@ -297,7 +297,8 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
                 11.0
             }
         }
-        CodedDim::CongressionalDistrict => {
+        // Districts and a state's own dimensions: even shares, few blanks.
+        _ => {
             if c.blank == Some(i) {
                 0.05
             } else {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use layout::{CodedDim, CountyMatch, Layout, MissingVoterId, Quoting};
+use layout::{CountyMatch, Layout, MissingVoterId, Quoting};
 
 use super::*;
 
@@ -252,26 +252,32 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
     let mut unknown_codes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for &i in &written {
         let (county, birth, reg, codes) = &kept[i].2;
-        let code = |dim: CodedDim| {
-            let d = layout.coded.iter().position(|c| c.dim == dim)?;
+        let code = |dim: &str| {
+            let d = layout.coded.iter().position(|c| c.name == dim)?;
             Some(layout.coded[d].codes[codes[d]].code.clone())
         };
         let row = TruthRow {
             county: layout.county.counties[*county].name.clone(),
             birth_year: *birth,
-            gender: code(CodedDim::Gender),
-            race: code(CodedDim::Race),
-            ethnicity: code(CodedDim::Ethnicity),
-            party: code(CodedDim::Party),
-            status: code(CodedDim::Status),
+            gender: code("gender"),
+            race: code("race"),
+            ethnicity: code("ethnicity"),
+            party: code("party"),
+            status: code("status"),
             registration_year: *reg,
-            congressional_district: code(CodedDim::CongressionalDistrict),
+            congressional_district: code("congressional_district"),
+            own: layout
+                .coded
+                .iter()
+                .filter(|c| !layout::STANDARD_CODED.contains(&c.name.as_str()))
+                .map(|c| (c.name.clone(), code(&c.name)))
+                .collect(),
             count: 0,
         };
         *counts.entry(row).or_default() += 1;
         for (d, v) in &kept[i].3 {
             *unknown_codes
-                .entry(layout.coded[*d].dim.name().to_owned())
+                .entry(layout.coded[*d].name.clone())
                 .or_default()
                 .entry(v.clone())
                 .or_default() += 1;
@@ -617,24 +623,9 @@ fn every_county_and_code_appears_in_10k_rows() {
             let counties: HashSet<&str> = t.rows.iter().map(|r| r.county.as_str()).collect();
             assert_eq!(counties.len(), layout.county.counties.len(), "{name}");
             for c in &layout.coded {
-                let seen: HashSet<&str> = t
-                    .rows
-                    .iter()
-                    .filter_map(|r| match c.dim {
-                        CodedDim::Gender => r.gender.as_deref(),
-                        CodedDim::Race => r.race.as_deref(),
-                        CodedDim::Ethnicity => r.ethnicity.as_deref(),
-                        CodedDim::Party => r.party.as_deref(),
-                        CodedDim::Status => r.status.as_deref(),
-                        CodedDim::CongressionalDistrict => r.congressional_district.as_deref(),
-                    })
-                    .collect();
+                let seen: HashSet<&str> = t.rows.iter().filter_map(|r| r.code(&c.name)).collect();
                 for code in c.code_strs() {
-                    assert!(
-                        seen.contains(code),
-                        "{name} {quirks}: no {} {code}",
-                        c.dim.name()
-                    );
+                    assert!(seen.contains(code), "{name} {quirks}: no {} {code}", c.name);
                 }
             }
         }
@@ -954,7 +945,7 @@ proptest::proptest! {
 
     /// Packed truth keys round-trip.
     #[test]
-    fn keys_round_trip(county: u16, birth in proptest::option::of(1800i16..2100), reg in proptest::option::of(1800i16..2100), codes: [u8; 6]) {
+    fn keys_round_trip(county: u16, birth in proptest::option::of(1800i16..2100), reg in proptest::option::of(1800i16..2100), codes: [u8; 16]) {
         let k = Key::new(county, birth.unwrap_or(NULL_YEAR), reg.unwrap_or(NULL_YEAR), codes);
         proptest::prop_assert_eq!(k.county(), usize::from(county));
         proptest::prop_assert_eq!(k.birth(), birth);

@@ -30,26 +30,29 @@ pub(crate) fn fmix(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-/// A truth tuple packed in 12 bytes: county and birth year; registration year
-/// and codes 0–1; codes 2–5 (code indices per `layout.coded` position).
+/// A truth tuple packed in 24 bytes: county and birth year; registration
+/// year; then one byte per coded dimension slot (code indices per
+/// `layout.coded` position, four to a word).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Key(pub(crate) [u32; 3]);
+pub(crate) struct Key(pub(crate) [u32; 6]);
 
 impl std::hash::Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let [a, b, c] = self.0;
-        state.write_u64(fmix(u64::from(a) | u64::from(b) << 32) ^ u64::from(c));
+        let [a, b, c, d, e, f] = self.0;
+        let low = fmix(u64::from(a) | u64::from(b) << 32) ^ (u64::from(c) | u64::from(d) << 32);
+        state.write_u64(fmix(low) ^ (u64::from(e) | u64::from(f) << 32));
     }
 }
 
 impl Key {
-    pub(crate) fn new(county: u16, birth: i16, reg: i16, codes: [u8; 6]) -> Key {
-        let [c0, c1, c2, c3, c4, c5] = codes.map(u32::from);
-        Key([
-            u32::from(county) | u32::from(birth as u16) << 16,
-            u32::from(reg as u16) | c0 << 16 | c1 << 24,
-            c2 | c3 << 8 | c4 << 16 | c5 << 24,
-        ])
+    pub(crate) fn new(county: u16, birth: i16, reg: i16, codes: [u8; MAX_CODED]) -> Key {
+        let mut words = [0u32; 6];
+        words[0] = u32::from(county) | u32::from(birth as u16) << 16;
+        words[1] = u32::from(reg as u16);
+        for (d, &c) in codes.iter().enumerate() {
+            words[2 + d / 4] |= u32::from(c) << (8 * (d % 4));
+        }
+        Key(words)
     }
     pub(crate) fn county(self) -> usize {
         (self.0[0] & 0xFFFF) as usize
@@ -63,12 +66,7 @@ impl Key {
         (y != NULL_YEAR).then_some(y)
     }
     pub(crate) fn code(self, d: usize) -> usize {
-        let word = if d < 2 {
-            self.0[1] >> (16 + 8 * d)
-        } else {
-            self.0[2] >> (8 * (d - 2))
-        };
-        (word & 0xFF) as usize
+        ((self.0[2 + d / 4] >> (8 * (d % 4))) & 0xFF) as usize
     }
 }
 
@@ -102,7 +100,7 @@ impl Gen<'_> {
             .as_ref()
             .and_then(|r| r.year(v.reg, cy))
             .unwrap_or(NULL_YEAR);
-        let mut codes = [0u8; 6];
+        let mut codes = [0u8; MAX_CODED];
         for (d, slot) in codes.iter_mut().enumerate().take(self.dim_codes.len()) {
             let cand = usize::from(v.cands[self.dim_source[d]]);
             let (code, unknown) = self.dim_codes[d][cand];
@@ -171,40 +169,49 @@ impl Gen<'_> {
             .iter()
             .map(|c| rank_of(c.code_strs().collect()))
             .collect();
-        // Position of each canonical dimension in the sort key, after county
-        // (16 bits) and birth year (16 bits): 8 bits per code, 16 for the year.
-        let shift = |dim: CodedDim| -> u32 {
-            match dim {
-                CodedDim::Gender => 80,
-                CodedDim::Race => 72,
-                CodedDim::Ethnicity => 64,
-                CodedDim::Party => 56,
-                CodedDim::Status => 48,
-                CodedDim::CongressionalDistrict => 24,
-            }
+        // Position of each standard dimension in the sort key, after county
+        // (16 bits) and birth year (16 bits): 8 bits per code, 16 for the
+        // year. A layout's own dimensions sort after them, in a second key.
+        let shift = |name: &str| -> Option<u32> {
+            Some(match name {
+                "gender" => 80,
+                "race" => 72,
+                "ethnicity" => 64,
+                "party" => 56,
+                "status" => 48,
+                "congressional_district" => 24,
+                _ => return None,
+            })
         };
+        let own: Vec<usize> = (0..layout.coded.len())
+            .filter(|&d| shift(&layout.coded[d].name).is_none())
+            .collect();
         // `None` (NULL_YEAR, i16::MIN) becomes 0, below every year.
         let year_bits = |y: Option<i16>| u128::from((y.unwrap_or(NULL_YEAR) as u16) ^ 0x8000);
-        let mut keys: Vec<(u128, Key, u32)> = self
+        let mut keys: Vec<((u128, u128), Key, u32)> = self
             .counts
             .iter()
             .filter(|(_, n)| **n > 0)
             .map(|(&k, &n)| {
                 let mut sort = county_rank[k.county()] << 112 | year_bits(k.birth()) << 96;
                 sort |= year_bits(k.reg()) << 32;
+                let mut own_sort = 0u128;
                 for (d, c) in layout.coded.iter().enumerate() {
-                    sort |= code_rank[d][k.code(d)] << shift(c.dim);
+                    match shift(&c.name) {
+                        Some(at) => sort |= code_rank[d][k.code(d)] << at,
+                        None => own_sort = own_sort << 8 | code_rank[d][k.code(d)],
+                    }
                 }
-                (sort, k, n)
+                ((sort, own_sort), k, n)
             })
             .collect();
         self.counts = Counts::default();
         keys.sort_unstable_by_key(|(sort, ..)| *sort);
-        let pos = |dim: CodedDim| layout.coded.iter().position(|c| c.dim == dim);
+        let pos = |name: &str| layout.coded.iter().position(|c| c.name == name);
         let code = |d: Option<usize>, key: Key| -> Option<String> {
             d.map(|d| layout.coded[d].codes[key.code(d)].code.clone())
         };
-        let dims = CodedDim::ALL.map(pos);
+        let dims = layout::STANDARD_CODED.map(pos);
         let rows: Vec<TruthRow> = keys
             .into_iter()
             .map(|(_, k, n)| TruthRow {
@@ -217,6 +224,10 @@ impl Gen<'_> {
                 status: code(dims[4], k),
                 registration_year: k.reg(),
                 congressional_district: code(dims[5], k),
+                own: own
+                    .iter()
+                    .map(|&d| (layout.coded[d].name.clone(), code(Some(d), k)))
+                    .collect(),
                 count: u64::from(n),
             })
             .collect();
@@ -226,7 +237,7 @@ impl Gen<'_> {
             for (cand, &n) in per_cand.iter().enumerate() {
                 if n > 0 {
                     unknown_codes
-                        .entry(layout.coded[d].dim.name().to_owned())
+                        .entry(layout.coded[d].name.clone())
                         .or_default()
                         .insert(
                             String::from_utf8_lossy(&source.values[cand]).into_owned(),

@@ -89,7 +89,8 @@ class InvalidQuery(RollcallError):
 
     Codes: ``unknown_dataset`` (404), ``unknown_dimension``, ``invalid_value``,
     ``duplicate_dimension``, ``empty_filter``, ``invalid_epsilon``,
-    ``too_many_cells``, ``malformed_json`` (400), ``payload_too_large`` (413),
+    ``too_many_cells``, ``too_many_dimensions``, ``malformed_json`` (400),
+    ``payload_too_large`` (413),
     and for requests to no route, ``not_found`` (404) and
     ``method_not_allowed`` (405). The message lists what is allowed where the
     server can say it.
@@ -128,6 +129,7 @@ CODES: dict[str, type[RollcallError]] = {
     "invalid_epsilon": InvalidQuery,
     "budget_exhausted": BudgetExhausted,
     "too_many_cells": InvalidQuery,
+    "too_many_dimensions": InvalidQuery,
     "malformed_json": InvalidQuery,
     "payload_too_large": InvalidQuery,
     "request_timeout": TryAgain,
