@@ -1,7 +1,10 @@
 //! End-to-end tests of a layout's own dimensions: NC's state House and
-//! Senate districts go from `rollcall synth` through `rollcall ingest` to
-//! answers of the real server, checked against the generator's truth at a
-//! huge ε (the noise is then at most 1 in every cell).
+//! Senate districts, and precincts nested in counties, go from `rollcall
+//! synth` through `rollcall ingest` to answers of the real server, checked
+//! against the generator's truth at a huge ε (the noise is then at most 1 in
+//! every cell).
+
+use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use testkit::*;
@@ -106,4 +109,95 @@ fn a_query_touches_at_most_eight_dimensions() {
         "{}",
         a.text
     );
+}
+
+/// A copy of the shipped config plus a made-up NC precinct list from
+/// `rollcall synth --precincts-out`, so the NC layout keeps its optional
+/// `precinct`; returns the layout's path and the list's text.
+fn nc_with_precincts(root: &Path) -> (PathBuf, String) {
+    let config = root.join("config");
+    for sub in ["layouts", "reference"] {
+        std::fs::create_dir_all(config.join(sub)).unwrap();
+        for entry in std::fs::read_dir(repo_root().join("config").join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap();
+            if name != "nc_precincts.csv" {
+                std::fs::copy(&path, config.join(sub).join(name)).unwrap();
+            }
+        }
+    }
+    let layout = config.join("layouts/nc.toml");
+    let list = config.join("reference/nc_precincts.csv");
+    run_ok(&[
+        "synth",
+        "--layout",
+        layout.to_str().unwrap(),
+        "--precincts-out",
+        list.to_str().unwrap(),
+    ]);
+    (layout, std::fs::read_to_string(list).unwrap())
+}
+
+#[test]
+fn precincts_nest_in_counties() {
+    let root = tempfile::tempdir().unwrap();
+    let (layout, list) = nc_with_precincts(root.path());
+    let layout = layout.to_str().unwrap();
+    let data = Fixture::make(
+        &root.path().join("fixture"),
+        &FixtureSpec {
+            layout,
+            dataset: "nc",
+            rows: 20_000,
+            seed: 13,
+            quirks: false,
+        },
+        false,
+    );
+    let alice = TestAnalyst::nc("alice", 1e7);
+    let config = ConfigBuilder::new(&data.data_dir, &root.path().join("ledger.sqlite"))
+        .dataset(
+            DatasetSection::nc("nc")
+                .layout(layout)
+                .epsilon_total(Some(1e8))
+                .max_epsilon_per_query(1e6),
+        )
+        .analysts(std::slice::from_ref(&alice))
+        .write(root.path());
+    let server = start(&config);
+
+    // Alone, precinct has its distinct codes: P01..P06 and NA.
+    let domains = domains(&server, &alice.token);
+    assert_eq!(
+        domains["precinct"],
+        ["P01", "P02", "P03", "P04", "P05", "P06", "NA"]
+    );
+
+    // With the county: exactly the listed pairs, plus NA in every county,
+    // each once, however empty; not the 100 x 7 cross product.
+    let listed = list.lines().skip(1).count();
+    let a = server.query(
+        &alice.token,
+        &json!({"dataset": "nc", "group_by": ["county", "precinct"], "epsilon": 1e6}),
+    );
+    assert_eq!(a.status, 200, "{}", a.text);
+    let got = rows(&a, &["county", "precinct"]);
+    assert_eq!(got.len(), listed + 100, "only the valid pairs");
+    assert!(got.len() < 100 * 7);
+    let truth = data.counts(&["county", "precinct"], |_| true);
+    assert!(
+        truth.len() > listed / 2,
+        "the test data should fill many pairs"
+    );
+    assert_truth(&got, &truth);
+
+    // The other order gives the same pairs, keys in group-by order.
+    let b = server.query(
+        &alice.token,
+        &json!({"dataset": "nc", "group_by": ["precinct", "county"], "epsilon": 1e6}),
+    );
+    assert_eq!(b.status, 200, "{}", b.text);
+    let swapped = data.counts(&["precinct", "county"], |_| true);
+    assert_truth(&rows(&b, &["precinct", "county"]), &swapped);
+    assert_eq!(rows(&b, &["precinct", "county"]).len(), listed + 100);
 }

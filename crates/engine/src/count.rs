@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::dataset::{Codes, Segment, narrow};
 use crate::domains::MAX_CELLS;
+use crate::domains::Unit;
 use crate::{CountQuery, Dataset, Dim, EngineError};
 
 /// The contribution of a code a filter drops: larger than any real index,
@@ -55,6 +56,10 @@ enum Term {
     /// Two `u8` dimensions' tables fused: entry `(a << 4) | b` is
     /// `lut_a[a] + lut_b[b]`; `b` has at most 16 values.
     Pair(Dim, Dim, Box<[u32; PAIR_LEN]>),
+    /// The county and a dimension nested in it, grouped together: entry
+    /// `county × child_len + child` is the pair's contribution, [`EXCLUDED`]
+    /// for a pair that is not valid (or that a filter drops).
+    Nested(Dim, Dim, usize, Vec<u32>),
 }
 
 /// Fuses the `u8` tables pairwise where one side has at most 16 values, so
@@ -123,19 +128,37 @@ impl Dataset {
         let plan = self.domains.plan(query)?;
         let cells = plan.cells;
         let may_exclude = !plan.filters.is_empty()
-            || plan
-                .group
-                .iter()
-                .any(|(dim, kept)| kept.len() < self.domains.domain_len(*dim));
+            || plan.group.iter().any(|u| match u {
+                Unit::One { dim, kept, .. } => kept.len() < self.domains.domain_len(*dim),
+                Unit::Nested { .. } => true,
+            });
         let mut luts: Vec<(Dim, Lut)> = Vec::new();
+        let mut nested = Vec::new();
         let mut stride = 1u32;
-        for (dim, kept) in plan.group.iter().rev() {
-            let mut table = vec![EXCLUDED; self.domains.domain_len(*dim)];
-            for (position, &code) in kept.iter().enumerate() {
-                table[code as usize] = position as u32 * stride;
+        for unit in plan.group.iter().rev() {
+            match unit {
+                Unit::One { dim, kept, .. } => {
+                    let mut table = vec![EXCLUDED; self.domains.domain_len(*dim)];
+                    for (position, &code) in kept.iter().enumerate() {
+                        table[code as usize] = position as u32 * stride;
+                    }
+                    luts.push((*dim, self.lut(*dim, &table)));
+                }
+                Unit::Nested {
+                    parent,
+                    child,
+                    pairs,
+                    ..
+                } => {
+                    let width = self.domains.domain_len(*child);
+                    let mut table = vec![EXCLUDED; self.domains.domain_len(*parent) * width];
+                    for (position, &(p, c)) in pairs.iter().enumerate() {
+                        table[p as usize * width + c as usize] = position as u32 * stride;
+                    }
+                    nested.push(Term::Nested(*parent, *child, width, table));
+                }
             }
-            stride *= kept.len() as u32;
-            luts.push((*dim, self.lut(*dim, &table)));
+            stride *= unit.len() as u32;
         }
         for (dim, mask) in &plan.filters {
             let table: Vec<u32> = mask
@@ -144,11 +167,12 @@ impl Dataset {
                 .collect();
             luts.push((*dim, self.lut(*dim, &table)));
         }
-        if luts.is_empty() {
+        if luts.is_empty() && nested.is_empty() {
             return Ok(vec![self.rows() as u64]);
         }
         let needed = plan.needed();
-        let luts = fuse(&self.domains, luts);
+        let mut luts = fuse(&self.domains, luts);
+        luts.extend(nested);
 
         // With few cells, counts go to LANES interleaved copies (row j into
         // copy j % LANES) so that consecutive rows rarely increment the same
@@ -276,6 +300,9 @@ fn count_rows(
                     }
                     _ => unreachable!("only u8 dimensions are paired"),
                 },
+                Term::Nested(p, c, width, table) => {
+                    add_nested(index, col(p), col(c), at, *width, table);
+                }
             }
         }
         if let Some(weights) = rows.weights {
@@ -324,5 +351,35 @@ fn count_rows(
                 a0[i as usize] += 1;
             }
         }
+    }
+}
+
+/// Adds the nested pair table's entry of each row's (county, child) codes
+/// to its index: `index[i] += table[county[i] × width + child[i]]`.
+fn add_nested(
+    index: &mut [u32],
+    county: &Codes,
+    child: &Codes,
+    at: usize,
+    width: usize,
+    table: &[u32],
+) {
+    fn add<A: Copy + Into<usize>, B: Copy + Into<usize>>(
+        index: &mut [u32],
+        a: &[A],
+        b: &[B],
+        width: usize,
+        table: &[u32],
+    ) {
+        for ((i, &x), &y) in index.iter_mut().zip(a).zip(b) {
+            *i += table[x.into() * width + y.into()];
+        }
+    }
+    let n = index.len();
+    match (county, child) {
+        (Codes::U8(a), Codes::U8(b)) => add(index, &a[at..at + n], &b[at..at + n], width, table),
+        (Codes::U16(a), Codes::U8(b)) => add(index, &a[at..at + n], &b[at..at + n], width, table),
+        (Codes::U8(a), Codes::U16(b)) => add(index, &a[at..at + n], &b[at..at + n], width, table),
+        (Codes::U16(a), Codes::U16(b)) => add(index, &a[at..at + n], &b[at..at + n], width, table),
     }
 }

@@ -96,6 +96,9 @@ pub struct Domains {
     fallback: Vec<Option<u16>>,
     /// Per dimension: the code of a null value (coded dims).
     null_code: Vec<Option<u16>>,
+    /// Per dimension nested in the county: its valid (county code, code)
+    /// pairs, in answer order.
+    nested: Vec<Option<Vec<(u16, u16)>>>,
     /// Birth year (as `u16` bits) → age band code.
     age_table: Vec<u8>,
     /// Registration year (as `u16` bits) → code.
@@ -103,11 +106,47 @@ pub struct Domains {
     spec: DomainSpec,
 }
 
+/// One factor of a query's cells: a grouped dimension, or a dimension
+/// nested in the county grouped together with the county.
+#[derive(Debug, Clone)]
+pub(crate) enum Unit {
+    /// A grouped dimension at `pos` in `group_by`: the kept codes in domain
+    /// order.
+    One {
+        dim: Dim,
+        pos: usize,
+        kept: Vec<u16>,
+    },
+    /// The county (`parent`, at `ppos`) and a dimension nested in it
+    /// (`child`, at `cpos`): only the valid pairs that pass the filters, in
+    /// the layout's order.
+    Nested {
+        parent: Dim,
+        ppos: usize,
+        child: Dim,
+        cpos: usize,
+        pairs: Vec<(u16, u16)>,
+    },
+}
+
+impl Unit {
+    /// Number of values (cells) of this factor.
+    pub fn len(&self) -> usize {
+        match self {
+            Unit::One { kept, .. } => kept.len(),
+            Unit::Nested { pairs, .. } => pairs.len(),
+        }
+    }
+}
+
 /// The validated plan of a query: what the counting loop needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Plan {
-    /// Per grouped dimension, in group-by order: the kept codes in domain order.
-    pub group: Vec<(Dim, Vec<u16>)>,
+    /// The factors of the cells, row-major: each grouped dimension in
+    /// group-by order, a nested pair at the first of its two positions.
+    pub group: Vec<Unit>,
+    /// Number of grouped dimensions (the length of a cell key).
+    pub width: usize,
     /// Per filtered dimension not grouped: which codes pass.
     pub filters: Vec<(Dim, Vec<bool>)>,
     /// Number of cells.
@@ -118,9 +157,11 @@ impl Plan {
     /// Every dimension the query touches (a [`Dim::bit`] set): what a
     /// pre-aggregated level must keep to answer it.
     pub fn needed(&self) -> u64 {
-        let grouped = self.group.iter().map(|(d, _)| *d);
-        let filtered = self.filters.iter().map(|(d, _)| *d);
-        grouped.chain(filtered).fold(0u64, |m, d| m | d.bit())
+        let grouped = self.group.iter().fold(0u64, |m, u| match u {
+            Unit::One { dim, .. } => m | dim.bit(),
+            Unit::Nested { parent, child, .. } => m | parent.bit() | child.bit(),
+        });
+        self.filters.iter().fold(grouped, |m, (d, _)| m | d.bit())
     }
 }
 
@@ -172,6 +213,8 @@ struct Found {
     domain: DimDomain,
     fallback: Option<u16>,
     null_code: Option<u16>,
+    /// For a dimension within the county: (county code, code) pairs.
+    nested: Option<Vec<(u16, u16)>>,
 }
 
 /// The public domain of the standard or layout dimension `name`, from the
@@ -188,6 +231,7 @@ fn dim_domain(layout: &Layout, spec: &DomainSpec, name: &str) -> Option<Found> {
         },
         fallback: None,
         null_code: None,
+        nested: None,
     };
     match name {
         "county" => Some(derived(
@@ -224,6 +268,10 @@ fn dim_domain(layout: &Layout, spec: &DomainSpec, name: &str) -> Option<Found> {
                 },
                 fallback: Some(column.fallback as u16),
                 null_code: Some(column.blank.unwrap_or(column.fallback) as u16),
+                nested: column
+                    .within
+                    .as_ref()
+                    .map(|n| n.pairs.iter().map(|&(c, v)| (c, u16::from(v))).collect()),
             })
         }
     }
@@ -287,6 +335,7 @@ impl Domains {
     pub fn new(layout: &Layout, spec: &DomainSpec) -> Result<Domains, EngineError> {
         check_spec(layout, spec)?;
         let (mut dims, mut fallback, mut null_code) = (Vec::new(), Vec::new(), Vec::new());
+        let mut nested = Vec::new();
         for name in dimension_names(layout) {
             let Some(mut found) = dim_domain(layout, spec, name) else {
                 continue;
@@ -302,6 +351,7 @@ impl Domains {
             dims.push(found.domain);
             fallback.push(found.fallback);
             null_code.push(found.null_code);
+            nested.push(found.nested);
         }
         if dims.len() > 64 {
             return Err(EngineError::InvalidSpec(format!(
@@ -324,6 +374,7 @@ impl Domains {
             lookup,
             fallback,
             null_code,
+            nested,
             age_table: age_table(layout, spec),
             registration_table: registration_table(layout, spec),
             spec: spec.clone(),
@@ -407,6 +458,12 @@ impl Domains {
         self.null_code.get(dim.index()).copied().flatten()
     }
 
+    /// The valid (county code, code) pairs of `dim` if it is nested in the
+    /// county, in answer order.
+    pub fn nested_pairs(&self, dim: Dim) -> Option<&[(u16, u16)]> {
+        self.nested.get(dim.index())?.as_deref()
+    }
+
     pub(crate) fn age_table(&self) -> &[u8] {
         &self.age_table
     }
@@ -433,18 +490,10 @@ impl Domains {
                 max: MAX_QUERY_DIMS,
             });
         }
-        let mut cells: u64 = 1;
-        let mut group = Vec::with_capacity(q.group_by.len());
-        for &dim in &q.group_by {
-            let kept: Vec<u16> = match masks.iter().find(|(d, _)| *d == dim) {
-                Some((_, mask)) => (0..mask.len() as u16)
-                    .filter(|&c| mask[c as usize])
-                    .collect(),
-                None => (0..self.domain_len(dim) as u16).collect(),
-            };
-            cells = cells.saturating_mul(kept.len() as u64);
-            group.push((dim, kept));
-        }
+        let group = self.units(q, &masks);
+        let cells = group
+            .iter()
+            .fold(1u64, |n, u| n.saturating_mul(u.len() as u64));
         if cells > MAX_CELLS {
             return Err(EngineError::TooManyCells {
                 cells,
@@ -457,9 +506,64 @@ impl Domains {
             .collect();
         Ok(Plan {
             group,
+            width: q.group_by.len(),
             filters,
             cells: cells as usize,
         })
+    }
+
+    /// The factors of `q`'s cells (see [`Unit`]): a nested dimension
+    /// grouped with the county becomes one factor of valid pairs.
+    fn units(&self, q: &CountQuery, masks: &[(Dim, Vec<bool>)]) -> Vec<Unit> {
+        let keeps = |dim: Dim, code: u16| {
+            masks
+                .iter()
+                .find(|(d, _)| *d == dim)
+                .is_none_or(|(_, m)| m[code as usize])
+        };
+        let county = self.by_name("county").map(|d| d.dim);
+        let pos_of = |dim: Dim| q.group_by.iter().position(|d| *d == dim);
+        // The first nested dimension grouped along with the county pairs
+        // with it; any other is crossed like a plain dimension.
+        let paired = county.filter(|c| pos_of(*c).is_some()).and_then(|c| {
+            q.group_by
+                .iter()
+                .find(|d| self.nested_pairs(**d).is_some())
+                .map(|child| (c, *child))
+        });
+        let mut units = Vec::with_capacity(q.group_by.len());
+        for (pos, &dim) in q.group_by.iter().enumerate() {
+            match paired {
+                Some((parent, child)) if dim == parent || dim == child => {
+                    if dim == child && pos_of(parent) < Some(pos)
+                        || dim == parent && pos_of(child) < Some(pos)
+                    {
+                        continue; // already placed at the first of the two
+                    }
+                    let pairs = self
+                        .nested_pairs(child)
+                        .expect("paired dims are nested")
+                        .iter()
+                        .copied()
+                        .filter(|&(p, c)| keeps(parent, p) && keeps(child, c))
+                        .collect();
+                    units.push(Unit::Nested {
+                        parent,
+                        ppos: pos_of(parent).expect("grouped"),
+                        child,
+                        cpos: pos_of(child).expect("grouped"),
+                        pairs,
+                    });
+                }
+                _ => {
+                    let kept = (0..self.domain_len(dim) as u16)
+                        .filter(|&c| keeps(dim, c))
+                        .collect();
+                    units.push(Unit::One { dim, pos, kept });
+                }
+            }
+        }
+        units
     }
 
     /// Per filtered dimension, which codes pass; checks each filter.
@@ -501,26 +605,39 @@ impl Domains {
     pub fn cells(&self, q: &CountQuery) -> Result<Vec<Vec<String>>, EngineError> {
         let plan = self.plan(q)?;
         let mut keys = Vec::with_capacity(plan.cells);
-        let mut current = Vec::with_capacity(plan.group.len());
+        let mut current = vec![String::new(); plan.width];
         self.push_cells(&plan.group, &mut current, &mut keys);
         Ok(keys)
     }
 
-    fn push_cells(
-        &self,
-        group: &[(Dim, Vec<u16>)],
-        current: &mut Vec<String>,
-        out: &mut Vec<Vec<String>>,
-    ) {
-        let Some(((dim, kept), rest)) = group.split_first() else {
+    /// Appends the keys of `group`'s cells, row-major, to `out`; `current`
+    /// holds the values chosen so far at their group-by positions.
+    fn push_cells(&self, group: &[Unit], current: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+        let Some((unit, rest)) = group.split_first() else {
             out.push(current.clone());
             return;
         };
-        let values = &self.get(*dim).expect("planned dims are present").values;
-        for &c in kept {
-            current.push(values[c as usize].clone());
-            self.push_cells(rest, current, out);
-            current.pop();
+        let values = |dim: &Dim| &self.get(*dim).expect("planned dims are present").values;
+        match unit {
+            Unit::One { dim, pos, kept } => {
+                for &c in kept {
+                    current[*pos] = values(dim)[c as usize].clone();
+                    self.push_cells(rest, current, out);
+                }
+            }
+            Unit::Nested {
+                parent,
+                ppos,
+                child,
+                cpos,
+                pairs,
+            } => {
+                for &(p, c) in pairs {
+                    current[*ppos] = values(parent)[p as usize].clone();
+                    current[*cpos] = values(child)[c as usize].clone();
+                    self.push_cells(rest, current, out);
+                }
+            }
         }
     }
 
@@ -601,6 +718,12 @@ impl Domains {
             for (v, l) in d.values.iter().zip(&d.labels) {
                 put(&mut h, v);
                 put(&mut h, l);
+            }
+        }
+        // Which pairs a nested dimension has decides which cells exist.
+        for (d, pairs) in self.dims.iter().zip(&self.nested) {
+            if let Some(pairs) = pairs {
+                put(&mut h, &format!("{}:{pairs:?}", d.name));
             }
         }
         put(&mut h, &format!("{:?}", self.spec));

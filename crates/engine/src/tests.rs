@@ -1056,3 +1056,109 @@ fn large_counts_match_codes() {
         );
     }
 }
+
+/// NC with a precinct dimension nested in the county: P1 and P2 in
+/// ALAMANCE, P1 in ALEXANDER (county 2), `NA` everywhere.
+fn nc_with_precincts() -> Arc<Domains> {
+    let text = layout::builtin::layout("nc").unwrap();
+    let layout = Layout::from_toml(text, "test", &|rel| {
+        Ok(match rel {
+            "../reference/nc_precincts.csv" => {
+                "county,code,label\n1,P1,a\n1,P2,b\n2,P1,c\n".to_owned()
+            }
+            other => layout::builtin::read_reference(other)?,
+        })
+    })
+    .unwrap();
+    Arc::new(Domains::new(&layout, &spec()).unwrap())
+}
+
+#[test]
+fn nested_dimension_groups_only_valid_pairs() {
+    let d = nc_with_precincts();
+    let (county, precinct) = (d.dim("county").unwrap(), d.dim("precinct").unwrap());
+    assert_eq!(d.get(precinct).unwrap().values, ["P1", "P2", "NA"]);
+    // Alone: its distinct codes.
+    assert_eq!(d.cell_count(&query(&[precinct], &[])).unwrap(), 3);
+    // With the county: 3 listed pairs and NA in each of 100 counties.
+    let both = query(&[county, precinct], &[]);
+    assert_eq!(d.cell_count(&both).unwrap(), 103);
+    let cells = d.cells(&both).unwrap();
+    assert_eq!(
+        cells[..4],
+        [
+            ["ALAMANCE", "P1"],
+            ["ALAMANCE", "P2"],
+            ["ALAMANCE", "NA"],
+            ["ALEXANDER", "P1"]
+        ]
+    );
+    // Keys follow group_by order; filters narrow the pairs.
+    let swapped = query(
+        &[precinct, dim("party"), county],
+        &[(county, &["ALEXANDER"])],
+    );
+    assert_eq!(d.cell_count(&swapped).unwrap(), 2 * 9);
+    assert_eq!(d.cells(&swapped).unwrap()[0], ["P1", "DEM", "ALEXANDER"]);
+    // The pairs are part of what a release is keyed by.
+    assert_ne!(d.digest(), d_of_nc().digest());
+}
+
+#[test]
+fn nested_counts_match_a_naive_count() {
+    let d = nc_with_precincts();
+    let (county, precinct) = (d.dim("county").unwrap(), d.dim("precinct").unwrap());
+    let valid: Vec<(u16, u16)> = d.nested_pairs(precinct).unwrap().to_vec();
+    let mut g = Lcg(3);
+    let rows = 5_000;
+    let picks: Vec<(u16, u16)> = (0..rows)
+        .map(|_| valid[(g.next() % valid.len() as u64) as usize])
+        .collect();
+    let party: Vec<u16> = (0..rows).map(|_| (g.next() % 9) as u16).collect();
+    let columns: Vec<(Dim, Vec<u16>)> = d
+        .dims()
+        .iter()
+        .map(|dd| {
+            let codes = match dd.name.as_str() {
+                "county" => picks.iter().map(|p| p.0).collect(),
+                "precinct" => picks.iter().map(|p| p.1).collect(),
+                "party" => party.clone(),
+                _ => vec![0; rows],
+            };
+            (dd.dim, codes)
+        })
+        .collect();
+    let ds = Dataset::from_codes(d.clone(), columns).unwrap();
+    for q in [
+        query(&[county, precinct], &[]),
+        query(
+            &[precinct, dim("party"), county],
+            &[(dim("party"), &["DEM", "REP"])],
+        ),
+        query(&[precinct], &[(county, &["ALAMANCE"])]),
+    ] {
+        let cells = d.cells(&q).unwrap();
+        let want: Vec<u64> = cells
+            .iter()
+            .map(|key| {
+                (0..rows)
+                    .filter(|&i| {
+                        let value = |dim: Dim| {
+                            let code = match d.name(dim) {
+                                "county" => picks[i].0,
+                                "precinct" => picks[i].1,
+                                _ => party[i],
+                            };
+                            d.get(dim).unwrap().values[code as usize].clone()
+                        };
+                        q.filter.iter().all(|(f, vs)| vs.contains(&value(*f)))
+                            && q.group_by.iter().zip(key).all(|(g, k)| value(*g) == *k)
+                    })
+                    .count() as u64
+            })
+            .collect();
+        assert_eq!(ds.count_cells(&q).unwrap(), want, "{q:?}");
+        ds.build_rollups_within(u64::MAX);
+        assert_eq!(ds.count_cells(&q).unwrap(), want, "{q:?} over levels");
+    }
+}

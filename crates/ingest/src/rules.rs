@@ -94,6 +94,31 @@ struct CodeTable {
     fallback: u8,
     blank: Option<u8>,
     numeric: bool,
+    /// For a dimension within the county: `valid[county × codes + code]`.
+    within: Option<(usize, Vec<bool>)>,
+}
+
+impl CodeTable {
+    /// Whether `code` may stand in `county`: always, unless the dimension
+    /// nests in the county and the pair is not listed (it then counts as
+    /// unknown, like a code outside the table).
+    #[inline]
+    fn valid_in(&self, county: u16, code: u8) -> bool {
+        self.within
+            .as_ref()
+            .is_none_or(|(width, valid)| valid[usize::from(county) * width + usize::from(code)])
+    }
+}
+
+/// The valid-pair table of a nested dimension, indexed `county × codes + code`.
+fn valid_pairs(c: &layout::CodedColumn, counties: usize) -> Option<(usize, Vec<bool>)> {
+    let nested = c.within.as_ref()?;
+    let width = c.codes.len();
+    let mut valid = vec![false; counties * width];
+    for &(county, code) in &nested.pairs {
+        valid[usize::from(county) * width + usize::from(code)] = true;
+    }
+    Some((width, valid))
 }
 
 struct DateRule {
@@ -257,6 +282,7 @@ impl Rules {
                 fallback: c.fallback as u8,
                 blank: c.blank.map(|b| b as u8),
                 numeric: c.numeric,
+                within: valid_pairs(c, layout.county.counties.len()),
             });
         }
         let mut county_lookup = Lookup::new();
@@ -407,8 +433,8 @@ impl Rules {
                     raw
                 };
                 match table.lookup.get(key) {
-                    Some(code) => code,
-                    None => {
+                    Some(code) if table.valid_in(row.county, code) => code,
+                    _ => {
                         out.unknown.push(UnknownCode {
                             column: i as u8,
                             value: self.decode(raw),
@@ -587,6 +613,40 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_precinct_its_county_does_not_list_is_unknown() {
+        let text = layout::builtin::layout("nc").unwrap();
+        let layout = Layout::from_toml(text, "test", &|rel| {
+            Ok(match rel {
+                "../reference/nc_precincts.csv" => "county,code,label\n1,P1,a\n2,P2,b\n".to_owned(),
+                other => layout::builtin::read_reference(other)?,
+            })
+        })
+        .unwrap();
+        let rules = Rules::new(&layout, &layout.format.columns, 2026).unwrap();
+        let slot = layout
+            .coded
+            .iter()
+            .position(|c| c.name == "precinct")
+            .unwrap();
+        let precinct = |county: &str, code: &str| {
+            let line = nc_line(
+                &layout,
+                &[("county_desc", county), ("precinct_abbrv", code)],
+            );
+            let mut out = RowOutcome::default();
+            let (row, _) = rules.apply(&line, &mut out).unwrap();
+            let code = &layout.coded[slot].codes[row.codes[slot] as usize].code;
+            let unknown = out.unknown.iter().filter(|u| usize::from(u.column) == slot);
+            (code.clone(), unknown.count())
+        };
+        assert_eq!(precinct("ALAMANCE", "P1"), ("P1".into(), 0));
+        assert_eq!(precinct("ALEXANDER", "P2"), ("P2".into(), 0));
+        // A listed code in another county's list, and one in no list.
+        assert_eq!(precinct("ALAMANCE", "P2"), ("NA".into(), 1));
+        assert_eq!(precinct("ALAMANCE", "P9"), ("NA".into(), 1));
+    }
+
+    #[test]
     fn numeric_codes() {
         let mut buf = Vec::new();
         assert_eq!(normalize_numeric_bytes(b"04", &mut buf), b"4");
@@ -724,10 +784,7 @@ pub(crate) mod tests {
         let text = layout::builtin::layout("nc").unwrap();
         assert!(text.contains(defaults));
         let text = text.replace(defaults, &format!("{extra}\n"));
-        Layout::from_toml(&text, "test", &|rel| {
-            Ok(layout::builtin::reference(rel).unwrap().to_owned())
-        })
-        .unwrap()
+        Layout::from_toml(&text, "test", &|rel| layout::builtin::read_reference(rel)).unwrap()
     }
 
     const MISSING_IDS: [&str; 5] = ["", "   ", " \t ", "0", " none "];

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 pub use date::{DateFormat, SimpleDate};
 pub use error::LayoutError;
+pub use spec::NOT_LISTED_LABEL;
 pub use spec::{Encoding, Quoting};
 
 /// The standard columns written to Parquet, in the order they are written;
@@ -117,6 +118,28 @@ pub struct CodedColumn {
     pub map: HashMap<String, String>,
     /// Normalise integers before lookup: `01`, `1` and `1.0` are all `1`.
     pub numeric: bool,
+    /// For a dimension declared `within = "county"`: which codes are valid
+    /// in which county. `None` for a dimension valid everywhere.
+    pub within: Option<Nested>,
+}
+
+/// The valid `(county, code)` pairs of a dimension nested in the county
+/// (precincts, wards), from its `county,code,label` reference file. The
+/// fallback and blank codes are valid in every county, so a value can
+/// always be counted somewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Nested {
+    /// (index into the county list, index into the dimension's codes),
+    /// by county in list order, then in file order; the fallback (and
+    /// blank) code last in each county that does not list it.
+    pub pairs: Vec<(u16, u8)>,
+}
+
+impl Nested {
+    /// Whether `code` (an index into the codes) is valid in `county`.
+    pub fn contains(&self, county: u16, code: u8) -> bool {
+        self.pairs.contains(&(county, code))
+    }
 }
 
 impl CodedColumn {
@@ -290,14 +313,11 @@ impl Layout {
             return Layout::from_file(&on_disk);
         }
         match builtin::layout(name_or_path) {
-            Some(text) => Layout::from_toml(text, &format!("builtin:{name_or_path}"), &|rel| {
-                builtin::reference(rel)
-                    .map(str::to_owned)
-                    .ok_or_else(|| LayoutError::Reference {
-                        path: rel.to_owned(),
-                        message: "no such built-in reference file".to_owned(),
-                    })
-            }),
+            Some(text) => Layout::from_toml(
+                text,
+                &format!("builtin:{name_or_path}"),
+                &builtin::read_reference,
+            ),
             None => Err(LayoutError::UnknownLayout {
                 name: name_or_path.to_owned(),
                 known: builtin::NAMES.join(", "),
@@ -379,6 +399,17 @@ pub mod builtin {
         })
     }
 
+    /// [`reference`] as a layout's reader: an error for a file not built in
+    /// (an `optional` dimension's list is then left out).
+    pub fn read_reference(rel: &str) -> Result<String, crate::LayoutError> {
+        reference(rel)
+            .map(str::to_owned)
+            .ok_or_else(|| crate::LayoutError::Reference {
+                path: rel.to_owned(),
+                message: "no such built-in reference file".to_owned(),
+            })
+    }
+
     /// A built-in reference file, by the relative path a layout names.
     pub fn reference(rel: &str) -> Option<&'static str> {
         let file = rel.rsplit('/').next()?;
@@ -455,9 +486,7 @@ mod tests {
     }
 
     fn load(text: &str) -> Result<Layout, LayoutError> {
-        Layout::from_toml(text, "test", &|rel| {
-            Ok(builtin::reference(rel).unwrap().to_owned())
-        })
+        Layout::from_toml(text, "test", &|rel| builtin::read_reference(rel))
     }
 
     #[test]
@@ -488,11 +517,9 @@ mod tests {
             "dimensions = [\"gender\", \"race\", \"ethnicity\"]",
             "dimensions = [\"gender\", \"race\"]",
         );
-        let err = Layout::from_toml(&text, "test", &|rel| {
-            Ok(builtin::reference(rel).unwrap().to_owned())
-        })
-        .unwrap_err()
-        .to_string();
+        let err = Layout::from_toml(&text, "test", &|rel| builtin::read_reference(rel))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ethnicity"), "{err}");
     }
 
@@ -582,7 +609,7 @@ mod tests {
             Ok(if rel.ends_with("nc_counties.csv") {
                 fewer.clone()
             } else {
-                builtin::reference(rel).unwrap().to_owned()
+                builtin::read_reference(rel)?
             })
         })
         .unwrap();
@@ -614,7 +641,7 @@ mod tests {
             if rel.ends_with("extra.csv") {
                 return Ok(csv.clone());
             }
-            Ok(builtin::reference(rel).unwrap().to_owned())
+            builtin::read_reference(rel)
         })
     }
 
@@ -668,6 +695,70 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("dimensions.ward.codes_file"), "{err}");
+    }
+
+    const PRECINCT: &str = "column = \"precinct_abbrv\"\nwithin = \"county\"\nfallback = \"NA\"\ncodes_file = \"extra.csv\"";
+
+    #[test]
+    fn nested_dimension_lists_valid_pairs() {
+        let csv = "\u{feff}county,code,label\n2,P1,One\nALAMANCE,P2,Two\n1,P1,Uno\n";
+        let layout = with_dimension("ward", PRECINCT, csv).unwrap();
+        let p = layout.coded("ward").unwrap();
+        // Distinct codes in file order (first label), then the fallback.
+        assert_eq!(p.code_strs().collect::<Vec<_>>(), ["P1", "P2", "NA"]);
+        assert_eq!(p.codes[0].label, "One");
+        assert_eq!(p.codes[2].label, NOT_LISTED_LABEL);
+        let nested = p.within.as_ref().unwrap();
+        // By county (ALAMANCE is county 1, index 0), the fallback in each.
+        assert_eq!(&nested.pairs[..4], &[(0, 1), (0, 0), (0, 2), (1, 0)]);
+        assert_eq!(nested.pairs.len(), 3 + 100);
+        assert!(nested.contains(1, 0) && !nested.contains(1, 1));
+    }
+
+    #[test]
+    fn bad_nested_lists_are_named() {
+        for (csv, want) in [
+            ("code,label\nP1,x\n", "county,code,label"),
+            ("county,code,label\nATLANTIS,P1,x\n", "ATLANTIS"),
+            ("county,code,label\n1,P1,x\n1,P1,y\n", "line 3"),
+        ] {
+            let err = with_dimension("ward", PRECINCT, csv)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{csv}: {err}");
+        }
+        let inline = "column = \"precinct_abbrv\"\nwithin = \"county\"\nfallback = \"NA\"\ncodes = [{ code = \"NA\", label = \"x\" }]";
+        let err = with_dimension("ward", inline, "").unwrap_err().to_string();
+        assert!(err.contains("dimensions.ward.codes_file"), "{err}");
+        let ward = PRECINCT.replace("\"county\"", "\"city\"");
+        let err = with_dimension("ward", &ward, "county,code,label\n1,P1,x\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("dimensions.ward.within"), "{err}");
+    }
+
+    #[test]
+    fn optional_dimension_without_its_list_is_left_out() {
+        // The built-in NC layout has no precinct list: no precinct.
+        assert!(Layout::resolve("nc").unwrap().coded("precinct").is_none());
+        let body = format!("{PRECINCT}\noptional = true");
+        let layout = Layout::from_toml(
+            &format!("{}\n[dimensions.ward]\n{body}\n", nc_text()),
+            "test",
+            &|rel| {
+                builtin::reference(rel)
+                    .map(str::to_owned)
+                    .ok_or_else(|| LayoutError::Reference {
+                        path: rel.to_owned(),
+                        message: "absent".into(),
+                    })
+            },
+        )
+        .unwrap();
+        assert!(layout.coded("ward").is_none());
+        let inline = format!("{WARD}codes = [{{ code = \"X\", label = \"x\" }}]\noptional = true");
+        let err = with_dimension("ward", &inline, "").unwrap_err().to_string();
+        assert!(err.contains("dimensions.ward.optional"), "{err}");
     }
 
     #[test]

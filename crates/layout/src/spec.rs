@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::{
     Code, CodedColumn, County, CountyMatch, CountySpec, DateFormat, DateSpec, Format, Layout,
-    LayoutError, MissingVoterId,
+    LayoutError, MissingVoterId, Nested,
 };
 
 /// Whether fields may be wrapped in double quotes.
@@ -113,6 +113,13 @@ struct DimensionFile {
     map: HashMap<String, String>,
     #[serde(default)]
     numeric: bool,
+    /// `"county"`: the dimension nests in the county; `codes_file` lists
+    /// `county,code,label`.
+    within: Option<String>,
+    /// Leave the dimension out, silently, when `codes_file` cannot be read
+    /// (a list only some offices supply, like NC's precincts).
+    #[serde(default)]
+    optional: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -149,7 +156,12 @@ pub(crate) fn validate(
     let (missing_voter_id, voter_id_placeholders) = check.voter_id(&file.voter_id)?;
     let county = check.county(&file.county, read_reference)?;
     let years = check.years(file.birth_year.as_ref(), file.registration_date.as_ref())?;
-    let coded = check.dimensions(&file.dimensions, file.absent.as_ref(), read_reference)?;
+    let coded = check.dimensions(
+        &file.dimensions,
+        file.absent.as_ref(),
+        &county.counties,
+        read_reference,
+    )?;
     Ok(Layout {
         name: file.name,
         description: file.description,
@@ -341,6 +353,7 @@ impl Check<'_> {
         &self,
         dims: &BTreeMap<String, DimensionFile>,
         absent: Option<&AbsentFile>,
+        counties: &[County],
         read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
     ) -> Result<Vec<CodedColumn>, LayoutError> {
         let absent: &[String] = absent.map_or(&[], |a| &a.dimensions);
@@ -361,7 +374,7 @@ impl Check<'_> {
         let mut coded = Vec::new();
         for name in crate::STANDARD_CODED {
             match dims.get(name) {
-                Some(d) => coded.push(self.coded_column(name, d, read_reference)?),
+                Some(d) => coded.extend(self.coded_column(name, d, counties, read_reference)?),
                 None if absent.iter().any(|a| a == name) => {}
                 None => {
                     return Err(self.invalid(
@@ -375,7 +388,7 @@ impl Check<'_> {
         }
         for (name, d) in dims {
             if !crate::STANDARD_CODED.contains(&name.as_str()) {
-                coded.push(self.coded_column(name, d, read_reference)?);
+                coded.extend(self.coded_column(name, d, counties, read_reference)?);
             }
         }
         Ok(coded)
@@ -432,16 +445,42 @@ impl Check<'_> {
         Ok(())
     }
 
-    /// One `[dimensions.NAME]`: its column, codes, fallback, blank and map.
+    /// One `[dimensions.NAME]`: its column, codes, fallback, blank, map and
+    /// nesting; `None` for an `optional` one whose list is not there.
     fn coded_column(
         &self,
         name: &str,
         d: &DimensionFile,
+        counties: &[County],
         read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
-    ) -> Result<CodedColumn, LayoutError> {
+    ) -> Result<Option<CodedColumn>, LayoutError> {
         let key = format!("dimensions.{name}");
         self.column(&format!("{key}.column"), &d.column)?;
-        let codes = self.code_table(&key, d, read_reference)?;
+        if d.optional && d.codes_file.is_none() {
+            return Err(self.invalid(
+                &format!("{key}.optional"),
+                "only a dimension with a codes_file can be optional".into(),
+            ));
+        }
+        if d.optional
+            && let Some(file) = &d.codes_file
+            && read_reference(file).is_err()
+        {
+            return Ok(None);
+        }
+        let (codes, within) = match d.within.as_deref() {
+            None => (self.code_table(&key, d, read_reference)?, None),
+            Some("county") => {
+                let (codes, nested) = self.nested_table(&key, d, counties, read_reference)?;
+                (codes, Some(nested))
+            }
+            Some(other) => {
+                return Err(self.invalid(
+                    &format!("{key}.within"),
+                    format!("`{other}`: only \"county\" can hold a dimension"),
+                ));
+            }
+        };
         let position = |field: &str, code: &str| -> Result<usize, LayoutError> {
             codes.iter().position(|c| c.code == code).ok_or_else(|| {
                 self.invalid(
@@ -467,15 +506,58 @@ impl Check<'_> {
                 ));
             }
         }
-        Ok(CodedColumn {
+        Ok(Some(CodedColumn {
             name: name.to_owned(),
             column: d.column.clone(),
+            within: within
+                .map(|pairs| nested_pairs(pairs, counties.len(), &[Some(fallback), blank])),
             codes,
             fallback,
             blank,
             map: d.map.clone(),
             numeric: d.numeric,
-        })
+        }))
+    }
+
+    /// The code table and the listed `(county, code)` pairs of a
+    /// `within = "county"` dimension: its `codes_file` lists
+    /// `county,code,label` (the county by its code or name in the county
+    /// list). The codes are the distinct codes in file order (the label of
+    /// their first line), then the fallback if the file does not list it.
+    fn nested_table(
+        &self,
+        key: &str,
+        d: &DimensionFile,
+        counties: &[County],
+        read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
+    ) -> Result<(Vec<Code>, ListedPairs), LayoutError> {
+        let (Some(file), None) = (&d.codes_file, &d.codes) else {
+            return Err(self.invalid(
+                &format!("{key}.codes_file"),
+                "a dimension within the county needs a codes_file listing county,code,label".into(),
+            ));
+        };
+        let text = read_reference(file)?;
+        let lines = parse_nested_csv(&text, file, counties)?;
+        let mut table: Vec<CodeFile> = Vec::new();
+        let mut pairs = Vec::with_capacity(lines.len());
+        for (county, code, label) in lines {
+            let i = match table.iter().position(|c| c.code == code) {
+                Some(i) => i,
+                None => {
+                    table.push(CodeFile { code, label });
+                    table.len() - 1
+                }
+            };
+            pairs.push((county, i));
+        }
+        if !table.iter().any(|c| c.code == d.fallback) {
+            table.push(CodeFile {
+                code: d.fallback.clone(),
+                label: NOT_LISTED_LABEL.to_owned(),
+            });
+        }
+        Ok((self.codes(&format!("{key}.codes_file"), &table)?, pairs))
     }
 
     /// The code table of `KEY`: `codes` inline or `codes_file`, exactly one.
@@ -565,6 +647,80 @@ fn join_codes(codes: &[Code]) -> String {
         .map(|c| c.code.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A nested dimension's listed pairs: (index into the county list, index
+/// into its codes), in file order.
+type ListedPairs = Vec<(u16, usize)>;
+
+/// The label of a nested dimension's fallback code when its file does not
+/// list it.
+pub const NOT_LISTED_LABEL: &str = "Not in the county's list";
+
+/// The valid pairs of a nested dimension: the listed ones by county (file
+/// order within a county), then in each county the `always` codes it does
+/// not list.
+fn nested_pairs(listed: ListedPairs, counties: usize, always: &[Option<usize>]) -> Nested {
+    let mut pairs = Vec::with_capacity(listed.len() + counties);
+    let mut by_county: Vec<Vec<u8>> = vec![Vec::new(); counties];
+    for (county, code) in listed {
+        by_county[usize::from(county)].push(code as u8);
+    }
+    for (county, codes) in by_county.iter_mut().enumerate() {
+        for code in always.iter().flatten() {
+            if !codes.contains(&(*code as u8)) {
+                codes.push(*code as u8);
+            }
+        }
+        pairs.extend(codes.iter().map(|&c| (county as u16, c)));
+    }
+    Nested { pairs }
+}
+
+/// Parses a `county,code,label` list with a header line (BOM allowed): the
+/// county as an index into `counties` (matched by code or name, ignoring
+/// case), the code trimmed. A pair listed twice is an error.
+fn parse_nested_csv(
+    text: &str,
+    path: &str,
+    counties: &[County],
+) -> Result<Vec<(u16, String, String)>, LayoutError> {
+    let err = |line: usize, message: String| LayoutError::Reference {
+        path: path.to_owned(),
+        message: format!("line {line}: {message}"),
+    };
+    let mut lines = strip_bom(text).lines().enumerate();
+    match lines.next() {
+        Some((_, h)) if h.trim().eq_ignore_ascii_case("county,code,label") => {}
+        _ => return Err(err(1, "expected the header `county,code,label`".into())),
+    }
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, line) in lines {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = line.splitn(3, ',');
+        let (Some(county), Some(code), Some(label)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(err(i + 1, "expected `county,code,label`".into()));
+        };
+        let county = county.trim().trim_matches('"');
+        let Some(c) = counties.iter().position(|c| {
+            c.code.eq_ignore_ascii_case(county) || c.name.eq_ignore_ascii_case(county)
+        }) else {
+            return Err(err(
+                i + 1,
+                format!("county `{county}` is not in the county list"),
+            ));
+        };
+        let code = code.trim().to_owned();
+        if !seen.insert((c, code.clone())) {
+            return Err(err(i + 1, format!("`{county},{code}` appears twice")));
+        }
+        out.push((c as u16, code, label.trim().trim_matches('"').to_owned()));
+    }
+    Ok(out)
 }
 
 /// Parses a `code,label` code table with a header line (a UTF-8 BOM, as

@@ -22,14 +22,21 @@ pub struct SynthArgs {
     #[arg(long)]
     layout: String,
     /// Number of voters to generate.
-    #[arg(long)]
-    rows: u64,
+    #[arg(long, required_unless_present = "precincts_out")]
+    rows: Option<u64>,
     /// Random seed.
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Output file.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "precincts_out")]
+    out: Option<PathBuf>,
+    /// Write a made-up precinct list (`county,code,label`) for the layout's
+    /// counties to this file, and nothing else. A layout whose `precinct`
+    /// dimension reads that file (NC's reads
+    /// `config/reference/nc_precincts.csv`) then keeps precincts, for tests
+    /// and the demo; a real state's list comes from its office.
+    #[arg(long, conflicts_with_all = ["out", "truth"])]
+    precincts_out: Option<PathBuf>,
     /// Add the quirks real files have.
     #[arg(long)]
     quirks: bool,
@@ -45,22 +52,29 @@ pub struct SynthArgs {
 /// Runs the subcommand.
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
     let layout = layout::Layout::resolve(&args.layout)?;
-    if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(path) = &args.precincts_out {
+        return std::fs::write(path, synth::precinct_list(&layout))
+            .with_context(|| format!("writing {}", path.display()));
+    }
+    let (Some(rows), Some(out_path)) = (args.rows, &args.out) else {
+        anyhow::bail!("--rows and --out are required");
+    };
+    if let Some(parent) = out_path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
     }
-    let file = std::fs::File::create(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let file = std::fs::File::create(out_path)
+        .with_context(|| format!("creating {}", out_path.display()))?;
     let mut out = BufWriter::with_capacity(1 << 20, file);
     let opts = synth::SynthOptions {
-        rows: args.rows,
+        rows,
         seed: args.seed,
         quirks: args.quirks,
         current_year: args.current_year.unwrap_or_else(|| ingest::now_utc().1),
     };
     let truth = synth::generate(&layout, &opts, &mut out)?;
     out.flush()
-        .with_context(|| format!("writing {}", args.out.display()))?;
+        .with_context(|| format!("writing {}", out_path.display()))?;
     if let Some(path) = &args.truth {
         let text = serde_json::to_string(&truth)?;
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;

@@ -166,6 +166,48 @@ impl TruthRow {
     }
 }
 
+/// Per source column: for one feeding a dimension nested in the county,
+/// per county the candidates whose code that county lists (never the
+/// fallback, which stands for "not listed"). A voter's value is drawn among
+/// them, so the file agrees with the list as an office's file would.
+fn nested_candidates(
+    layout: &Layout,
+    sources: &[Source],
+    dim_source: &[usize],
+    dim_codes: &[Vec<(u8, bool)>],
+) -> Vec<Option<Vec<Vec<u8>>>> {
+    let mut out = vec![None; sources.len()];
+    for (d, c) in layout.coded.iter().enumerate() {
+        let Some(nested) = &c.within else { continue };
+        let per_county = (0..layout.county.counties.len() as u16)
+            .map(|county| {
+                (0..sources[dim_source[d]].values.len() as u8)
+                    .filter(|&cand| {
+                        let (code, unknown) = dim_codes[d][usize::from(cand)];
+                        !unknown && usize::from(code) != c.fallback && nested.contains(county, code)
+                    })
+                    .collect()
+            })
+            .collect();
+        out[dim_source[d]] = Some(per_county);
+    }
+    out
+}
+
+/// A made-up precinct list for `layout`'s counties, as `county,code,label`
+/// CSV (the county by its code): two to six precincts per county, `P01`,
+/// `P02`, … For tests and the demo only: a real state's list comes from its
+/// office, and rollcall ships none.
+pub fn precinct_list(layout: &Layout) -> String {
+    let mut out = String::from("county,code,label\n");
+    for (i, county) in layout.county.counties.iter().enumerate() {
+        for p in 1..=2 + (i * 7) % 5 {
+            out.push_str(&format!("{},P{p:02},Precinct {p}\n", county.code));
+        }
+    }
+    out
+}
+
 /// Writes a synthetic file in `layout`'s format to `out` and returns what a
 /// correct ingest of it must produce.
 ///
@@ -226,6 +268,9 @@ struct Gen<'a> {
     dim_source: Vec<usize>,
     /// Per `layout.coded` index, per candidate: (code index, unknown?).
     dim_codes: Vec<Vec<(u8, bool)>>,
+    /// Per source column of a dimension nested in the county: per county,
+    /// the candidates whose code the county lists. `None` elsewhere.
+    nested_cands: Vec<Option<Vec<Vec<u8>>>>,
     county_table: Table,
     county_text: Vec<Vec<u8>>,
     bad_county: Vec<u8>,
@@ -456,6 +501,7 @@ impl<'a> Gen<'a> {
         let safe_last = LAST.iter().map(|n| safe(n)).collect();
         let safe_first = FIRST.iter().map(|n| safe(n)).collect();
 
+        let nested_cands = nested_candidates(layout, &sources, &dim_source, &dim_codes);
         let has_numeric = layout.coded.iter().any(|c| c.numeric) || layout.county.numeric;
         let crlf_all = opts.quirks && dice.below(2) == 0;
         let unknown = layout
@@ -479,6 +525,7 @@ impl<'a> Gen<'a> {
             sources,
             dim_source,
             dim_codes,
+            nested_cands,
             county_table,
             county_text,
             bad_county,

@@ -356,6 +356,17 @@ impl Gen<'_> {
                 source.table.pick(&mut self.dice) as u8
             };
         }
+        // A listed code of a nested dimension must be one its county lists;
+        // blank and unknown values stand anywhere.
+        for (s, per_county) in self.nested_cands.iter().enumerate() {
+            let Some(valid) = per_county.as_ref().map(|p| &p[usize::from(county)]) else {
+                continue;
+            };
+            let drawn = usize::from(cands[s]);
+            if !valid.is_empty() && !valid.contains(&cands[s]) && !self.unknown_or_blank(s, drawn) {
+                cands[s] = valid[self.dice.index(valid.len())];
+            }
+        }
         Voter {
             id,
             county,
@@ -378,12 +389,29 @@ impl Gen<'_> {
         }
     }
 
+    /// Whether candidate `cand` of source `s` is blank or unknown for every
+    /// dimension it feeds (valid in any county).
+    fn unknown_or_blank(&self, s: usize, cand: usize) -> bool {
+        (0..self.dim_codes.len())
+            .filter(|&d| self.dim_source[d] == s)
+            .all(|d| {
+                let (code, unknown) = self.dim_codes[d][cand];
+                unknown || self.layout.coded[d].blank == Some(usize::from(code))
+            })
+    }
+
     /// Gives the voter the `i`-th county and the `i`-th usual code of each
     /// column (modulo their counts).
     pub(crate) fn cover(&self, v: &mut Voter, i: usize) {
         v.county = (i % self.county_text.len()) as u16;
         for (s, source) in self.sources.iter().enumerate() {
-            v.cands[s] = source.usual[i % source.usual.len()];
+            v.cands[s] = match &self.nested_cands[s] {
+                Some(p) if !p[usize::from(v.county)].is_empty() => {
+                    let valid = &p[usize::from(v.county)];
+                    valid[i / self.county_text.len() % valid.len()]
+                }
+                _ => source.usual[i % source.usual.len()],
+            };
         }
     }
 
