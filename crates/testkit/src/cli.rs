@@ -186,7 +186,11 @@ impl Fixture {
                 let _ = std::fs::remove_dir_all(&own);
             }
         }
-        assert!(root.join(READY).is_file(), "no fixture at {}", root.display());
+        assert!(
+            root.join(READY).is_file(),
+            "no fixture at {}",
+            root.display()
+        );
         Fixture::load(&root, spec)
     }
 
@@ -250,7 +254,9 @@ fn shared_root() -> PathBuf {
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
     let target = scratch_base();
-    let root = target.join("fixtures").join(format!("{}-{mtime}", meta.len()));
+    let root = target
+        .join("fixtures")
+        .join(format!("{}-{mtime}", meta.len()));
     std::fs::create_dir_all(&root).unwrap();
     root
 }
