@@ -183,10 +183,22 @@ mod tests {
     #[test]
     fn impossible_days_are_not_dates() {
         let f = DateFormat::parse("MM/DD/YYYY").unwrap();
-        for bad in ["02/30/2010", "02/29/2010", "04/31/1999", "02/29/1900", "11/31/2020"] {
+        for bad in [
+            "02/30/2010",
+            "02/29/2010",
+            "04/31/1999",
+            "02/29/1900",
+            "11/31/2020",
+        ] {
             assert!(f.parse_date(bad.as_bytes()).is_none(), "{bad}");
         }
-        for good in ["02/29/2000", "02/29/2024", "02/28/2010", "12/31/1999", "01/31/2010"] {
+        for good in [
+            "02/29/2000",
+            "02/29/2024",
+            "02/28/2010",
+            "12/31/1999",
+            "01/31/2010",
+        ] {
             assert!(f.parse_date(good.as_bytes()).is_some(), "{good}");
         }
         // A year-only format still gives January 1st.
