@@ -32,6 +32,11 @@ pub struct IngestArgs {
     /// Parse threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Ingest even when more than 20% of a dimension's values are not in its
+    /// code table (by default that stops the ingest: the layout most likely
+    /// reads the wrong column).
+    #[arg(long)]
+    allow_unknown: bool,
     /// No progress bar and no summary line (errors are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -108,6 +113,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         files: args.files.clone(),
         current_year: None,
         threads: args.threads,
+        allow_unknown: args.allow_unknown,
     };
     let started = Instant::now();
     let report = Report::new(args.quiet);
