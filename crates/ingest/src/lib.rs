@@ -108,12 +108,19 @@ pub enum IngestError {
         values: Thousands,
     },
     /// A column the layout needs is not in a file's header.
-    #[error("{file}: column `{column}` required by layout `{layout}` is not in the header")]
+    #[error(
+        "{file}: column `{column}` (layout `{layout}`, key `{key}`) is not in the header{hint}"
+    )]
     MissingColumn {
         /// The input file.
         file: String,
         /// The missing column.
         column: String,
+        /// The layout key that names it (`dimensions.status.column`).
+        key: String,
+        /// When the header split into one field: which delimiter it looks
+        /// like instead (empty otherwise).
+        hint: String,
         /// The layout name.
         layout: String,
     },
