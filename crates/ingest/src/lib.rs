@@ -89,8 +89,8 @@ pub enum IngestError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// More than a fifth of a coded dimension's values (after `blank` and
-    /// `map`) are not in its table: the layout most likely points the
+    /// More than a fifth of a coded dimension's values are neither blank
+    /// nor in its table (after `map`): the layout most likely points the
     /// dimension at the wrong column. Nothing was swapped in. Names the
     /// layout key and the source column, never a value.
     #[error(

@@ -134,15 +134,15 @@ fn build(
     Ok(manifest)
 }
 
-/// Fails when more than a fifth of a coded dimension's values are unknown:
-/// checked over every accepted line, before anything is written, so a
-/// layout pointing `gender` at a surname column stops here.
+/// Fails when more than a fifth of a coded dimension's values are unknown
+/// (and not blank): checked over every accepted line, before anything is
+/// written, so a layout pointing `gender` at a surname column stops here.
 fn refuse_mostly_unknown(
     layout: &Layout,
     unknown: &Unknowns,
     rows_accepted: u64,
 ) -> Result<(), IngestError> {
-    let per_column = unknown.per_column();
+    let per_column = unknown.non_blank_per_column();
     match per_column.iter().position(|&n| n * 5 > rows_accepted) {
         None => Ok(()),
         Some(i) => Err(IngestError::MostlyUnknown {

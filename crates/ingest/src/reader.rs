@@ -244,7 +244,11 @@ fn layout_key(layout: &Layout, column: &str) -> String {
     if layout.birth_year.as_ref().is_some_and(|d| is(&d.column)) {
         return "birth_year.column".into();
     }
-    if layout.registration_date.as_ref().is_some_and(|d| is(&d.column)) {
+    if layout
+        .registration_date
+        .as_ref()
+        .is_some_and(|d| is(&d.column))
+    {
         return "registration_date.column".into();
     }
     match layout.coded.iter().find(|c| is(&c.column)) {
@@ -257,7 +261,12 @@ fn layout_key(layout: &Layout, column: &str) -> String {
 /// Says which of tab, pipe, comma and semicolon it holds most of (never the
 /// header's text).
 fn delimiter_hint(delimiter: u8, header: &[u8]) -> String {
-    let candidates = [(b'\t', "tab"), (b'|', "pipe `|`"), (b',', "comma"), (b';', "semicolon")];
+    let candidates = [
+        (b'\t', "tab"),
+        (b'|', "pipe `|`"),
+        (b',', "comma"),
+        (b';', "semicolon"),
+    ];
     let found = candidates
         .iter()
         .filter(|(d, _)| *d != delimiter)
@@ -266,7 +275,10 @@ fn delimiter_hint(delimiter: u8, header: &[u8]) -> String {
     let ours = candidates
         .iter()
         .find(|(d, _)| *d == delimiter)
-        .map_or_else(|| format!("`{}`", delimiter as char), |(_, n)| n.to_string());
+        .map_or_else(
+            || format!("`{}`", delimiter as char),
+            |(_, n)| n.to_string(),
+        );
     match found {
         Some((n, name)) if n > 0 => format!(
             "; the header is one field, so the delimiter is probably not {ours}: \

@@ -26,6 +26,8 @@ pub(crate) struct Unknowns {
     ids: Vec<HashMap<String, u16>>,
     /// (accepted row, coded column, value id or [`OTHER`]).
     seen: Vec<(u32, u8, u16)>,
+    /// Per coded column: how many of `seen` were blank.
+    blanks: Vec<u64>,
 }
 
 /// Unknown codes over the written rows, as the manifest reports them.
@@ -44,12 +46,16 @@ impl Unknowns {
             values: vec![Vec::new(); columns],
             ids: vec![HashMap::new(); columns],
             seen: Vec::new(),
+            blanks: vec![0; columns],
         }
     }
 
     /// Records `u`, found on accepted row `row`.
     pub fn push(&mut self, row: u32, u: UnknownCode) {
         let column = u.column as usize;
+        if u.value.is_empty() {
+            self.blanks[column] += 1;
+        }
         let id = match self.ids[column].get(&u.value) {
             Some(&id) => id,
             None if self.values[column].len() < MAX_UNKNOWN_VALUES && listable(&u.value) => {
@@ -63,13 +69,19 @@ impl Unknowns {
         self.seen.push((row, u.column, id));
     }
 
-    /// Unknown values per coded column, over every accepted row.
-    pub fn per_column(&self) -> Vec<u64> {
+    /// Unknown values per coded column that are not blank, over every
+    /// accepted row: what a column read by mistake has plenty of. (A blank
+    /// without a `blank` code is still an unknown code in the manifest.)
+    pub fn non_blank_per_column(&self) -> Vec<u64> {
         let mut counts = vec![0; self.values.len()];
         for &(_, column, _) in &self.seen {
             counts[column as usize] += 1;
         }
         counts
+            .iter()
+            .zip(&self.blanks)
+            .map(|(n, b)| n - b)
+            .collect()
     }
 
     /// The manifest's view: rows for which `is_dropped` holds do not count;
@@ -138,7 +150,11 @@ mod tests {
         let race: Vec<&str> = report.listed["race"].keys().map(String::as_str).collect();
         assert_eq!(race, ["", "XYZ"]);
         assert_eq!(report.other["race"], 2);
-        assert_eq!(u.per_column(), [81, 4]);
+        assert_eq!(
+            u.non_blank_per_column(),
+            [81, 3],
+            "the blank race is not counted"
+        );
     }
 
     #[test]

@@ -20,9 +20,14 @@ use indicatif::{ProgressBar, ProgressStyle};
     after_help = "Example:\n  rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt"
 )]
 pub struct IngestArgs {
-    /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
+    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// of a layout .toml file.
     #[arg(long)]
     layout: String,
+    /// Where a layout name is looked up first (then config/layouts and the
+    /// built-in layouts).
+    #[arg(long, env = "ROLLCALL_LAYOUTS", value_name = "DIR")]
+    layouts_dir: Option<PathBuf>,
     /// Dataset name (the folder created under --data-dir).
     #[arg(long)]
     dataset: String,
@@ -106,7 +111,7 @@ impl ingest::Progress for Report {
 
 /// Runs the subcommand.
 pub fn run(args: IngestArgs) -> anyhow::Result<()> {
-    let layout = layout::Layout::resolve(&args.layout)?;
+    let layout = layout::Layout::resolve_in(&args.layout, args.layouts_dir.as_deref())?;
     let opts = ingest::IngestOptions {
         dataset: args.dataset.clone(),
         data_dir: args.data_dir.clone(),

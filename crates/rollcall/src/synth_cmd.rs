@@ -18,9 +18,14 @@ use clap::Args;
     after_help = "Example:\n  rollcall synth --layout nc --rows 1000000 --seed 1 --out data/ncvoter_synth.txt"
 )]
 pub struct SynthArgs {
-    /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
+    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// of a layout .toml file.
     #[arg(long)]
     layout: String,
+    /// Where a layout name is looked up first (then config/layouts and the
+    /// built-in layouts).
+    #[arg(long, env = "ROLLCALL_LAYOUTS", value_name = "DIR")]
+    layouts_dir: Option<PathBuf>,
     /// Number of voters to generate.
     #[arg(long)]
     rows: u64,
@@ -44,7 +49,7 @@ pub struct SynthArgs {
 
 /// Runs the subcommand.
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
-    let layout = layout::Layout::resolve(&args.layout)?;
+    let layout = layout::Layout::resolve_in(&args.layout, args.layouts_dir.as_deref())?;
     if let Some(parent) = args.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("creating {}", parent.display()))?;
