@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// The `format_version` this crate writes. 2 added `layout_sha256`.
-pub const FORMAT_VERSION: u32 = 2;
+/// The `format_version` this crate writes. 2 added `layout_sha256`; 3 added
+/// `other_unknown` and lists at most 50 short one-word values per column in
+/// `unknown_codes`.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The manifest written next to the Parquet files. It describes the ingest,
 /// never an individual row.
@@ -40,8 +42,13 @@ pub struct Manifest {
     /// Rejected lines by reason.
     pub rejects_by_reason: BTreeMap<String, u64>,
     /// Codes outside the layout's tables, by canonical column and trimmed value,
-    /// over written rows. Each became its table's fallback code.
+    /// over written rows. Each became its table's fallback code. At most 50
+    /// values per column, each at most 24 bytes and without white space.
     pub unknown_codes: BTreeMap<String, BTreeMap<String, u64>>,
+    /// Unknown values counted but not listed in `unknown_codes` (past the
+    /// first 50 of a column, too long, or with white space), by column.
+    #[serde(default)]
+    pub other_unknown: BTreeMap<String, u64>,
     /// Why years came out null, by column and reason, over accepted rows
     /// (before de-duplication).
     pub null_years: BTreeMap<String, BTreeMap<String, u64>>,
@@ -97,6 +104,7 @@ mod tests {
             duplicates_dropped: 0,
             rejects_by_reason: BTreeMap::from([("missing_voter_id".into(), 1)]),
             unknown_codes: BTreeMap::new(),
+            other_unknown: BTreeMap::new(),
             null_years: BTreeMap::new(),
             sources: Vec::new(),
             files: vec!["part-00000.parquet".into()],

@@ -658,6 +658,7 @@ fn missing_column_and_wrong_manifest_fail_the_load() {
             duplicates_dropped: 0,
             rejects_by_reason: Default::default(),
             unknown_codes: Default::default(),
+            other_unknown: Default::default(),
             null_years: Default::default(),
             sources: Vec::new(),
             files: Vec::new(),

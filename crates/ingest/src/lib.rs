@@ -33,6 +33,7 @@ mod pipeline;
 mod reader;
 pub mod rules;
 pub mod split;
+mod unknown;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -54,6 +55,27 @@ pub struct IngestOptions {
     pub current_year: Option<i16>,
     /// Parse threads (default: available cores).
     pub threads: Option<usize>,
+    /// Ingest even when a dimension's values are mostly not in its code
+    /// table (see [`IngestError::MostlyUnknown`]).
+    pub allow_unknown: bool,
+}
+
+/// A count printed with thousands separators (`200,000`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Thousands(pub u64);
+
+impl std::fmt::Display for Thousands {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let digits = self.0.to_string();
+        let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+        for (i, c) in digits.chars().enumerate() {
+            if i > 0 && (digits.len() - i).is_multiple_of(3) {
+                out.push(',');
+            }
+            out.push(c);
+        }
+        f.write_str(&out)
+    }
 }
 
 /// Why an ingest failed. On any error the previous dataset is untouched.
@@ -67,13 +89,38 @@ pub enum IngestError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// More than a fifth of a coded dimension's values are neither blank
+    /// nor in its table (after `map`): the layout most likely points the
+    /// dimension at the wrong column. Nothing was swapped in. Names the
+    /// layout key and the source column, never a value.
+    #[error(
+        "`dimensions.{dimension}.column = {column}`: {percent:.1}% of {values} values are not in the code table; \
+         check the layout's column (or pass --allow-unknown to ingest anyway)"
+    )]
+    MostlyUnknown {
+        /// The dimension (`gender`).
+        dimension: String,
+        /// Its source column (`LName`).
+        column: String,
+        /// Share of its values that were unknown, in percent.
+        percent: f64,
+        /// Values looked at: every accepted line.
+        values: Thousands,
+    },
     /// A column the layout needs is not in a file's header.
-    #[error("{file}: column `{column}` required by layout `{layout}` is not in the header")]
+    #[error(
+        "{file}: column `{column}` (layout `{layout}`, key `{key}`) is not in the header{hint}"
+    )]
     MissingColumn {
         /// The input file.
         file: String,
         /// The missing column.
         column: String,
+        /// The layout key that names it (`dimensions.status.column`).
+        key: String,
+        /// When the header split into one field: which delimiter it looks
+        /// like instead (empty otherwise).
+        hint: String,
         /// The layout name.
         layout: String,
     },

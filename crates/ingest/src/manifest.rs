@@ -9,14 +9,9 @@ use dataset::{FORMAT_VERSION, Manifest, SchemaField, Source};
 use layout::Layout;
 
 use crate::merger::Counts;
-use crate::rules::UnknownCode;
+use crate::unknown::{UnknownCodes, Unknowns};
 use crate::write;
 use crate::{IngestError, IngestOptions};
-
-/// At most this many distinct unknown values are listed per column; the rest
-/// are summed under `(other values)`, so a garbage column cannot bloat the
-/// manifest.
-const MAX_UNKNOWN_VALUES: usize = 200;
 
 /// What the manifest needs besides the merger's [`Counts`].
 pub(crate) struct Written {
@@ -39,7 +34,7 @@ pub(crate) fn build(
     layout: &Layout,
     opts: &IngestOptions,
     counts: Counts,
-    unknown_codes: BTreeMap<String, BTreeMap<String, u64>>,
+    unknown: UnknownCodes,
     written: Written,
 ) -> Manifest {
     let mut null_years = BTreeMap::new();
@@ -65,7 +60,8 @@ pub(crate) fn build(
         rows_rejected: counts.rows_rejected,
         duplicates_dropped: written.duplicates_dropped,
         rejects_by_reason: counts.rejects_by_reason,
-        unknown_codes,
+        unknown_codes: unknown.listed,
+        other_unknown: unknown.other,
         null_years,
         sources: written
             .sources
@@ -81,28 +77,14 @@ pub(crate) fn build(
     }
 }
 
-/// Unknown codes over the rows that survived de-duplication, by column and
-/// value (at most [`MAX_UNKNOWN_VALUES`] values per column).
+/// Unknown codes over the rows that survived de-duplication, as the
+/// manifest lists them.
 pub(crate) fn unknown_codes(
     layout: &Layout,
-    unknown: Vec<(u32, UnknownCode)>,
+    unknown: &Unknowns,
     is_dropped: impl Fn(u32) -> bool,
-) -> BTreeMap<String, BTreeMap<String, u64>> {
-    let mut out: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-    for (row, u) in unknown {
-        if is_dropped(row) {
-            continue;
-        }
-        let column = out
-            .entry(layout.coded[u.column as usize].name.clone())
-            .or_default();
-        if column.len() < MAX_UNKNOWN_VALUES || column.contains_key(&u.value) {
-            *column.entry(u.value).or_default() += 1;
-        } else {
-            *column.entry("(other values)".to_owned()).or_default() += 1;
-        }
-    }
-    out
+) -> UnknownCodes {
+    unknown.report(|column| layout.coded[column].name.clone(), is_dropped)
 }
 
 fn null_reasons(counts: [u64; 4]) -> BTreeMap<String, u64> {

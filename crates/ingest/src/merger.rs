@@ -11,7 +11,8 @@ use layout::Layout;
 
 use crate::IngestError;
 use crate::parse::ChunkOut;
-use crate::rules::{RejectReason, Rules, UnknownCode};
+use crate::rules::{RejectReason, Rules};
+use crate::unknown::Unknowns;
 use crate::write::{self, Spill};
 
 /// The spill file's name in the temporary folder; the writer reads rows
@@ -33,7 +34,7 @@ pub(crate) struct Merged {
     /// De-duplication entries, one per accepted row.
     pub entries: Vec<Entry>,
     /// Unknown codes by accepted row.
-    pub unknown: Vec<(u32, UnknownCode)>,
+    pub unknown: Unknowns,
     /// What the manifest reports about the lines read.
     pub counts: Counts,
 }
@@ -69,7 +70,7 @@ pub(crate) struct Merger<'a> {
     // One exact-size vector per chunk, joined once at the end: a single
     // growing vector would briefly hold its old and new buffers (3x).
     entries: Vec<Vec<Entry>>,
-    unknown: Vec<(u32, UnknownCode)>,
+    unknown: Unknowns,
     counts: Counts,
     bytes_done: u64,
 }
@@ -110,7 +111,7 @@ impl<'a> Merger<'a> {
             rejects,
             rejects_path,
             entries: Vec::new(),
-            unknown: Vec::new(),
+            unknown: Unknowns::new(layout.coded.len()),
             counts: Counts {
                 rows_read_by_file: vec![0; files.len()],
                 ..Counts::default()
@@ -142,8 +143,9 @@ impl<'a> Merger<'a> {
                 })
                 .collect(),
         );
-        self.unknown
-            .extend(out.unknown.into_iter().map(|(i, u)| (base as u32 + i, u)));
+        for (i, u) in out.unknown {
+            self.unknown.push(base as u32 + i, u);
+        }
         self.write_rejects(out.file, &out.rejects, &out.rules)?;
         let counts = &mut self.counts;
         for i in 0..4 {

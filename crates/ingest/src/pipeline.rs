@@ -19,6 +19,7 @@ use crate::merger::{Entry, Merged, Merger, SPILL};
 use crate::parse::{ChunkOut, parse_chunk};
 use crate::reader::{Chunk, ReaderEvent, read_all};
 use crate::rules::{NO_VOTER_ID, RowOutcome};
+use crate::unknown::Unknowns;
 use crate::write;
 use crate::{IngestError, IngestOptions};
 
@@ -94,10 +95,14 @@ fn build(
         counts,
     } = merged;
     let rows_accepted = counts.rows_accepted;
+    if !opts.allow_unknown {
+        refuse_mostly_unknown(layout, &unknown, rows_accepted)?;
+    }
     let dropped = dedup(entries, rows_accepted);
     let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
     let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
-    let unknown_codes = manifest::unknown_codes(layout, unknown, is_dropped);
+    let unknown_codes = manifest::unknown_codes(layout, &unknown, is_dropped);
+    drop(unknown);
     progress.stage("dedup", started.elapsed());
 
     let started = Instant::now();
@@ -127,6 +132,26 @@ fn build(
     let manifest = manifest::build(layout, opts, counts, unknown_codes, written);
     manifest::write(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Fails when more than a fifth of a coded dimension's values are unknown
+/// (and not blank): checked over every accepted line, before anything is
+/// written, so a layout pointing `gender` at a surname column stops here.
+fn refuse_mostly_unknown(
+    layout: &Layout,
+    unknown: &Unknowns,
+    rows_accepted: u64,
+) -> Result<(), IngestError> {
+    let per_column = unknown.non_blank_per_column();
+    match per_column.iter().position(|&n| n * 5 > rows_accepted) {
+        None => Ok(()),
+        Some(i) => Err(IngestError::MostlyUnknown {
+            dimension: layout.coded[i].name.clone(),
+            column: layout.coded[i].column.clone(),
+            percent: per_column[i] as f64 * 100.0 / rows_accepted as f64,
+            values: crate::Thousands(rows_accepted),
+        }),
+    }
 }
 
 /// Runs the reader thread and the parse workers, and merges their results
@@ -453,8 +478,13 @@ mod tests {
         let layout = Layout::resolve("nc").unwrap();
         let input = tmp.path().join("nc.txt");
         let header = format!("\"{}\"", layout.format.columns.join("\"\t\""));
-        let row =
-            crate::rules::tests::nc_line(&layout, &[("county_desc", "WAKE"), ("ncid", "AA1")]);
+        let set = [
+            ("county_desc", "WAKE"),
+            ("ncid", "AA1"),
+            ("party_cd", "DEM"),
+            ("status_cd", "A"),
+        ];
+        let row = crate::rules::tests::nc_line(&layout, &set);
         let mut text = format!("{header}\n").into_bytes();
         text.extend_from_slice(&row);
         text.push(b'\n');
@@ -466,6 +496,7 @@ mod tests {
             files: vec![input],
             current_year: Some(2026),
             threads: Some(1),
+            allow_unknown: false,
         };
         let modes = Modes {
             data_dir: data_dir.clone(),
@@ -492,6 +523,104 @@ mod tests {
         let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&tmp.path().join("new")), 0o700, "created parents too");
         assert_eq!(mode(&data_dir), 0o700);
+    }
+
+    /// NC's layout with `gender` read from the surname column, and a file of
+    /// `rows` lines with distinct surnames.
+    fn surname_as_gender(tmp: &Path, rows: usize) -> (Layout, IngestOptions) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let text = fs::read_to_string(root.join("config/layouts/nc.toml")).unwrap();
+        let wrong = text.replace("column = \"gender_code\"", "column = \"last_name\"");
+        fs::create_dir_all(tmp.join("layouts")).unwrap();
+        fs::create_dir_all(tmp.join("reference")).unwrap();
+        // Every shipped list the layout reads (counties, districts).
+        for name in [
+            "nc_counties.csv",
+            "nc_house_districts.csv",
+            "nc_senate_districts.csv",
+        ] {
+            fs::copy(
+                root.join("config/reference").join(name),
+                tmp.join("reference").join(name),
+            )
+            .unwrap();
+        }
+        fs::write(tmp.join("layouts/wrong.toml"), wrong).unwrap();
+        let layout = Layout::from_file(&tmp.join("layouts/wrong.toml")).unwrap();
+        let header = format!("\"{}\"", layout.format.columns.join("\"\t\""));
+        let mut text = format!("{header}\n").into_bytes();
+        for i in 0..rows {
+            let (id, name) = (format!("AA{i}"), format!("SURNAME{i}"));
+            let set = [
+                ("county_desc", "WAKE"),
+                ("ncid", &id),
+                ("last_name", &name),
+                ("party_cd", "DEM"),
+                ("status_cd", "A"),
+            ];
+            text.extend_from_slice(&crate::rules::tests::nc_line(&layout, &set));
+            text.push(b'\n');
+        }
+        let input = tmp.join("nc.txt");
+        fs::write(&input, text).unwrap();
+        let opts = IngestOptions {
+            dataset: "nc".into(),
+            data_dir: tmp.join("data"),
+            files: vec![input],
+            current_year: Some(2026),
+            threads: Some(1),
+            allow_unknown: false,
+        };
+        (layout, opts)
+    }
+
+    #[test]
+    fn a_dimension_read_from_the_wrong_column_stops_the_ingest() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, opts) = surname_as_gender(tmp.path(), 200);
+        let err = ingest(&layout, &opts, &()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("`dimensions.gender.column = last_name`: 100.0% of 200 values"),
+            "{text}"
+        );
+        assert!(!text.contains("SURNAME"), "no value in the error: {text}");
+        assert!(!opts.data_dir.join("nc").exists(), "nothing swapped in");
+
+        // --allow-unknown ingests, and the manifest lists 50 values at most.
+        let opts = IngestOptions {
+            allow_unknown: true,
+            ..opts
+        };
+        let manifest = ingest(&layout, &opts, &()).unwrap();
+        assert_eq!(manifest.rows_written, 200);
+        assert_eq!(manifest.unknown_codes["gender"].len(), 50);
+        assert_eq!(manifest.other_unknown["gender"], 150);
+    }
+
+    #[test]
+    fn a_fifth_unknown_is_still_ingested() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, opts) = surname_as_gender(tmp.path(), 5);
+        // 5 lines, 5 unknown: refused. One known value in five is 80%.
+        assert!(ingest(&layout, &opts, &()).is_err());
+        let text = fs::read_to_string(&opts.files[0]).unwrap();
+        let fixed: String = text
+            .lines()
+            .enumerate()
+            .map(|(i, l)| {
+                // Lines 1-4 of data get a real gender code in the surname
+                // column: one unknown in five is exactly 20%, allowed.
+                if (1..=4).contains(&i) {
+                    l.replacen(&format!("SURNAME{}", i - 1), "F", 1) + "\n"
+                } else {
+                    l.to_owned() + "\n"
+                }
+            })
+            .collect();
+        fs::write(&opts.files[0], fixed).unwrap();
+        let manifest = ingest(&layout, &opts, &()).unwrap();
+        assert_eq!(manifest.unknown_codes["gender"]["SURNAME4"], 1);
     }
 
     #[test]

@@ -216,11 +216,124 @@ fn compile(
     } else {
         layout.format.columns.clone()
     };
+    let one_field = layout.format.header && names.len() == 1;
     Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
         IngestError::MissingColumn {
             file: path.display().to_string(),
+            key: layout_key(layout, &column),
+            hint: if one_field {
+                delimiter_hint(layout.format.delimiter, header)
+            } else {
+                String::new()
+            },
             column,
             layout: layout.name.clone(),
         }
     })
+}
+
+/// The layout key that names `column`, for errors.
+fn layout_key(layout: &Layout, column: &str) -> String {
+    let is = |c: &str| c.trim().eq_ignore_ascii_case(column.trim());
+    if is(&layout.voter_id) {
+        return "voter_id.column".into();
+    }
+    if is(&layout.county.column) {
+        return "county.column".into();
+    }
+    if layout.birth_year.as_ref().is_some_and(|d| is(&d.column)) {
+        return "birth_year.column".into();
+    }
+    if layout
+        .registration_date
+        .as_ref()
+        .is_some_and(|d| is(&d.column))
+    {
+        return "registration_date.column".into();
+    }
+    match layout.coded.iter().find(|c| is(&c.column)) {
+        Some(c) => format!("dimensions.{}.column", c.name),
+        None => "format.columns".into(),
+    }
+}
+
+/// Why a header split into one field: the layout's delimiter is not in it.
+/// Says which of tab, pipe, comma and semicolon it holds most of (never the
+/// header's text).
+fn delimiter_hint(delimiter: u8, header: &[u8]) -> String {
+    let candidates = [
+        (b'\t', "tab"),
+        (b'|', "pipe `|`"),
+        (b',', "comma"),
+        (b';', "semicolon"),
+    ];
+    let found = candidates
+        .iter()
+        .filter(|(d, _)| *d != delimiter)
+        .map(|(d, name)| (header.iter().filter(|&&b| b == *d).count(), name))
+        .max_by_key(|(n, _)| *n);
+    let ours = candidates
+        .iter()
+        .find(|(d, _)| *d == delimiter)
+        .map_or_else(
+            || format!("`{}`", delimiter as char),
+            |(_, n)| n.to_string(),
+        );
+    match found {
+        Some((n, name)) if n > 0 => format!(
+            "; the header is one field, so the delimiter is probably not {ours}: \
+             it looks {name}-separated ({} fields)",
+            n + 1
+        ),
+        _ => format!("; the header is one field, so the delimiter is probably not {ours}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn compile_error(layout: &Layout, header: &str) -> String {
+        match compile(layout, Path::new("f.txt"), header.as_bytes(), 2026) {
+            Err(e) => e.to_string(),
+            Ok(_) => panic!("{header} compiled"),
+        }
+    }
+
+    #[test]
+    fn a_missing_column_names_its_layout_key() {
+        let layout = Layout::resolve("nc").unwrap();
+        let header: Vec<&str> = layout
+            .format
+            .columns
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "status_cd")
+            .collect();
+        let text = compile_error(&layout, &format!("{}\n", header.join("\t")));
+        assert_eq!(
+            text,
+            "f.txt: column `status_cd` (layout `nc`, key `dimensions.status.column`) is not in the header"
+        );
+        let no_id: Vec<&str> = header.into_iter().filter(|c| *c != "ncid").collect();
+        let text = compile_error(&layout, &format!("{}\n", no_id.join("\t")));
+        assert!(text.contains("key `voter_id.column`"), "{text}");
+    }
+
+    #[test]
+    fn a_header_of_one_field_says_which_delimiter_it_looks_like() {
+        let layout = Layout::resolve("nc").unwrap();
+        let commas = format!("{}\r\n", layout.format.columns.join(","));
+        let text = compile_error(&layout, &commas);
+        assert!(
+            text.ends_with(&format!(
+                "the delimiter is probably not tab: it looks comma-separated ({} fields)",
+                layout.format.columns.len()
+            )),
+            "{text}"
+        );
+        let pipes = layout.format.columns.join("|");
+        assert!(compile_error(&layout, &pipes).contains("looks pipe `|`-separated"));
+        assert!(compile_error(&layout, "justonename").ends_with("probably not tab"));
+    }
 }

@@ -123,11 +123,23 @@ impl DateFormat {
         if pos != value.len() {
             return None;
         }
-        Some(SimpleDate {
-            year: year?,
-            month,
-            day,
-        })
+        let year = year?;
+        // `02/30/2010` has the shape of a date but names no day: it is as
+        // unusable as a malformed one.
+        if day > days_in_month(year, month) {
+            return None;
+        }
+        Some(SimpleDate { year, month, day })
+    }
+}
+
+/// Days in `month` (1-12) of `year`, Gregorian.
+fn days_in_month(year: i16, month: u8) -> u8 {
+    match month {
+        4 | 6 | 9 | 11 => 30,
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        _ => 31,
     }
 }
 
@@ -166,6 +178,32 @@ mod tests {
         assert_eq!(y.parse_date(b"1955").unwrap().year, 1955);
         assert!(y.parse_date(b"").is_none());
         assert!(y.parse_date(b"19x5").is_none());
+    }
+
+    #[test]
+    fn impossible_days_are_not_dates() {
+        let f = DateFormat::parse("MM/DD/YYYY").unwrap();
+        for bad in [
+            "02/30/2010",
+            "02/29/2010",
+            "04/31/1999",
+            "02/29/1900",
+            "11/31/2020",
+        ] {
+            assert!(f.parse_date(bad.as_bytes()).is_none(), "{bad}");
+        }
+        for good in [
+            "02/29/2000",
+            "02/29/2024",
+            "02/28/2010",
+            "12/31/1999",
+            "01/31/2010",
+        ] {
+            assert!(f.parse_date(good.as_bytes()).is_some(), "{good}");
+        }
+        // A year-only format still gives January 1st.
+        let y = DateFormat::parse("YYYY").unwrap();
+        assert_eq!(y.parse_date(b"1980").unwrap().key(), 19800101);
     }
 
     #[test]

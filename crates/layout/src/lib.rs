@@ -293,24 +293,41 @@ impl Layout {
         standard.chain(own).collect()
     }
 
-    /// Loads a layout by built-in name (`nc`, `oh`, `fl`) or by path to a TOML file.
-    ///
-    /// A name is looked up as `<config_dir>/layouts/<name>.toml`, where
-    /// `config_dir` is `$ROLLCALL_CONFIG_DIR` or `./config`; when that file does
-    /// not exist the copy compiled into the binary is used, so the tool works
-    /// from any directory.
+    /// Loads a layout by name or by path to a TOML file: as
+    /// [`Layout::resolve_in`] without a folder of the caller's own.
     pub fn resolve(name_or_path: &str) -> Result<Layout, LayoutError> {
+        Layout::resolve_in(name_or_path, None)
+    }
+
+    /// Loads a layout by name (`nc`, `mn`) or by path to a TOML file (any
+    /// argument with a `/` or ending in `.toml`).
+    ///
+    /// A name is looked up as `<dir>/<name>.toml` in, in order: `layouts_dir`
+    /// (`rollcall ingest --layouts-dir`), `$ROLLCALL_LAYOUTS`, and
+    /// `<config_dir>/layouts`, where `config_dir` is `$ROLLCALL_CONFIG_DIR` or
+    /// `./config`; then among the layouts compiled into the binary, so the
+    /// shipped ones work from any directory.
+    pub fn resolve_in(
+        name_or_path: &str,
+        layouts_dir: Option<&Path>,
+    ) -> Result<Layout, LayoutError> {
         let looks_like_path = name_or_path.contains('/')
             || name_or_path.contains(std::path::MAIN_SEPARATOR)
             || name_or_path.ends_with(".toml");
         if looks_like_path {
             return Layout::from_file(Path::new(name_or_path));
         }
-        let on_disk = config_dir()
-            .join("layouts")
-            .join(format!("{name_or_path}.toml"));
-        if on_disk.is_file() {
-            return Layout::from_file(&on_disk);
+        let file = format!("{name_or_path}.toml");
+        let dirs = layouts_dir
+            .map(Path::to_path_buf)
+            .into_iter()
+            .chain(std::env::var_os("ROLLCALL_LAYOUTS").map(PathBuf::from))
+            .chain(std::iter::once(config_dir().join("layouts")));
+        for dir in dirs {
+            let on_disk = dir.join(&file);
+            if on_disk.is_file() {
+                return Layout::from_file(&on_disk);
+            }
         }
         match builtin::layout(name_or_path) {
             Some(text) => Layout::from_toml(
@@ -765,5 +782,30 @@ mod tests {
     fn unknown_layout_lists_known() {
         let err = Layout::resolve("zz").unwrap_err().to_string();
         assert!(err.contains("nc, oh, fl"), "{err}");
+    }
+
+    #[test]
+    fn a_name_is_found_in_the_layouts_dir_first() {
+        let tmp = std::env::temp_dir().join(format!("layouts-dir-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(tmp.join("layouts")).unwrap();
+        std::fs::create_dir_all(tmp.join("reference")).unwrap();
+        let nc = builtin::layout("nc")
+            .unwrap()
+            .replace("name = \"nc\"", "name = \"mn\"");
+        std::fs::write(tmp.join("layouts/mn.toml"), nc).unwrap();
+        std::fs::write(
+            tmp.join("reference/nc_counties.csv"),
+            builtin::reference("../reference/nc_counties.csv").unwrap(),
+        )
+        .unwrap();
+        let dir = tmp.join("layouts");
+        let mn = Layout::resolve_in("mn", Some(&dir)).unwrap();
+        assert_eq!(mn.name, "mn");
+        assert!(mn.origin.ends_with("layouts/mn.toml"), "{}", mn.origin);
+        // Without the folder the name is unknown; built-in names still work.
+        assert!(Layout::resolve_in("mn", None).is_err());
+        assert_eq!(Layout::resolve_in("oh", Some(&dir)).unwrap().name, "oh");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

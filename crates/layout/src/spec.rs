@@ -756,7 +756,8 @@ fn strip_bom(text: &str) -> &str {
     text.strip_prefix('\u{feff}').unwrap_or(text)
 }
 
-/// Parses a `code,name` county list with a header line.
+/// Parses a `code,name` county list with a header line. A UTF-8 byte-order
+/// mark before the header is skipped: Excel writes one when it saves CSV.
 fn parse_counties(text: &str, path: &str) -> Result<Vec<County>, LayoutError> {
     let err = |line: usize, message: String| LayoutError::Reference {
         path: path.to_owned(),
@@ -795,4 +796,21 @@ fn parse_counties(text: &str, path: &str) -> Result<Vec<County>, LayoutError> {
         return Err(err(1, "too many counties".into()));
     }
     Ok(counties)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_county_list_may_start_with_a_byte_order_mark() {
+        let plain = parse_counties("code,name\n1,ALAMANCE\n2,ALEXANDER\n", "x.csv").unwrap();
+        let excel = parse_counties(
+            "\u{feff}code,name\r\n1,ALAMANCE\r\n2,ALEXANDER\r\n",
+            "x.csv",
+        )
+        .unwrap();
+        assert_eq!(plain, excel);
+        assert_eq!(excel[0].code, "1");
+    }
 }

@@ -20,9 +20,14 @@ use indicatif::{ProgressBar, ProgressStyle};
     after_help = "Example:\n  rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt"
 )]
 pub struct IngestArgs {
-    /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
+    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// of a layout .toml file.
     #[arg(long)]
     layout: String,
+    /// Where a layout name is looked up first (then config/layouts and the
+    /// built-in layouts).
+    #[arg(long, env = "ROLLCALL_LAYOUTS", value_name = "DIR")]
+    layouts_dir: Option<PathBuf>,
     /// Dataset name (the folder created under --data-dir).
     #[arg(long)]
     dataset: String,
@@ -32,6 +37,11 @@ pub struct IngestArgs {
     /// Parse threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Ingest even when more than 20% of a dimension's values are not in its
+    /// code table (by default that stops the ingest: the layout most likely
+    /// reads the wrong column).
+    #[arg(long)]
+    allow_unknown: bool,
     /// No progress bar and no summary line (errors are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -101,13 +111,14 @@ impl ingest::Progress for Report {
 
 /// Runs the subcommand.
 pub fn run(args: IngestArgs) -> anyhow::Result<()> {
-    let layout = layout::Layout::resolve(&args.layout)?;
+    let layout = layout::Layout::resolve_in(&args.layout, args.layouts_dir.as_deref())?;
     let opts = ingest::IngestOptions {
         dataset: args.dataset.clone(),
         data_dir: args.data_dir.clone(),
         files: args.files.clone(),
         current_year: None,
         threads: args.threads,
+        allow_unknown: args.allow_unknown,
     };
     let started = Instant::now();
     let report = Report::new(args.quiet);

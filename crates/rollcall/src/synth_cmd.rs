@@ -18,9 +18,14 @@ use clap::Args;
     after_help = "Example:\n  rollcall synth --layout nc --rows 1000000 --seed 1 --out data/ncvoter_synth.txt"
 )]
 pub struct SynthArgs {
-    /// Layout: a built-in name (nc, oh, fl) or the path of a layout .toml file.
+    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// of a layout .toml file.
     #[arg(long)]
     layout: String,
+    /// Where a layout name is looked up first (then config/layouts and the
+    /// built-in layouts).
+    #[arg(long, env = "ROLLCALL_LAYOUTS", value_name = "DIR")]
+    layouts_dir: Option<PathBuf>,
     /// Number of voters to generate.
     #[arg(long, required_unless_present = "precincts_out")]
     rows: Option<u64>,
@@ -51,7 +56,7 @@ pub struct SynthArgs {
 
 /// Runs the subcommand.
 pub fn run(args: SynthArgs) -> anyhow::Result<()> {
-    let layout = layout::Layout::resolve(&args.layout)?;
+    let layout = layout::Layout::resolve_in(&args.layout, args.layouts_dir.as_deref())?;
     if let Some(path) = &args.precincts_out {
         return std::fs::write(path, synth::precinct_list(&layout))
             .with_context(|| format!("writing {}", path.display()));

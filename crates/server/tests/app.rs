@@ -106,6 +106,20 @@ fn the_release_path_answers_in_process() {
     assert_eq!(broke.body["error"]["cap"], "analyst");
 }
 
+/// Another dimension through the same socket: every party code of the
+/// layout is a cell, as `rollcall serve` would answer.
+#[test]
+fn the_app_answers_a_party_query_over_its_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = TestAnalyst::nc("alice", 5.0);
+    let app = spawn_app(live(&alice, dir.path()));
+    let q = json!({"dataset": "nc", "group_by": ["party"], "epsilon": 1.0});
+    let answer = app.query(&alice.token, &q);
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(answer.request_id.is_some(), "no X-Request-Id");
+    assert_eq!(answer.body["rows"].as_array().unwrap().len(), 9);
+}
+
 /// The codes are an enum the OpenAPI document lists, and the error body
 /// points at it.
 #[test]

@@ -3,6 +3,7 @@
 //! ground truth), then `rollcall ingest`.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -35,6 +36,16 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `target/tmp`, wherever the target folder is.
+fn scratch_base() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    exe.parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .expect("a test executable under target/<profile>/deps")
+        .join("tmp")
+}
+
 /// A folder for this test binary's shared fixtures, next to cargo's other
 /// build output (`target/tmp/<test binary>`), emptied on first use.
 pub fn scratch(name: &str) -> PathBuf {
@@ -43,12 +54,7 @@ pub fn scratch(name: &str) -> PathBuf {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let target = exe
-        .parent()
-        .and_then(Path::parent)
-        .and_then(Path::parent)
-        .expect("a test executable under target/<profile>/deps");
-    let dir = target.join("tmp").join(stem).join(name);
+    let dir = scratch_base().join(stem).join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -126,14 +132,9 @@ impl Fixture {
     /// synthetic file is deleted unless `keep_source`.
     pub fn make(root: &Path, spec: &FixtureSpec<'_>, keep_source: bool) -> Fixture {
         std::fs::create_dir_all(root).unwrap();
-        let source = root.join(format!(
-            "{}-{}-{}.txt",
-            spec.layout.replace('/', "_"),
-            spec.rows,
-            spec.seed
-        ));
-        let truth_path = root.join(format!("{}-truth.json", spec.dataset));
+        let source = root.join(source_name(spec));
         let data_dir = root.join("data");
+        let truth_path = root.join(format!("{}-truth.json", spec.dataset));
         let rows = spec.rows.to_string();
         let seed = spec.seed.to_string();
         let mut args = vec![
@@ -157,14 +158,51 @@ impl Fixture {
         if !keep_source {
             let _ = std::fs::remove_file(&source);
         }
+        Fixture::load(root, spec)
+    }
+
+    /// [`Fixture::make`] once for every test process of this build: test
+    /// runners that start a process per test (`cargo nextest`) would
+    /// otherwise remake it per test, each wiping the others' folder. The
+    /// first process builds it in a folder of its own and renames it into
+    /// place; the others wait for the rename or lose the race and use the
+    /// winner's. The folder's name carries the binary's size and mtime, so a
+    /// rebuilt binary makes a fresh fixture.
+    pub fn shared(spec: &FixtureSpec<'_>) -> Fixture {
+        // A digest rather than the sizes themselves: tests look for exact
+        // counts (the row count among them) in every file and path the
+        // server sees.
+        let mut h = std::hash::DefaultHasher::new();
+        (spec.layout, spec.dataset, spec.rows, spec.seed, spec.quirks).hash(&mut h);
+        let root = shared_root().join(format!("{:016x}", h.finish()));
+        if !root.join(READY).is_file() {
+            let own = root.with_extension(format!("tmp-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&own);
+            Fixture::make(&own, spec, false);
+            std::fs::write(own.join(READY), b"").unwrap();
+            if std::fs::rename(&own, &root).is_err() {
+                // Another process renamed first: its fixture is the same.
+                let _ = std::fs::remove_dir_all(&own);
+            }
+        }
+        assert!(
+            root.join(READY).is_file(),
+            "no fixture at {}",
+            root.display()
+        );
+        Fixture::load(&root, spec)
+    }
+
+    /// The fixture [`Fixture::make`] left under `root`.
+    fn load(root: &Path, spec: &FixtureSpec<'_>) -> Fixture {
+        let truth_path = root.join(format!("{}-truth.json", spec.dataset));
         let truth_json: Value =
             serde_json::from_str(&std::fs::read_to_string(&truth_path).unwrap()).unwrap();
-        let truth = truth_rows(&truth_json);
         Fixture {
-            data_dir,
-            source,
+            data_dir: root.join("data"),
+            source: root.join(source_name(spec)),
+            truth: truth_rows(&truth_json),
             truth_json,
-            truth,
         }
     }
 
@@ -190,6 +228,36 @@ impl Fixture {
         }
         out
     }
+}
+
+/// Marks a finished shared fixture.
+const READY: &str = ".ready";
+
+fn source_name(spec: &FixtureSpec<'_>) -> String {
+    format!(
+        "{}-{}-{}.txt",
+        spec.layout.replace('/', "_"),
+        spec.rows,
+        spec.seed
+    )
+}
+
+/// `target/tmp/fixtures/<binary stamp>`: shared by every test process that
+/// runs the same `rollcall` binary.
+fn shared_root() -> PathBuf {
+    let bin = bin();
+    let meta = std::fs::metadata(&bin).expect("the rollcall binary");
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    let target = scratch_base();
+    let root = target
+        .join("fixtures")
+        .join(format!("{:x}-{mtime:x}", meta.len()));
+    std::fs::create_dir_all(&root).unwrap();
+    root
 }
 
 /// `rollcall synth --layout LAYOUT --rows ROWS --seed SEED [--quirks] --out OUT`.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::cli::{Fixture, FixtureSpec, bin, scratch};
+use crate::cli::{Fixture, FixtureSpec, bin};
 use crate::config::{ConfigBuilder, DatasetSection, TestAnalyst};
 use crate::http::{self, Body, Request};
 
@@ -22,7 +22,8 @@ pub const ROWS: usize = 50_000;
 pub const SEED: u64 = 20_260_630;
 
 /// The shared dataset: `data_dir/nc` ingested from a clean synthetic NC
-/// file, and the generator's truth. Made once per test binary.
+/// file, and the generator's truth. Made once per build of the binary
+/// ([`Fixture::shared`]).
 pub fn nc_data() -> &'static Fixture {
     static DATA: OnceLock<Fixture> = OnceLock::new();
     DATA.get_or_init(|| {
@@ -33,7 +34,7 @@ pub fn nc_data() -> &'static Fixture {
             seed: SEED,
             quirks: false,
         };
-        Fixture::make(&scratch("server-e2e-nc"), &spec, false)
+        Fixture::shared(&spec)
     })
 }
 

@@ -1,0 +1,72 @@
+"""`scripts/demo --check`: starts `rollcall serve`, asks the README's query
+over HTTP as the demo analyst, checks the answer's shape, and stops the
+server. Exits non-zero, with the server's log, when any step fails."""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+
+QUERY = {
+    "dataset": "nc",
+    "group_by": ["county", "age_band"],
+    "filter": {"status": ["A"], "party": ["DEM", "REP"]},
+    "epsilon": 0.5,
+}
+
+
+def call(base: str, token: str, path: str, body: dict | None = None) -> dict:
+    request = urllib.request.Request(
+        f"{base}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        return json.load(answer)
+
+
+def public_cells(datasets: dict, group_by: list[str]) -> int:
+    listed = datasets["datasets"] if isinstance(datasets, dict) else datasets
+    nc = next(d for d in listed if d["name"] == "nc")
+    sizes = {d["name"]: len(d["values"]) for d in nc["dimensions"]}
+    cells = 1
+    for dim in group_by:
+        cells *= sizes[dim]
+    return cells
+
+
+def main(binary: str, config: str, token: str) -> int:
+    server = subprocess.Popen(
+        [binary, "serve", "--config", config],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = server.stdout.readline()
+        if "listening on " not in line:
+            server.kill()
+            print(f"demo check: the server did not start:\n{server.stderr.read()}", file=sys.stderr)
+            return 1
+        base = line.rsplit("listening on ", 1)[1].strip()
+        started = time.monotonic()
+        body = call(base, token, "/v1/query", QUERY)
+        cells = body["rows"]
+        print(
+            f"demo check: {len(cells)} noisy cells, ε spent {body['epsilon_spent']}, "
+            f"{time.monotonic() - started:.2f} s, from {base}"
+        )
+        # Every public cell, empty ones too: counties × age bands.
+        expected = public_cells(call(base, token, "/v1/datasets"), QUERY["group_by"])
+        if len(cells) != expected:
+            print(f"demo check: expected {expected} cells, got {len(cells)}", file=sys.stderr)
+            return 1
+        return 0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:4]))
