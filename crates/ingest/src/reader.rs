@@ -81,7 +81,7 @@ fn hash_files(
         match msg {
             HashMsg::Bytes(buf, range) => hasher.update(&buf[range]),
             HashMsg::End(index, mut source) => {
-                let done = std::mem::replace(&mut hasher, openssl::sha::Sha256::new());
+                let done = std::mem::take(&mut hasher);
                 source.sha256 = hex::encode(done.finish());
                 let _ = events.send(ReaderEvent::Done(index, source));
             }
