@@ -794,11 +794,11 @@ mod tests {
             .unwrap()
             .replace("name = \"nc\"", "name = \"mn\"");
         std::fs::write(tmp.join("layouts/mn.toml"), nc).unwrap();
-        std::fs::write(
-            tmp.join("reference/nc_counties.csv"),
-            builtin::reference("../reference/nc_counties.csv").unwrap(),
-        )
-        .unwrap();
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/reference");
+        for entry in std::fs::read_dir(shipped).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, tmp.join("reference").join(path.file_name().unwrap())).unwrap();
+        }
         let dir = tmp.join("layouts");
         let mn = Layout::resolve_in("mn", Some(&dir)).unwrap();
         assert_eq!(mn.name, "mn");
