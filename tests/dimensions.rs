@@ -166,6 +166,15 @@ fn precincts_nest_in_counties() {
         .write(root.path());
     let server = start(&config);
 
+    // The config names the layout by its path; analysts see its name only.
+    let listed = server.get("/v1/datasets", &alice.token);
+    assert_eq!(
+        listed.body["datasets"][0]["layout"], "nc",
+        "{}",
+        listed.text
+    );
+    assert!(!listed.text.contains(&*root.path().to_string_lossy()));
+
     // Alone, precinct has its distinct codes: P01..P06 and NA.
     let domains = domains(&server, &alice.token);
     assert_eq!(

@@ -104,6 +104,9 @@ pub struct Domains {
     /// Registration year (as `u16` bits) → code.
     registration_table: Vec<u16>,
     spec: DomainSpec,
+    /// The layout's declared `name`: what analysts are told the dataset
+    /// follows (never the path it was loaded from).
+    layout_name: String,
 }
 
 /// One factor of a query's cells: a grouped dimension, or a dimension
@@ -378,6 +381,7 @@ impl Domains {
             age_table: age_table(layout, spec),
             registration_table: registration_table(layout, spec),
             spec: spec.clone(),
+            layout_name: layout.name.clone(),
         })
     }
 
@@ -404,6 +408,12 @@ impl Domains {
     /// The spec these domains were built with.
     pub fn spec(&self) -> &DomainSpec {
         &self.spec
+    }
+
+    /// The name the layout declares (`nc`), whether it was given to the
+    /// server by name or by path.
+    pub fn layout_name(&self) -> &str {
+        &self.layout_name
     }
 
     /// Names of the dimensions this dataset has.

@@ -39,7 +39,8 @@ pub struct DatasetsResponse {
 pub struct DatasetInfo {
     /// Dataset name.
     pub name: String,
-    /// The layout that gives its public domains.
+    /// The name the layout declares (never a path): it gives the public
+    /// domains.
     pub layout: String,
     /// Reference date of ages and registration years.
     pub as_of: String,

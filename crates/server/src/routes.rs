@@ -184,7 +184,7 @@ pub async fn datasets(who: Authed) -> HttpResponse {
         .filter(|d| analyst.epsilon.contains_key(&d.config.name))
         .map(|d| DatasetInfo {
             name: d.config.name.clone(),
-            layout: d.config.layout.clone(),
+            layout: d.target.domains.layout_name().to_owned(),
             as_of: d.config.as_of.clone(),
             max_epsilon_per_query: d.config.max_epsilon_per_query.to_f64(),
             max_cells: state.server.max_cells,
