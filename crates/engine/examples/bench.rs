@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow::array::{ArrayRef, DictionaryArray, Int16Array, StringArray, UInt8Array, UInt16Array};
-use arrow::datatypes::{DataType, Field, Schema, UInt8Type, UInt16Type};
+use arrow::datatypes::{UInt8Type, UInt16Type};
 use arrow::record_batch::RecordBatch;
 use engine::{CountQuery, Dataset, DomainSpec, Domains};
 use layout::Layout;
@@ -155,23 +155,8 @@ fn write(
     reg: &[Option<i16>],
     coded: &[Vec<u8>],
 ) {
-    let mut fields = Vec::new();
-    for name in layout.output_columns() {
-        fields.push(match name {
-            "county" => Field::new(
-                name,
-                DataType::Dictionary(Box::new(DataType::UInt16), Box::new(DataType::Utf8)),
-                false,
-            ),
-            "birth_year" | "registration_year" => Field::new(name, DataType::Int16, true),
-            _ => Field::new(
-                name,
-                DataType::Dictionary(Box::new(DataType::UInt8), Box::new(DataType::Utf8)),
-                false,
-            ),
-        });
-    }
-    let schema = Arc::new(Schema::new(fields));
+    // The schema `rollcall ingest` writes, from its one definition.
+    let schema = dataset::schema(layout);
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))
         .set_max_row_group_row_count(Some(ROW_GROUP))
