@@ -71,6 +71,14 @@ pub struct Source {
     pub sha256: String,
     /// Data lines read from this file.
     pub rows_read: u64,
+    /// The delimiter the file was split on (`tab`, `pipe`, `comma` or the
+    /// character): the layout's, or the one detected for `delimiter = "auto"`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub delimiter: String,
+    /// Source columns read under an alternative name in this file: the
+    /// layout's first name → the name found in the header.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub columns: BTreeMap<String, String>,
 }
 
 /// One column of the Parquet schema.

@@ -25,6 +25,7 @@
 //! - Memory is bounded: the only state that grows with rows is 16 bytes per
 //!   row for de-duplication (plus one bit per row).
 
+pub mod check;
 mod clock;
 mod manifest;
 mod merger;
@@ -108,19 +109,28 @@ pub enum IngestError {
         values: Thousands,
     },
     /// A column the layout needs is not in a file's header.
-    #[error(
-        "{file}: column `{column}` (layout `{layout}`, key `{key}`) is not in the header{hint}"
-    )]
+    #[error("{file}: column {column} (layout `{layout}`, key `{key}`) is not in the header{hint}")]
     MissingColumn {
         /// The input file.
         file: String,
-        /// The missing column.
+        /// The missing column, quoted: `` `a` `` or `` `a` or `b` `` when the
+        /// layout gives alternative names.
         column: String,
         /// The layout key that names it (`dimensions.status.column`).
         key: String,
         /// When the header split into one field: which delimiter it looks
         /// like instead (empty otherwise).
         hint: String,
+        /// The layout name.
+        layout: String,
+    },
+    /// `delimiter = "auto"`, and the first line holds no tab, pipe or comma.
+    #[error(
+        "{file}: layout `{layout}` has delimiter = \"auto\", but the first line holds no tab, pipe or comma (key `format.delimiter`)"
+    )]
+    NoDelimiter {
+        /// The input file.
+        file: String,
         /// The layout name.
         layout: String,
     },

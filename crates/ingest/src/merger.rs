@@ -169,7 +169,8 @@ impl<'a> Merger<'a> {
         let first_line = self.counts.rows_read_by_file[file] + self.first_data_line;
         for (line, reason) in rejects {
             let line = first_line + line;
-            let (column, text, key) = describe(reason, rules, self.layout);
+            let (column, text) = describe(reason, rules, self.layout);
+            let key = reason.key();
             *self
                 .counts
                 .rejects_by_reason
@@ -206,18 +207,13 @@ impl<'a> Merger<'a> {
     }
 }
 
-/// Where and why a line was rejected: column, message and reason key
-/// (never the line's content).
-fn describe(
-    reason: &RejectReason,
-    rules: &Rules,
-    layout: &Layout,
-) -> (String, String, &'static str) {
+/// Where and why a line was rejected: column and message (never the
+/// line's content).
+fn describe(reason: &RejectReason, rules: &Rules, layout: &Layout) -> (String, String) {
     match *reason {
         RejectReason::FieldCount { found, expected } => (
             "-".to_owned(),
             format!("expected {expected} fields, found {found}"),
-            "field_count",
         ),
         RejectReason::UnclosedQuote(i) => (
             rules
@@ -226,17 +222,22 @@ fn describe(
                 .cloned()
                 .unwrap_or_else(|| format!("field {}", i + 1)),
             "quote opened and never closed".to_owned(),
-            "broken_quoting",
         ),
         RejectReason::UnknownCounty => (
             layout.county.column.clone(),
             "county not in the reference list".to_owned(),
-            "unknown_county",
+        ),
+        RejectReason::CountyMismatch => (
+            layout
+                .county
+                .agree
+                .as_ref()
+                .map_or_else(|| layout.county.column.clone(), |a| a.column.clone()),
+            "county columns disagree or name no listed county".to_owned(),
         ),
         RejectReason::MissingVoterId => (
             layout.voter_id.clone(),
             "voter id is blank or a placeholder".to_owned(),
-            "missing_voter_id",
         ),
     }
 }

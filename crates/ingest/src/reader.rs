@@ -125,25 +125,21 @@ fn read_file(
         }
         let mut start = 0;
         if rules.is_none() {
-            let header_end = if layout.format.header {
-                match memchr::memchr(b'\n', &buf) {
-                    Some(i) => i + 1,
-                    None if eof => buf.len(),
-                    None => {
-                        carry = buf.to_vec(); // header longer than a chunk: read more
-                        continue;
-                    }
+            let first_end = match memchr::memchr(b'\n', &buf) {
+                Some(i) => i + 1,
+                None if eof => buf.len(),
+                None => {
+                    carry = buf.to_vec(); // first line longer than a chunk: read more
+                    continue;
                 }
-            } else {
-                0
             };
             rules = Some(Arc::new(compile(
                 layout,
                 path,
-                &buf[..header_end],
+                &buf[..first_end],
                 current_year,
             )?));
-            start = header_end;
+            start = if layout.format.header { first_end } else { 0 };
         }
         let cut = if eof {
             buf.len()
@@ -172,6 +168,13 @@ fn read_file(
             return Ok(false);
         }
     }
+    let (delimiter, columns) = match &rules {
+        Some(r) => (
+            delimiter_name(r.delimiter()),
+            r.columns_used.iter().cloned().collect(),
+        ),
+        None => (String::new(), Default::default()), // an empty file
+    };
     let source = Source {
         file: path.file_name().map_or_else(
             || path.display().to_string(),
@@ -180,20 +183,36 @@ fn read_file(
         bytes,
         sha256: String::new(),
         rows_read: 0,
+        delimiter,
+        columns,
     };
     Ok(hash_tx.send(HashMsg::End(index, source)).is_ok())
 }
 
-fn compile(
+/// Compiles the layout's rules for one file, given its first line (the
+/// header, or for a file without one, the first data line, which only
+/// decides an `auto` delimiter).
+pub(crate) fn compile(
     layout: &Layout,
     path: &Path,
-    header: &[u8],
+    first_line: &[u8],
     current_year: i16,
 ) -> Result<Rules, IngestError> {
+    let mut line = first_line.strip_suffix(b"\n").unwrap_or(first_line);
+    line = line.strip_suffix(b"\r").unwrap_or(line);
+    line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line); // UTF-8 BOM
+    let delimiter = if layout.format.auto_delimiter {
+        let expected = (!layout.format.header).then_some(layout.format.columns.len());
+        detect_delimiter(line, layout.format.quoting, expected).ok_or_else(|| {
+            IngestError::NoDelimiter {
+                file: path.display().to_string(),
+                layout: layout.name.clone(),
+            }
+        })?
+    } else {
+        layout.format.delimiter
+    };
     let names: Vec<String> = if layout.format.header {
-        let mut line = header.strip_suffix(b"\n").unwrap_or(header);
-        line = line.strip_suffix(b"\r").unwrap_or(line);
-        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line); // UTF-8 BOM
         if line.is_empty() {
             return Err(IngestError::NoHeader {
                 file: path.display().to_string(),
@@ -203,57 +222,87 @@ fn compile(
         let mut names = Vec::new();
         let mut scratch = Vec::new();
         // A header with broken quoting still names columns; take it as split.
-        let _ = crate::split::split_line(
-            line,
-            layout.format.delimiter,
-            layout.format.quoting,
-            |_, span| {
-                let f = crate::split::field(line, span, &mut scratch);
-                names.push(String::from_utf8_lossy(crate::split::trim(f)).into_owned());
-            },
-        );
+        let _ = crate::split::split_line(line, delimiter, layout.format.quoting, |_, span| {
+            let f = crate::split::field(line, span, &mut scratch);
+            names.push(String::from_utf8_lossy(crate::split::trim(f)).into_owned());
+        });
         names
     } else {
         layout.format.columns.clone()
     };
     let one_field = layout.format.header && names.len() == 1;
-    Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
+    let rules = Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
+        let (key, names) = layout_key(layout, &column);
         IngestError::MissingColumn {
             file: path.display().to_string(),
-            key: layout_key(layout, &column),
+            key,
             hint: if one_field {
-                delimiter_hint(layout.format.delimiter, header)
+                delimiter_hint(delimiter, first_line)
             } else {
                 String::new()
             },
-            column,
+            column: names,
             layout: layout.name.clone(),
         }
-    })
+    })?;
+    Ok(rules.with_delimiter(delimiter))
 }
 
-/// The layout key that names `column`, for errors.
-fn layout_key(layout: &Layout, column: &str) -> String {
-    let is = |c: &str| c.trim().eq_ignore_ascii_case(column.trim());
-    if is(&layout.voter_id) {
-        return "voter_id.column".into();
+/// The delimiter of a `delimiter = "auto"` file from its first line: of
+/// tab, pipe and comma (outside quotes), the one that splits a header-less
+/// line into `expected` fields, else the most frequent; `None` when the
+/// line holds none of them.
+pub(crate) fn detect_delimiter(
+    line: &[u8],
+    quoting: layout::Quoting,
+    expected: Option<usize>,
+) -> Option<u8> {
+    let mut counts = [0usize; 3];
+    let candidates = [b'\t', b'|', b','];
+    let mut quoted = false;
+    for &b in line {
+        if b == b'"' && quoting == layout::Quoting::Double {
+            quoted = !quoted;
+        } else if !quoted && let Some(i) = candidates.iter().position(|&c| c == b) {
+            counts[i] += 1;
+        }
     }
-    if is(&layout.county.column) {
-        return "county.column".into();
-    }
-    if layout.birth_year.as_ref().is_some_and(|d| is(&d.column)) {
-        return "birth_year.column".into();
-    }
-    if layout
-        .registration_date
-        .as_ref()
-        .is_some_and(|d| is(&d.column))
+    if let Some(n) = expected
+        && let Some(i) = counts.iter().position(|&c| c + 1 == n)
     {
-        return "registration_date.column".into();
+        return Some(candidates[i]);
     }
-    match layout.coded.iter().find(|c| is(&c.column)) {
-        Some(c) => format!("dimensions.{}.column", c.name),
-        None => "format.columns".into(),
+    let (i, &most) = counts
+        .iter()
+        .enumerate()
+        .max_by_key(|&(i, c)| (*c, usize::MAX - i))?;
+    (most > 0).then_some(candidates[i])
+}
+
+/// How a manifest names a delimiter.
+pub(crate) fn delimiter_name(d: u8) -> String {
+    match d {
+        b'\t' => "tab".into(),
+        b'|' => "pipe".into(),
+        b',' => "comma".into(),
+        other => (other as char).to_string(),
+    }
+}
+
+/// The layout key that names `column` (a source column's first name), and
+/// all its names quoted, for errors.
+fn layout_key(layout: &Layout, column: &str) -> (String, String) {
+    let is = |c: &str| c.trim().eq_ignore_ascii_case(column.trim());
+    match layout.source_columns().into_iter().find(|s| is(s.names[0])) {
+        Some(s) => (
+            s.key,
+            s.names
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(" or "),
+        ),
+        None => ("format.columns".into(), format!("`{column}`")),
     }
 }
 

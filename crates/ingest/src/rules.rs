@@ -66,9 +66,25 @@ pub enum RejectReason {
     UnclosedQuote(usize),
     /// The county is not in the reference list.
     UnknownCounty,
+    /// The layout's second county column (`[county.agree]`) names no
+    /// county of the list, or another county than the first.
+    CountyMismatch,
     /// The voter id is blank or one of the layout's placeholders, and the
     /// layout rejects such lines.
     MissingVoterId,
+}
+
+impl RejectReason {
+    /// The reason's key in the manifest's `rejects_by_reason`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            RejectReason::FieldCount { .. } => "field_count",
+            RejectReason::UnclosedQuote(_) => "broken_quoting",
+            RejectReason::UnknownCounty => "unknown_county",
+            RejectReason::CountyMismatch => "county_mismatch",
+            RejectReason::MissingVoterId => "missing_voter_id",
+        }
+    }
 }
 
 /// A coded value that was not in the table: which coded column, and the raw
@@ -86,14 +102,42 @@ const SLOT_ID: usize = 0;
 const SLOT_COUNTY: usize = 1;
 const SLOT_BIRTH: usize = 2;
 const SLOT_REG: usize = 3;
-const SLOT_CODED: usize = 4; // 4..4+MAX_CODED
+const SLOT_AGREE: usize = 4;
+const SLOT_CODED: usize = 5; // 5..5+MAX_CODED
+
+/// How a coded value found its code (for `rollcall layout check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Matched {
+    /// The value is a code of the table.
+    #[default]
+    Code,
+    /// The value is a key of the dimension's `map`.
+    Mapped,
+    /// The field is blank and the dimension has a `blank` code.
+    Blank,
+    /// The field is blank and the dimension has no `blank` code: it became
+    /// the fallback and is counted as unknown.
+    BlankUnknown,
+    /// None of these: the value became the fallback and is counted as
+    /// unknown.
+    Unknown,
+}
+
+impl Matched {
+    /// Whether the value is counted as an unknown code.
+    pub fn is_unknown(self) -> bool {
+        matches!(self, Matched::Unknown | Matched::BlankUnknown)
+    }
+}
 
 struct CodeTable {
     slot: usize,
-    lookup: Lookup<u8>,
+    /// Value → index of its code, plus [`MAPPED`] for a `map` key.
+    lookup: Lookup<u16>,
     fallback: u8,
     blank: Option<u8>,
     numeric: bool,
+    case_insensitive: bool,
     /// For a dimension within the county: `valid[county × codes + code]`.
     within: Option<(usize, Vec<bool>)>,
 }
@@ -119,6 +163,92 @@ fn valid_pairs(c: &layout::CodedColumn, counties: usize) -> Option<(usize, Vec<b
         valid[usize::from(county) * width + usize::from(code)] = true;
     }
     Some((width, valid))
+}
+
+/// Marks a [`CodeTable`] lookup value that came from the `map`.
+const MAPPED: u16 = 1 << 8;
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A coded dimension's lookup: its codes, then its `map` keys (upper-cased
+/// for a case-insensitive one), each to the index of its code.
+fn code_table(c: &layout::CodedColumn, slot: usize, counties: usize) -> CodeTable {
+    let key = |k: &str| {
+        if c.case_insensitive {
+            k.to_ascii_uppercase()
+        } else {
+            k.to_owned()
+        }
+    };
+    let mut lookup = Lookup::new();
+    for (idx, code) in c.codes.iter().enumerate() {
+        lookup.insert(key(&code.code).as_bytes(), idx as u16);
+    }
+    for (from, to) in &c.map {
+        let idx = c
+            .codes
+            .iter()
+            .position(|code| &code.code == to)
+            .expect("validated");
+        lookup.insert(key(from.trim()).as_bytes(), idx as u16 | MAPPED);
+    }
+    CodeTable {
+        slot,
+        lookup,
+        fallback: c.fallback as u8,
+        blank: c.blank.map(|b| b as u8),
+        numeric: c.numeric,
+        case_insensitive: c.case_insensitive,
+        within: valid_pairs(c, counties),
+    }
+}
+
+/// The county list as a lookup from the upper-cased name or code (each
+/// name also as Latin-1 bytes) to its index.
+fn county_lookup(layout: &Layout, by: CountyMatch, numeric: bool) -> Lookup<u16> {
+    let mut lookup = Lookup::new();
+    for (idx, county) in layout.county.counties.iter().enumerate() {
+        let key = match by {
+            CountyMatch::Name => &county.name,
+            CountyMatch::Code => &county.code,
+        };
+        let key = if numeric {
+            layout::normalize_numeric(key).into_owned()
+        } else {
+            key.clone()
+        };
+        let upper = key.to_uppercase();
+        lookup.insert(upper.as_bytes(), idx as u16);
+        // The same name as Latin-1 bytes, so `DOÑA ANA` matches in either encoding.
+        if let Some(latin1) = upper
+            .chars()
+            .map(|c| u8::try_from(c as u32).ok())
+            .collect::<Option<Vec<u8>>>()
+        {
+            lookup.insert(&latin1, idx as u16);
+        }
+    }
+    lookup
+}
+
+/// A date column's rule: its format, and its sentinels split into dates
+/// (compared after parsing) and masks (compared as bytes).
+fn date_rule(d: &DateSpec, format: &layout::DateFormat, min_year: i16) -> DateRule {
+    let (mut sentinel_keys, mut masks) = (Vec::new(), Vec::new());
+    for value in d.sentinels.iter().chain(&d.masks) {
+        match format.parse_date(value.as_bytes()) {
+            Some(date) => sentinel_keys.push(date.key()),
+            None => masks.push(value.as_bytes().to_vec()),
+        }
+    }
+    DateRule {
+        format: format.clone(),
+        sentinel_keys,
+        masks,
+        min_year,
+    }
 }
 
 struct DateRule {
@@ -188,6 +318,10 @@ pub struct Rules {
     pub column_names: Vec<String>,
     county_lookup: Lookup<u16>,
     county_numeric: bool,
+    /// The lookup of `[county.agree]`'s column, if the layout has one.
+    agree: Option<(Lookup<u16>, bool)>,
+    /// Which of each source column's names this file has, by layout key.
+    pub columns_used: Vec<(String, String)>,
     /// The layout's placeholder ids, as bytes.
     id_placeholders: Vec<Vec<u8>>,
     missing_id: MissingVoterId,
@@ -208,17 +342,33 @@ pub struct MissingColumn(pub String);
 
 impl Rules {
     /// Compiles `layout` for a file whose columns are `header` (the header
-    /// line's names, or the layout's positional names).
+    /// line's names, or the layout's positional names). A column with
+    /// alternative names is read from the first of them the header has.
     pub fn new(
         layout: &Layout,
         header: &[String],
         current_year: i16,
     ) -> Result<Rules, MissingColumn> {
-        let find = |name: &str| -> Result<usize, MissingColumn> {
-            header
-                .iter()
-                .position(|h| h.trim().eq_ignore_ascii_case(name.trim()))
-                .ok_or_else(|| MissingColumn(name.to_owned()))
+        let mut columns_used = Vec::new();
+        // The column of the first of `names` the header has, and which one.
+        let mut find = |names: Vec<&str>| -> Result<(usize, usize), MissingColumn> {
+            for (choice, name) in names.iter().enumerate() {
+                if let Some(i) = header
+                    .iter()
+                    .position(|h| h.trim().eq_ignore_ascii_case(name.trim()))
+                {
+                    if choice > 0 {
+                        columns_used.push((names[0].to_owned(), (*name).to_owned()));
+                    }
+                    return Ok((i, choice));
+                }
+            }
+            Err(MissingColumn(names[0].to_owned()))
+        };
+        let with = |first: &'_ str, rest: &'_ [String]| -> Vec<String> {
+            std::iter::once(first.to_owned())
+                .chain(rest.iter().cloned())
+                .collect()
         };
         let mut slots_of_column = vec![[NO_SLOT; 2]; header.len()];
         let mut assign = |column: usize, slot: usize| {
@@ -229,83 +379,47 @@ impl Rules {
                 s[1] = slot as u8;
             }
         };
-        assign(find(&layout.voter_id)?, SLOT_ID);
-        assign(find(&layout.county.column)?, SLOT_COUNTY);
-        let date_rule = |d: &DateSpec, min_year: i16| {
-            let (mut sentinel_keys, mut masks) = (Vec::new(), Vec::new());
-            for value in d.sentinels.iter().chain(&d.masks) {
-                match d.format.parse_date(value.as_bytes()) {
-                    Some(date) => sentinel_keys.push(date.key()),
-                    None => masks.push(value.as_bytes().to_vec()),
-                }
-            }
-            DateRule {
-                format: d.format.clone(),
-                sentinel_keys,
-                masks,
-                min_year,
-            }
-        };
-        let birth = match &layout.birth_year {
-            Some(d) => {
-                assign(find(&d.column)?, SLOT_BIRTH);
-                Some(date_rule(d, layout.min_birth_year))
+        let county = &layout.county;
+        let id_names = with(&layout.voter_id, &layout.voter_id_alternatives);
+        assign(find(strs(&id_names))?.0, SLOT_ID);
+        let county_names = with(&county.column, &county.alternatives);
+        assign(find(strs(&county_names))?.0, SLOT_COUNTY);
+        let agree = match &county.agree {
+            Some(a) => {
+                let names = with(&a.column, &a.alternatives);
+                assign(find(strs(&names))?.0, SLOT_AGREE);
+                Some((county_lookup(layout, a.matched_by, a.numeric), a.numeric))
             }
             None => None,
         };
-        let reg = match &layout.registration_date {
-            Some(d) => {
-                assign(find(&d.column)?, SLOT_REG);
-                Some(date_rule(d, layout.first_registration_year))
-            }
-            None => None,
-        };
+        let mut date =
+            |d: &DateSpec, slot: usize, min_year: i16| -> Result<DateRule, MissingColumn> {
+                let mut names = vec![d.column.as_str()];
+                names.extend(d.alternatives.iter().map(|(c, _)| c.as_str()));
+                let (i, choice) = find(names)?;
+                assign(i, slot);
+                let format = match choice {
+                    0 => &d.format,
+                    n => &d.alternatives[n - 1].1,
+                };
+                Ok(date_rule(d, format, min_year))
+            };
+        let birth = layout
+            .birth_year
+            .as_ref()
+            .map(|d| date(d, SLOT_BIRTH, layout.min_birth_year))
+            .transpose()?;
+        let reg = layout
+            .registration_date
+            .as_ref()
+            .map(|d| date(d, SLOT_REG, layout.first_registration_year))
+            .transpose()?;
         let mut coded = Vec::new();
         for (i, c) in layout.coded.iter().enumerate() {
             let slot = SLOT_CODED + i;
-            assign(find(&c.column)?, slot);
-            let mut lookup = Lookup::new();
-            for (idx, code) in c.codes.iter().enumerate() {
-                lookup.insert(code.code.as_bytes(), idx as u8);
-            }
-            for (from, to) in &c.map {
-                let idx = c
-                    .codes
-                    .iter()
-                    .position(|code| &code.code == to)
-                    .expect("validated");
-                lookup.insert(from.trim().as_bytes(), idx as u8);
-            }
-            coded.push(CodeTable {
-                slot,
-                lookup,
-                fallback: c.fallback as u8,
-                blank: c.blank.map(|b| b as u8),
-                numeric: c.numeric,
-                within: valid_pairs(c, layout.county.counties.len()),
-            });
-        }
-        let mut county_lookup = Lookup::new();
-        for (idx, county) in layout.county.counties.iter().enumerate() {
-            let key = match layout.county.matched_by {
-                CountyMatch::Name => &county.name,
-                CountyMatch::Code => &county.code,
-            };
-            let key = if layout.county.numeric {
-                layout::normalize_numeric(key).into_owned()
-            } else {
-                key.clone()
-            };
-            let upper = key.to_uppercase();
-            county_lookup.insert(upper.as_bytes(), idx as u16);
-            // The same name as Latin-1 bytes, so `DOÑA ANA` matches in either encoding.
-            if let Some(latin1) = upper
-                .chars()
-                .map(|c| u8::try_from(c as u32).ok())
-                .collect::<Option<Vec<u8>>>()
-            {
-                county_lookup.insert(&latin1, idx as u16);
-            }
+            let names = with(&c.column, &c.alternatives);
+            assign(find(strs(&names))?.0, slot);
+            coded.push(code_table(c, slot, layout.county.counties.len()));
         }
         let wanted_fields = slots_of_column
             .iter()
@@ -316,8 +430,10 @@ impl Rules {
             expected_fields: header.len(),
             wanted_fields,
             column_names: header.to_vec(),
-            county_lookup,
-            county_numeric: layout.county.numeric,
+            county_lookup: county_lookup(layout, county.matched_by, county.numeric),
+            county_numeric: county.numeric,
+            agree,
+            columns_used,
             id_placeholders: layout
                 .voter_id_placeholders
                 .iter()
@@ -332,6 +448,18 @@ impl Rules {
             encoding: layout.format.encoding,
             current_year,
         })
+    }
+
+    /// The same rules splitting on `delimiter` (the one detected for a file
+    /// of a `delimiter = "auto"` layout).
+    pub fn with_delimiter(mut self, delimiter: u8) -> Rules {
+        self.delimiter = delimiter;
+        self
+    }
+
+    /// The delimiter these rules split on.
+    pub fn delimiter(&self) -> u8 {
+        self.delimiter
     }
 
     /// Applies the rules to one line (without its terminator).
@@ -382,7 +510,15 @@ impl Rules {
         let mut row = Row::default();
 
         let county = trim(split::field(line, spans[SLOT_COUNTY], scratch));
-        row.county = self.county(county).ok_or(RejectReason::UnknownCounty)?;
+        row.county = self
+            .county(&self.county_lookup, self.county_numeric, county)
+            .ok_or(RejectReason::UnknownCounty)?;
+        if let Some((lookup, numeric)) = &self.agree {
+            let other = trim(split::field(line, spans[SLOT_AGREE], scratch));
+            if self.county(lookup, *numeric, other) != Some(row.county) {
+                return Err(RejectReason::CountyMismatch);
+            }
+        }
 
         // After the county, so that a line with both faults keeps the reason
         // it had before ids were checked.
@@ -424,27 +560,55 @@ impl Rules {
         out.unknown.clear();
         for (i, table) in self.coded.iter().enumerate() {
             let raw = trim(split::field(line, spans[table.slot], scratch));
-            row.codes[i] = if raw.is_empty() && table.blank.is_some() {
-                table.blank.unwrap_or(table.fallback)
-            } else {
-                let key = if table.numeric {
-                    normalize_numeric_bytes(raw, &mut out.numeric)
-                } else {
-                    raw
-                };
-                match table.lookup.get(key) {
-                    Some(code) if table.valid_in(row.county, code) => code,
-                    _ => {
-                        out.unknown.push(UnknownCode {
-                            column: i as u8,
-                            value: self.decode(raw),
-                        });
-                        table.fallback
-                    }
-                }
-            };
+            let (code, matched) = self.code(table, row.county, raw, out);
+            row.codes[i] = code;
+            out.matched[i] = matched;
+            if matched.is_unknown() {
+                out.unknown.push(UnknownCode {
+                    column: i as u8,
+                    value: self.decode(raw),
+                });
+            }
         }
         Ok((row, DedupKey { id, rank }))
+    }
+
+    /// The code of a trimmed coded value, and how it was found.
+    #[inline]
+    fn code(
+        &self,
+        table: &CodeTable,
+        county: u16,
+        raw: &[u8],
+        out: &mut RowOutcome,
+    ) -> (u8, Matched) {
+        if raw.is_empty()
+            && let Some(blank) = table.blank
+        {
+            return (blank, Matched::Blank);
+        }
+        let mut key = if table.numeric {
+            normalize_numeric_bytes(raw, &mut out.numeric)
+        } else {
+            raw
+        };
+        if table.case_insensitive && key.iter().any(u8::is_ascii_lowercase) {
+            out.upper.clear();
+            out.upper.extend(key.iter().map(u8::to_ascii_uppercase));
+            key = &out.upper;
+        }
+        match table.lookup.get(key) {
+            Some(v) if table.valid_in(county, v as u8) => {
+                let how = if v & MAPPED != 0 {
+                    Matched::Mapped
+                } else {
+                    Matched::Code
+                };
+                (v as u8, how)
+            }
+            _ if raw.is_empty() => (table.fallback, Matched::BlankUnknown),
+            _ => (table.fallback, Matched::Unknown),
+        }
     }
 
     /// The de-duplication key of a trimmed voter id.
@@ -461,25 +625,18 @@ impl Rules {
         }
     }
 
-    fn county(&self, raw: &[u8]) -> Option<u16> {
+    fn county(&self, lookup: &Lookup<u16>, numeric: bool, raw: &[u8]) -> Option<u16> {
         let mut buf = [0u8; 64];
-        let value = if self.county_numeric {
-            let mut tmp = Vec::new();
-            let v = normalize_numeric_bytes(raw, &mut tmp);
-            if v.len() > buf.len() {
-                return None;
-            }
-            buf[..v.len()].copy_from_slice(v);
-            &mut buf[..v.len()]
+        let mut tmp = Vec::new();
+        let v = if numeric {
+            normalize_numeric_bytes(raw, &mut tmp)
         } else {
-            if raw.len() > buf.len() {
-                return None;
-            }
-            buf[..raw.len()].copy_from_slice(raw);
-            &mut buf[..raw.len()]
+            raw
         };
+        let value = buf.get_mut(..v.len())?;
+        value.copy_from_slice(v);
         value.make_ascii_uppercase();
-        self.county_lookup.get(value)
+        lookup.get(value)
     }
 
     fn date(&self, rule: &DateRule, v: &[u8]) -> Result<layout::SimpleDate, NullYear> {
@@ -527,6 +684,10 @@ impl Rules {
 pub struct RowOutcome {
     scratch: Vec<u8>,
     numeric: Vec<u8>,
+    upper: Vec<u8>,
+    /// How each coded value of the last row found its code, in
+    /// `Layout::coded` order.
+    pub matched: [Matched; layout::MAX_CODED],
     /// Unknown codes found in the last row.
     pub unknown: Vec<UnknownCode>,
     /// Why the last row's birth year is null, if it is.

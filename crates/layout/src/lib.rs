@@ -105,6 +105,11 @@ pub struct CodedColumn {
     pub name: String,
     /// Source column name in the voter file.
     pub column: String,
+    /// Other names of the source column, tried in order when a file's
+    /// header lacks `column` (another vintage of the state's file).
+    pub alternatives: Vec<String>,
+    /// Match codes (and `map` keys) ignoring ASCII case: `dem` is `DEM`.
+    pub case_insensitive: bool,
     /// The code table, in the order answers list them. Never empty.
     pub codes: Vec<Code>,
     /// Index into `codes` of the code that values outside the table become.
@@ -172,12 +177,31 @@ pub enum CountyMatch {
 pub struct CountySpec {
     /// Source column name.
     pub column: String,
+    /// Other names of the source column, tried in order.
+    pub alternatives: Vec<String>,
     /// Match by name or by code.
     pub matched_by: CountyMatch,
     /// Normalise integer codes (`01` → `1`) before matching.
     pub numeric: bool,
+    /// A second column naming the county the other way (NC's `county_id`
+    /// beside `county_desc`): it must name the same county, or the line is
+    /// rejected as `county_mismatch`.
+    pub agree: Option<CountyAgree>,
     /// The reference list, in its file order (the order answers list counties).
     pub counties: Vec<County>,
+}
+
+/// The second county column of [`CountySpec::agree`].
+#[derive(Debug, Clone)]
+pub struct CountyAgree {
+    /// Source column name.
+    pub column: String,
+    /// Other names of the source column, tried in order.
+    pub alternatives: Vec<String>,
+    /// Whether its values are the list's names or codes.
+    pub matched_by: CountyMatch,
+    /// Normalise integer codes before matching.
+    pub numeric: bool,
 }
 
 /// A date (or year) column.
@@ -187,6 +211,9 @@ pub struct DateSpec {
     pub column: String,
     /// How the value is written.
     pub format: DateFormat,
+    /// Other names of the source column, each with its own format, tried in
+    /// order (`Birthyear` as `YYYY`, else `Birthdate` as `MM/DD/YYYY`).
+    pub alternatives: Vec<(String, DateFormat)>,
     /// Values that mean "unknown" (e.g. `01/01/1900`): null, silently.
     pub sentinels: Vec<String>,
     /// Masked values (e.g. `##/##/####`): null, silently.
@@ -196,8 +223,12 @@ pub struct DateSpec {
 /// The file format.
 #[derive(Debug, Clone)]
 pub struct Format {
-    /// Field delimiter, one byte.
+    /// Field delimiter, one byte. With `delimiter = "auto"` a comma: what
+    /// `synth` writes; ingest picks each file's own (see `auto_delimiter`).
     pub delimiter: u8,
+    /// `delimiter = "auto"`: each file's first line decides between tab,
+    /// pipe and comma, and the manifest records the choice.
+    pub auto_delimiter: bool,
     /// Whether fields may be wrapped in double quotes.
     pub quoting: Quoting,
     /// Whether the first line of each file is a header.
@@ -235,6 +266,8 @@ pub struct Layout {
     pub format: Format,
     /// Source column of the voter id, used in memory for de-duplication only.
     pub voter_id: String,
+    /// Other names of the voter id column, tried in order.
+    pub voter_id_alternatives: Vec<String>,
     /// Ids the state writes to mean "no id" (`0`, `NONE`), trimmed; matched
     /// after trimming, ignoring ASCII case. A blank id is always missing.
     pub voter_id_placeholders: Vec<String>,
@@ -257,7 +290,63 @@ pub struct Layout {
     digest: String,
 }
 
+/// A source column the layout reads: the layout key that names it and its
+/// names in order of preference (for errors and `rollcall layout check`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceColumn<'a> {
+    /// The layout key, e.g. `dimensions.status.column`.
+    pub key: String,
+    /// The column's name, then its alternatives.
+    pub names: Vec<&'a str>,
+}
+
 impl Layout {
+    /// Every source column the layout reads, by layout key, in the order
+    /// ingest looks them up.
+    pub fn source_columns(&self) -> Vec<SourceColumn<'_>> {
+        fn names<'a>(first: &'a str, rest: &'a [String]) -> Vec<&'a str> {
+            std::iter::once(first)
+                .chain(rest.iter().map(String::as_str))
+                .collect()
+        }
+        let mut out = vec![
+            SourceColumn {
+                key: "voter_id.column".into(),
+                names: names(&self.voter_id, &self.voter_id_alternatives),
+            },
+            SourceColumn {
+                key: "county.column".into(),
+                names: names(&self.county.column, &self.county.alternatives),
+            },
+        ];
+        if let Some(a) = &self.county.agree {
+            out.push(SourceColumn {
+                key: "county.agree.column".into(),
+                names: names(&a.column, &a.alternatives),
+            });
+        }
+        for (key, date) in [
+            ("birth_year.column", &self.birth_year),
+            ("registration_date.column", &self.registration_date),
+        ] {
+            if let Some(d) = date {
+                out.push(SourceColumn {
+                    key: key.into(),
+                    names: std::iter::once(d.column.as_str())
+                        .chain(d.alternatives.iter().map(|(c, _)| c.as_str()))
+                        .collect(),
+                });
+            }
+        }
+        for c in &self.coded {
+            out.push(SourceColumn {
+                key: format!("dimensions.{}.column", c.name),
+                names: names(&c.column, &c.alternatives),
+            });
+        }
+        out
+    }
+
     /// The coded column named `name`, if the layout records it.
     pub fn coded(&self, name: &str) -> Option<&CodedColumn> {
         self.coded.iter().find(|c| c.name == name)

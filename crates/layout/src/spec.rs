@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Deserialize;
 
 use crate::{
-    Code, CodedColumn, County, CountyMatch, CountySpec, DateFormat, DateSpec, Format, Layout,
-    LayoutError, MissingVoterId, Nested,
+    Code, CodedColumn, County, CountyAgree, CountyMatch, CountySpec, DateFormat, DateSpec, Format,
+    Layout, LayoutError, MissingVoterId, Nested,
 };
 
 /// Whether fields may be wrapped in double quotes.
@@ -28,6 +28,24 @@ pub enum Encoding {
     /// UTF-8, falling back to Latin-1 for a field that is not valid UTF-8.
     #[serde(rename = "utf-8")]
     Utf8,
+}
+
+/// A key that takes one string or a list of them: `column = "Birthyear"` or
+/// `column = ["Birthyear", "Birthdate"]` (alternative names, first found wins).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn as_slice(&self) -> &[String] {
+        match self {
+            OneOrMany::One(s) => std::slice::from_ref(s),
+            OneOrMany::Many(v) => v,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,7 +77,7 @@ struct FormatFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoterIdFile {
-    column: String,
+    column: OneOrMany,
     #[serde(default)]
     placeholders: Vec<String>,
     /// A string, not an enum, so that a bad value is reported under its key.
@@ -69,26 +87,57 @@ struct VoterIdFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CountyFile {
-    column: String,
+    column: OneOrMany,
     #[serde(rename = "match")]
     matched_by: CountyMatchFile,
     #[serde(default)]
     numeric: bool,
     reference: String,
+    /// A second county column that must agree with the first (NC's
+    /// `county_id` beside `county_desc`).
+    agree: Option<CountyAgreeFile>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CountyAgreeFile {
+    column: OneOrMany,
+    #[serde(rename = "match")]
+    matched_by: CountyMatchFile,
+    #[serde(default)]
+    numeric: bool,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(rename_all = "lowercase")]
 enum CountyMatchFile {
     Name,
     Code,
 }
 
+impl From<CountyMatchFile> for CountyMatch {
+    fn from(m: CountyMatchFile) -> CountyMatch {
+        match m {
+            CountyMatchFile::Name => CountyMatch::Name,
+            CountyMatchFile::Code => CountyMatch::Code,
+        }
+    }
+}
+
+/// `[voter_id]`, checked.
+struct VoterId {
+    column: String,
+    alternatives: Vec<String>,
+    missing: MissingVoterId,
+    placeholders: Vec<String>,
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DateFile {
-    column: String,
-    format: String,
+    column: OneOrMany,
+    /// One format, or one per alternative column.
+    format: OneOrMany,
     #[serde(default)]
     sentinels: Vec<String>,
     #[serde(default)]
@@ -102,7 +151,10 @@ struct DateFile {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DimensionFile {
-    column: String,
+    column: OneOrMany,
+    /// `"sensitive"` (the default) or `"insensitive"`: whether `dem` matches
+    /// the code `DEM`. A string, so that a bad value is named under its key.
+    case: Option<String>,
     /// The code table inline; or
     codes: Option<Vec<CodeFile>>,
     /// a `code,label` CSV, relative to the layout file.
@@ -152,8 +204,8 @@ pub(crate) fn validate(
     if file.name.trim().is_empty() {
         return Err(check.invalid("name", "must not be empty".into()));
     }
-    let delimiter = check.format()?;
-    let (missing_voter_id, voter_id_placeholders) = check.voter_id(&file.voter_id)?;
+    let (delimiter, auto_delimiter) = check.format()?;
+    let voter_id = check.voter_id(&file.voter_id)?;
     let county = check.county(&file.county, read_reference)?;
     let years = check.years(file.birth_year.as_ref(), file.registration_date.as_ref())?;
     let coded = check.dimensions(
@@ -168,14 +220,16 @@ pub(crate) fn validate(
         origin: origin.to_owned(),
         format: Format {
             delimiter,
+            auto_delimiter,
             quoting: file.format.quoting,
             header: file.format.header,
             encoding: file.format.encoding,
             columns: file.format.columns,
         },
-        voter_id: file.voter_id.column,
-        voter_id_placeholders,
-        missing_voter_id,
+        voter_id: voter_id.column,
+        voter_id_alternatives: voter_id.alternatives,
+        voter_id_placeholders: voter_id.placeholders,
+        missing_voter_id: voter_id.missing,
         county,
         birth_year: years.birth_year,
         registration_date: years.registration_date,
@@ -211,16 +265,18 @@ impl Check<'_> {
         }
     }
 
-    /// `[format]`: returns the delimiter byte.
-    fn format(&self) -> Result<u8, LayoutError> {
+    /// `[format]`: returns the delimiter byte, and whether it is `auto`
+    /// (then the byte is a comma, what `synth` writes).
+    fn format(&self) -> Result<(u8, bool), LayoutError> {
         let f = self.format;
         let delimiter = match f.delimiter.as_bytes() {
-            [b] if *b != b'"' && *b != b'\n' && *b != b'\r' => *b,
+            b"auto" => None,
+            [b] if *b != b'"' && *b != b'\n' && *b != b'\r' => Some(*b),
             _ => {
                 return Err(self.invalid(
                     "format.delimiter",
                     format!(
-                        "must be exactly one byte other than a quote or newline, got {:?}",
+                        "must be \"auto\" or exactly one byte other than a quote or newline, got {:?}",
                         f.delimiter
                     ),
                 ));
@@ -238,11 +294,27 @@ impl Check<'_> {
                 return Err(self.invalid("format.columns", format!("column `{c}` appears twice")));
             }
         }
-        Ok(delimiter)
+        Ok((delimiter.unwrap_or(b','), delimiter.is_none()))
     }
 
-    /// A source column named at `key`. Without a header, it must be one of
-    /// the positional names in `format.columns`.
+    /// The source column names at `key`, in order of preference. Without a
+    /// header, each must be one of the positional names in `format.columns`.
+    fn columns(&self, key: &str, columns: &OneOrMany) -> Result<Vec<String>, LayoutError> {
+        let names = columns.as_slice();
+        if names.is_empty() {
+            return Err(self.invalid(key, "must name a column".into()));
+        }
+        let mut seen = HashSet::new();
+        for column in names {
+            self.column(key, column)?;
+            if !seen.insert(column.trim().to_ascii_lowercase()) {
+                return Err(self.invalid(key, format!("column `{column}` is listed twice")));
+            }
+        }
+        Ok(names.to_vec())
+    }
+
+    /// One source column name at `key`.
     fn column(&self, key: &str, column: &str) -> Result<(), LayoutError> {
         if column.trim().is_empty() {
             return Err(self.invalid(key, "must name a column".into()));
@@ -260,8 +332,8 @@ impl Check<'_> {
     }
 
     /// `[voter_id]`: what to do with a missing id, and the placeholders.
-    fn voter_id(&self, v: &VoterIdFile) -> Result<(MissingVoterId, Vec<String>), LayoutError> {
-        self.column("voter_id.column", &v.column)?;
+    fn voter_id(&self, v: &VoterIdFile) -> Result<VoterId, LayoutError> {
+        let mut columns = self.columns("voter_id.column", &v.column)?;
         let missing = match v.missing.as_deref() {
             None | Some("reject") => MissingVoterId::Reject,
             Some("keep") => MissingVoterId::Keep,
@@ -275,7 +347,12 @@ impl Check<'_> {
         let placeholders = placeholders(&v.placeholders).map_err(|(i, message)| {
             self.invalid(&format!("voter_id.placeholders[{i}]"), message)
         })?;
-        Ok((missing, placeholders))
+        Ok(VoterId {
+            column: columns.remove(0),
+            alternatives: columns,
+            missing,
+            placeholders,
+        })
     }
 
     /// `[county]`, with its reference list read and parsed.
@@ -284,27 +361,62 @@ impl Check<'_> {
         c: &CountyFile,
         read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
     ) -> Result<CountySpec, LayoutError> {
-        self.column("county.column", &c.column)?;
+        let mut columns = self.columns("county.column", &c.column)?;
+        let agree = match &c.agree {
+            Some(a) => {
+                let mut columns = self.columns("county.agree.column", &a.column)?;
+                Some(CountyAgree {
+                    column: columns.remove(0),
+                    alternatives: columns,
+                    matched_by: a.matched_by.into(),
+                    numeric: a.numeric,
+                })
+            }
+            None => None,
+        };
         let reference_text = read_reference(&c.reference)?;
         Ok(CountySpec {
-            column: c.column.clone(),
-            matched_by: match c.matched_by {
-                CountyMatchFile::Name => CountyMatch::Name,
-                CountyMatchFile::Code => CountyMatch::Code,
-            },
+            column: columns.remove(0),
+            alternatives: columns,
+            matched_by: c.matched_by.into(),
             numeric: c.numeric,
+            agree,
             counties: parse_counties(&reference_text, &c.reference)?,
         })
     }
 
     /// A date section at `key`: its column and format.
     fn date(&self, key: &str, d: &DateFile) -> Result<DateSpec, LayoutError> {
-        self.column(&format!("{key}.column"), &d.column)?;
-        let format =
-            DateFormat::parse(&d.format).map_err(|m| self.invalid(&format!("{key}.format"), m))?;
+        let columns = self.columns(&format!("{key}.column"), &d.column)?;
+        let formats = d.format.as_slice();
+        if formats.len() != 1 && formats.len() != columns.len() {
+            return Err(self.invalid(
+                &format!("{key}.format"),
+                format!(
+                    "give one format, or one per column ({} columns, {} formats)",
+                    columns.len(),
+                    formats.len()
+                ),
+            ));
+        }
+        let mut sources = Vec::with_capacity(columns.len());
+        for (i, column) in columns.into_iter().enumerate() {
+            let text = &formats[i.min(formats.len() - 1)];
+            let format = DateFormat::parse(text).map_err(|m| {
+                let at = if formats.len() == 1 {
+                    String::new()
+                } else {
+                    format!("[{i}]")
+                };
+                self.invalid(&format!("{key}.format{at}"), m)
+            })?;
+            sources.push((column, format));
+        }
+        let (column, format) = sources.remove(0);
         Ok(DateSpec {
-            column: d.column.clone(),
+            column,
             format,
+            alternatives: sources,
             sentinels: d.sentinels.iter().map(|s| s.trim().to_owned()).collect(),
             masks: d.masks.iter().map(|s| s.trim().to_owned()).collect(),
         })
@@ -455,7 +567,17 @@ impl Check<'_> {
         read_reference: &dyn Fn(&str) -> Result<String, LayoutError>,
     ) -> Result<Option<CodedColumn>, LayoutError> {
         let key = format!("dimensions.{name}");
-        self.column(&format!("{key}.column"), &d.column)?;
+        let mut columns = self.columns(&format!("{key}.column"), &d.column)?;
+        let case_insensitive = match d.case.as_deref() {
+            None | Some("sensitive") => false,
+            Some("insensitive") => true,
+            Some(other) => {
+                return Err(self.invalid(
+                    &format!("{key}.case"),
+                    format!("must be \"sensitive\" or \"insensitive\", got {other:?}"),
+                ));
+            }
+        };
         if d.optional && d.codes_file.is_none() {
             return Err(self.invalid(
                 &format!("{key}.optional"),
@@ -495,6 +617,9 @@ impl Check<'_> {
             .as_deref()
             .map(|b| position("blank", b))
             .transpose()?;
+        if case_insensitive {
+            self.distinct_ignoring_case(&key, &codes, &d.map)?;
+        }
         for (from, to) in &d.map {
             if !codes.iter().any(|c| &c.code == to) {
                 return Err(self.invalid(
@@ -508,7 +633,9 @@ impl Check<'_> {
         }
         Ok(Some(CodedColumn {
             name: name.to_owned(),
-            column: d.column.clone(),
+            column: columns.remove(0),
+            alternatives: columns,
+            case_insensitive,
             within: within
                 .map(|pairs| nested_pairs(pairs, counties.len(), &[Some(fallback), blank])),
             codes,
@@ -558,6 +685,32 @@ impl Check<'_> {
             });
         }
         Ok((self.codes(&format!("{key}.codes_file"), &table)?, pairs))
+    }
+
+    /// With `case = "insensitive"`, no two codes (or `map` keys) may differ
+    /// only in case: a value would match both.
+    fn distinct_ignoring_case(
+        &self,
+        key: &str,
+        codes: &[Code],
+        map: &HashMap<String, String>,
+    ) -> Result<(), LayoutError> {
+        let mut seen = HashMap::new();
+        let keys = codes
+            .iter()
+            .map(|c| c.code.as_str())
+            .chain(map.keys().map(|k| k.trim()));
+        for k in keys {
+            if let Some(other) = seen.insert(k.to_ascii_uppercase(), k)
+                && other != k
+            {
+                return Err(self.invalid(
+                    &format!("{key}.case"),
+                    format!("`{other}` and `{k}` differ only in case, so \"insensitive\" cannot tell them apart"),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The code table of `KEY`: `codes` inline or `codes_file`, exactly one.

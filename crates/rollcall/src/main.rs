@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod audit_cmd;
 mod budget_cmd;
 mod ingest_cmd;
+mod layout_cmd;
 mod ledger_cmd;
 mod serve_cmd;
 mod synth_cmd;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Ingest voter file(s) into a minimized Parquet dataset.
     Ingest(ingest_cmd::IngestArgs),
+    /// Check a layout, alone or against the first lines of a voter file.
+    Layout(layout_cmd::LayoutArgs),
     /// Write a synthetic voter file in a layout's exact format.
     Synth(synth_cmd::SynthArgs),
     /// Serve differentially private counts over HTTP (see `--config`).
@@ -52,6 +55,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Ingest(args) => ingest_cmd::run(args),
+        Command::Layout(args) => layout_cmd::run(args),
         Command::Synth(args) => synth_cmd::run(args),
         Command::Serve(args) => serve_cmd::run(args),
         Command::Token(args) => token_cmd::run(args),
