@@ -22,11 +22,13 @@
 //!   they are created.
 //! - Output is built in a temporary folder and swapped into place only on
 //!   success; a failed or interrupted ingest leaves the previous version.
-//! - Memory is bounded: the only state that grows with rows is 16 bytes per
-//!   row for de-duplication (plus one bit per row).
+//! - Memory is bounded at any file size: the de-duplication keys (16 bytes
+//!   a row) are spilled to hash buckets on disk and read back one bucket at
+//!   a time (`dedup.rs`); what stays in memory per row is one bit.
 
 pub mod check;
 mod clock;
+mod dedup;
 mod manifest;
 mod merger;
 mod parse;

@@ -1,6 +1,7 @@
 //! The merger (the ingest's main thread): applies each chunk's result in
 //! input order — rows to the spill file, de-duplication entries, rejects to
 //! `rejects.tsv` with their physical line numbers, counts for the manifest.
+//! De-duplication keys go to [`Keys`]' bucket files.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use layout::Layout;
 
 use crate::IngestError;
+use crate::dedup::{Entry, Keys};
 use crate::parse::ChunkOut;
 use crate::rules::{RejectReason, Rules};
 use crate::unknown::Unknowns;
@@ -19,20 +21,12 @@ use crate::write::{self, Spill};
 /// back from it and the pipeline removes it.
 pub(crate) const SPILL: &str = "rows.spill";
 
-/// One dedup entry: 16 bytes per accepted row, the only state that grows.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) struct Entry {
-    pub id: u64,
-    pub rank: i32,
-    pub row: u32,
-}
-
 /// Everything the merger gathered, once every chunk is in.
 pub(crate) struct Merged {
     /// The spill file of encoded rows, flushed.
     pub spill: File,
-    /// De-duplication entries, one per accepted row.
-    pub entries: Vec<Entry>,
+    /// De-duplication keys, one per accepted row with an id, on disk.
+    pub keys: Keys,
     /// Unknown codes by accepted row.
     pub unknown: Unknowns,
     /// What the manifest reports about the lines read.
@@ -67,9 +61,7 @@ pub(crate) struct Merger<'a> {
     spill_path: PathBuf,
     rejects: BufWriter<File>,
     rejects_path: PathBuf,
-    // One exact-size vector per chunk, joined once at the end: a single
-    // growing vector would briefly hold its old and new buffers (3x).
-    entries: Vec<Vec<Entry>>,
+    keys: Keys,
     unknown: Unknowns,
     counts: Counts,
     bytes_done: u64,
@@ -110,7 +102,7 @@ impl<'a> Merger<'a> {
             spill_path,
             rejects,
             rejects_path,
-            entries: Vec::new(),
+            keys: Keys::create(dir)?,
             unknown: Unknowns::new(layout.coded.len()),
             counts: Counts {
                 rows_read_by_file: vec![0; files.len()],
@@ -132,17 +124,13 @@ impl<'a> Merger<'a> {
             return Err(IngestError::TooManyRows(u32::MAX as u64));
         }
         self.spill.append(&out.rows, &self.spill_path)?;
-        self.entries.push(
-            out.keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| Entry {
-                    id: k.id,
-                    rank: k.rank,
-                    row: (base + i as u64) as u32,
-                })
-                .collect(),
-        );
+        for (i, k) in out.keys.iter().enumerate() {
+            self.keys.push(Entry {
+                id: k.id,
+                rank: k.rank,
+                row: (base + i as u64) as u32,
+            })?;
+        }
         for (i, u) in out.unknown {
             self.unknown.push(base as u32 + i, u);
         }
@@ -194,13 +182,9 @@ impl<'a> Merger<'a> {
             .map_err(|e| IngestError::io(&rejects_path, e.into_error()))?
             .sync_all()
             .map_err(|e| IngestError::io(&rejects_path, e))?;
-        let mut entries = Vec::with_capacity(self.counts.rows_accepted as usize);
-        for chunk in self.entries {
-            entries.extend(chunk); // each chunk is freed as it is moved
-        }
         Ok(Merged {
             spill: self.spill.finish(&self.spill_path)?,
-            entries,
+            keys: self.keys,
             unknown: self.unknown,
             counts: self.counts,
         })

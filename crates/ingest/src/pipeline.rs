@@ -11,14 +11,13 @@ use std::time::{Duration, Instant};
 
 use dataset::{Manifest, Source};
 use layout::Layout;
-use rayon::prelude::*;
 
 use crate::clock::now_utc;
 use crate::manifest::{self, Written};
-use crate::merger::{Entry, Merged, Merger, SPILL};
+use crate::merger::{Merged, Merger, SPILL};
 use crate::parse::{ChunkOut, parse_chunk};
 use crate::reader::{Chunk, ReaderEvent, read_all};
-use crate::rules::{NO_VOTER_ID, RowOutcome};
+use crate::rules::RowOutcome;
 use crate::unknown::Unknowns;
 use crate::write;
 use crate::{IngestError, IngestOptions};
@@ -90,7 +89,7 @@ fn build(
     let started = Instant::now();
     let Merged {
         spill,
-        entries,
+        keys,
         unknown,
         counts,
     } = merged;
@@ -98,7 +97,7 @@ fn build(
     if !opts.allow_unknown {
         refuse_mostly_unknown(layout, &unknown, rows_accepted)?;
     }
-    let dropped = dedup(entries, rows_accepted);
+    let dropped = keys.dropped(rows_accepted)?;
     let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
     let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
     let unknown_codes = manifest::unknown_codes(layout, &unknown, is_dropped);
@@ -285,21 +284,6 @@ impl Events {
     }
 }
 
-/// Marks every row that loses to a duplicate. Returns a bitmap over rows.
-/// Rows without a voter id ([`NO_VOTER_ID`]) are never grouped: each is a
-/// voter of its own.
-fn dedup(mut entries: Vec<Entry>, rows: u64) -> Vec<u64> {
-    let mut dropped = vec![0u64; (rows as usize).div_ceil(64).max(1)];
-    entries.par_sort_unstable();
-    for group in entries.chunk_by(|a, b| a.id == b.id && a.id != NO_VOTER_ID) {
-        // Sorted by (rank, row): the last entry is the latest date, latest row.
-        for e in &group[..group.len() - 1] {
-            dropped[(e.row / 64) as usize] |= 1 << (e.row % 64);
-        }
-    }
-    dropped
-}
-
 fn validate_name(name: &str) -> Result<(), IngestError> {
     let ok = !name.is_empty()
         && name.len() <= 64
@@ -392,27 +376,9 @@ mod tests {
 
     use crate::rules::Rules;
 
-    proptest! {
-        /// De-duplication keeps, for every id, exactly the row with the
-        /// latest date, the later row on a tie, and drops every other row;
-        /// a row without an id is never dropped.
-        #[test]
-        fn dedup_keeps_latest_then_last(rows in proptest::collection::vec((prop_oneof![0u64..20, Just(NO_VOTER_ID)], prop_oneof![Just(OLDEST_RANK), 19000101i32..19000110]), 0..300)) {
-            let entries: Vec<Entry> = rows.iter().enumerate().map(|(i, &(id, rank))| Entry { id, rank, row: i as u32 }).collect();
-            let dropped = dedup(entries, rows.len() as u64);
-            let kept = |i: usize| dropped[i / 64] & (1 << (i % 64)) == 0;
-            for (i, &(id, rank)) in rows.iter().enumerate() {
-                let beaten = id != NO_VOTER_ID && rows.iter().enumerate().any(|(j, &(id2, rank2))| j != i && id2 == id && (rank2 > rank || (rank2 == rank && j > i)));
-                prop_assert_eq!(kept(i), !beaten, "row {} id {} rank {}", i, id, rank);
-            }
-        }
-    }
-
-    const OLDEST_RANK: i32 = crate::rules::OLDEST;
-
     /// Entries for `ids` as the NC rules key them (all in Wake county, same
     /// registration date), in order.
-    fn entries_for(layout: &Layout, ids: &[&str]) -> Vec<Entry> {
+    fn entries_for(layout: &Layout, ids: &[&str]) -> Vec<crate::dedup::Entry> {
         use crate::rules::tests::nc_line;
         let rules = Rules::new(layout, &layout.format.columns, 2026).unwrap();
         let mut out = RowOutcome::default();
@@ -428,7 +394,7 @@ mod tests {
                     ],
                 );
                 let (_, key) = rules.apply(&line, &mut out).unwrap();
-                Entry {
+                crate::dedup::Entry {
                     id: key.id,
                     rank: key.rank,
                     row: row as u32,
@@ -442,7 +408,7 @@ mod tests {
         let layout = crate::rules::tests::nc_with_voter_id("missing = \"keep\"");
         // Two voters without an id, then one voter listed twice.
         let ids = ["", "   ", "AA1", "AA1"];
-        let dropped = dedup(entries_for(&layout, &ids), ids.len() as u64);
+        let dropped = crate::dedup::tests::dedup(&entries_for(&layout, &ids), ids.len() as u64);
         assert_eq!(dropped, vec![0b0100], "only the first AA1 loses");
     }
 
@@ -509,9 +475,11 @@ mod tests {
             .map(|(p, _)| p.rsplit('/').next().unwrap())
             .collect();
         let incoming = format!(".nc.incoming-{}", std::process::id());
-        let want: std::collections::BTreeSet<&str> =
+        let buckets: Vec<String> = (0..64).map(|i| format!("keys.{i:02}.spill")).collect();
+        let mut want: std::collections::BTreeSet<&str> =
             [incoming.as_str(), "rejects.tsv", "rows.spill"].into();
-        assert_eq!(names, want);
+        want.extend(buckets.iter().map(String::as_str));
+        assert_eq!(names, want, "the rows' and the ids' spills, nothing else");
         for (path, mode) in &seen {
             let want = if path.ends_with(".spill") || path.ends_with(".tsv") {
                 0o600
