@@ -371,7 +371,6 @@ fn sync_dir(dir: &Path) -> Result<(), IngestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
     use std::path::PathBuf;
 
     use crate::rules::Rules;
