@@ -61,6 +61,9 @@ pub struct IngestOptions {
     /// Ingest even when a dimension's values are mostly not in its code
     /// table (see [`IngestError::MostlyUnknown`]).
     pub allow_unknown: bool,
+    /// Ingest even when more than half of the lines are rejected (see
+    /// [`IngestError::MostlyRejected`]).
+    pub allow_rejects: bool,
 }
 
 /// A count printed with thousands separators (`200,000`).
@@ -109,6 +112,23 @@ pub enum IngestError {
         percent: f64,
         /// Values looked at: every accepted line.
         values: Thousands,
+    },
+    /// More than half of the lines were rejected: the layout does not fit
+    /// the file (another field count, delimiter or county list). Nothing was
+    /// swapped in, so the previous dataset stays.
+    #[error(
+        "{rejected} of {read} lines were rejected, most as `{reason}`{hint}; nothing was swapped in \
+         (`rollcall layout check` shows the shares; --allow-rejects ingests anyway)"
+    )]
+    MostlyRejected {
+        /// Lines rejected.
+        rejected: Thousands,
+        /// Data lines read.
+        read: Thousands,
+        /// The most frequent reason's key.
+        reason: String,
+        /// What that reason usually means.
+        hint: String,
     },
     /// A column the layout needs is not in a file's header.
     #[error("{file}: column {column} (layout `{layout}`, key `{key}`) is not in the header{hint}")]

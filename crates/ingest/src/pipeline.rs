@@ -14,7 +14,7 @@ use layout::Layout;
 
 use crate::clock::now_utc;
 use crate::manifest::{self, Written};
-use crate::merger::{Merged, Merger, SPILL};
+use crate::merger::{Counts, Merged, Merger, SPILL};
 use crate::parse::{ChunkOut, parse_chunk};
 use crate::reader::{Chunk, ReaderEvent, read_all};
 use crate::rules::RowOutcome;
@@ -94,6 +94,9 @@ fn build(
         counts,
     } = merged;
     let rows_accepted = counts.rows_accepted;
+    if !opts.allow_rejects {
+        refuse_mostly_rejected(&counts)?;
+    }
     if !opts.allow_unknown {
         refuse_mostly_unknown(layout, &unknown, rows_accepted)?;
     }
@@ -131,6 +134,34 @@ fn build(
     let manifest = manifest::build(layout, opts, counts, unknown_codes, written);
     manifest::write(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Fails when more than half of the lines read were rejected: swapping in
+/// what is left would replace a good dataset with a sliver of one.
+fn refuse_mostly_rejected(counts: &Counts) -> Result<(), IngestError> {
+    if counts.rows_rejected * 2 <= counts.rows_read {
+        return Ok(());
+    }
+    let (reason, _) = counts
+        .rejects_by_reason
+        .iter()
+        .max_by_key(|(_, n)| **n)
+        .expect("some lines were rejected");
+    let hint = match reason.as_str() {
+        "field_count" => {
+            ": the lines have another number of fields than the header (or `format.columns`)"
+        }
+        "unknown_county" => ": the county column's values are not in the county list",
+        "county_mismatch" => ": the two county columns do not agree",
+        "missing_voter_id" => ": the voter id column is blank",
+        _ => "",
+    };
+    Err(IngestError::MostlyRejected {
+        rejected: crate::Thousands(counts.rows_rejected),
+        read: crate::Thousands(counts.rows_read),
+        reason: reason.clone(),
+        hint: hint.to_owned(),
+    })
 }
 
 /// Fails when more than a fifth of a coded dimension's values are unknown
@@ -462,6 +493,7 @@ mod tests {
             current_year: Some(2026),
             threads: Some(1),
             allow_unknown: false,
+            allow_rejects: false,
         };
         let modes = Modes {
             data_dir: data_dir.clone(),
@@ -537,6 +569,7 @@ mod tests {
             current_year: Some(2026),
             threads: Some(1),
             allow_unknown: false,
+            allow_rejects: false,
         };
         (layout, opts)
     }
@@ -588,6 +621,41 @@ mod tests {
         fs::write(&opts.files[0], fixed).unwrap();
         let manifest = ingest(&layout, &opts, &()).unwrap();
         assert_eq!(manifest.unknown_codes["gender"]["SURNAME4"], 1);
+    }
+
+    #[test]
+    fn a_file_mostly_rejected_stops_the_ingest_and_keeps_the_old_dataset() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (layout, opts) = surname_as_gender(tmp.path(), 4);
+        let opts = IngestOptions {
+            allow_unknown: true,
+            ..opts
+        };
+        ingest(&layout, &opts, &()).unwrap();
+        // Every data line gains a trailing field (a column the state added).
+        let text = fs::read_to_string(&opts.files[0]).unwrap();
+        let mut lines = text.lines();
+        let mut wider = lines.next().unwrap().to_owned() + "\n";
+        for (i, l) in lines.enumerate() {
+            wider += l;
+            if i < 3 {
+                wider += "\tNEW";
+            }
+            wider += "\n";
+        }
+        fs::write(&opts.files[0], wider).unwrap();
+        let err = ingest(&layout, &opts, &()).unwrap_err().to_string();
+        assert!(
+            err.starts_with("3 of 4 lines were rejected, most as `field_count`: the lines have another number of fields"),
+            "{err}"
+        );
+        let kept = Manifest::read(&opts.data_dir.join("nc")).unwrap().unwrap();
+        assert_eq!(kept.rows_written, 4, "the previous dataset stays");
+        let opts = IngestOptions {
+            allow_rejects: true,
+            ..opts
+        };
+        assert_eq!(ingest(&layout, &opts, &()).unwrap().rows_written, 1);
     }
 
     #[test]

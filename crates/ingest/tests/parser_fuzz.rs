@@ -175,6 +175,7 @@ fn check_case(
             // Mutated lines may be mostly unknown codes: the parser is what
             // is tested here, not the layout's fit.
             allow_unknown: true,
+            allow_rejects: true,
         },
         &(),
     )

@@ -42,6 +42,11 @@ pub struct IngestArgs {
     /// reads the wrong column).
     #[arg(long)]
     allow_unknown: bool,
+    /// Ingest even when more than half of the lines are rejected (by default
+    /// that stops the ingest and keeps the previous dataset: the layout most
+    /// likely does not fit the file).
+    #[arg(long)]
+    allow_rejects: bool,
     /// No progress bar and no summary line (errors are still printed).
     #[arg(long, short)]
     quiet: bool,
@@ -119,6 +124,7 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
         current_year: None,
         threads: args.threads,
         allow_unknown: args.allow_unknown,
+        allow_rejects: args.allow_rejects,
     };
     let started = Instant::now();
     let report = Report::new(args.quiet);
