@@ -385,7 +385,6 @@ fn assert_balanced(t: &GroundTruth) {
 #[test]
 fn truth_matches_an_independent_reading_of_the_file() {
     for layout in shipped() {
-        let name = layout.name.as_str();
         for quirks in [false, true] {
             for seed in [1, 2] {
                 let (bytes, truth, _) = synth_with(&layout, 20_000, seed, quirks);
@@ -453,7 +452,6 @@ fn every_builtin_layout_generates_and_balances() {
 #[test]
 fn empty_and_tiny_files() {
     for layout in shipped() {
-        let name = layout.name.as_str();
         for rows in [0, 1, 2, 17, 40] {
             for quirks in [false, true] {
                 let (bytes, t, _) = synth_with(&layout, rows, 5, quirks);
