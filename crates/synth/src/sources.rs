@@ -46,6 +46,25 @@ pub(crate) fn filler_for(name: &str) -> Filler {
         Filler::LastName
     } else if has("first") && has("name") {
         Filler::FirstName
+    } else if (has("addr") || has("street")) && has("name") {
+        // MI `STREET_NAME`, PA `Street Name`: part of an address, not a
+        // person's name.
+        Filler::Street
+    } else if has("name")
+        && [
+            "dist",
+            "jurisdiction",
+            "county",
+            "status",
+            "village",
+            "school",
+        ]
+        .iter()
+        .any(|p| has(p))
+    {
+        // MI `COUNTY_NAME`, `JURISDICTION_NAME`, `STATE_HOUSE_DISTRICT_NAME`:
+        // names of places and codes, not of people.
+        Filler::Code
     } else if has("name") && !has("precinct") {
         Filler::MiddleName
     } else if has("email") {

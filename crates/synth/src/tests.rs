@@ -31,6 +31,35 @@ fn synth(name: &str, rows: u64, seed: u64, quirks: bool) -> (Vec<u8>, GroundTrut
     synth_with(&Layout::resolve(name).unwrap(), rows, seed, quirks)
 }
 
+/// Every shipped layout: the built-in ones, then the other files of the
+/// repository's `config/layouts` (MI and PA, which are not compiled in).
+fn shipped() -> Vec<Layout> {
+    let mut out: Vec<Layout> = layout::builtin::NAMES
+        .iter()
+        .map(|n| Layout::resolve(n).unwrap())
+        .collect();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/layouts");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    files.sort();
+    for file in files {
+        let layout = Layout::from_file(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        if !out.iter().any(|l| l.name == layout.name) {
+            out.push(layout);
+        }
+    }
+    assert!(out.len() >= 5, "nc, oh, fl, mi, pa");
+    out
+}
+
+/// A shipped layout by name, built in or not.
+fn shipped_layout(name: &str) -> Layout {
+    shipped().into_iter().find(|l| l.name == name).unwrap()
+}
+
 // ---------------------------------------------------------------------------
 // The reference reader: the rules as documented, written without the generator.
 
@@ -355,8 +384,7 @@ fn assert_balanced(t: &GroundTruth) {
 
 #[test]
 fn truth_matches_an_independent_reading_of_the_file() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
         for quirks in [false, true] {
             for seed in [1, 2] {
                 let (bytes, truth, _) = synth_with(&layout, 20_000, seed, quirks);
@@ -368,12 +396,13 @@ fn truth_matches_an_independent_reading_of_the_file() {
 
 #[test]
 fn same_seed_same_bytes_other_seed_other_bytes() {
-    for name in layout::builtin::NAMES {
+    for layout in shipped() {
+        let name = &layout.name;
         for quirks in [false, true] {
-            let (a, ta, _) = synth(name, 3000, 7, quirks);
-            let (b, tb, _) = synth(name, 3000, 7, quirks);
+            let (a, ta, _) = synth_with(&layout, 3000, 7, quirks);
+            let (b, tb, _) = synth_with(&layout, 3000, 7, quirks);
             assert!(a == b && ta == tb, "{name}");
-            let (c, _, _) = synth(name, 3000, 8, quirks);
+            let (c, _, _) = synth_with(&layout, 3000, 8, quirks);
             assert_ne!(a, c, "{name}");
         }
     }
@@ -381,8 +410,8 @@ fn same_seed_same_bytes_other_seed_other_bytes() {
 
 #[test]
 fn every_builtin_layout_generates_and_balances() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
+        let name = layout.name.as_str();
         for quirks in [false, true] {
             let (bytes, t, _) = synth_with(&layout, 12_345, 3, quirks);
             assert_eq!(t.layout, name);
@@ -422,8 +451,7 @@ fn every_builtin_layout_generates_and_balances() {
 
 #[test]
 fn empty_and_tiny_files() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
         for rows in [0, 1, 2, 17, 40] {
             for quirks in [false, true] {
                 let (bytes, t, _) = synth_with(&layout, rows, 5, quirks);
@@ -493,8 +521,8 @@ fn expected_quirks(layout: &Layout) -> Vec<Q> {
 
 #[test]
 fn every_quirk_kind_appears() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
+        let name = layout.name.as_str();
         for rows in [1_000, 10_000] {
             let (_, _, stats) = synth_with(&layout, rows, 11, true);
             for q in expected_quirks(&layout) {
@@ -614,10 +642,128 @@ fn florida_is_unquoted_headerless_and_derives_ethnicity_from_race() {
     assert!(t.unknown_codes["race"].contains_key("XYZ"));
 }
 
+/// The fields of `bytes`' data lines (quoted with `"` as synth writes them,
+/// without quirks: no field holds a delimiter or a quote).
+fn fields_of(layout: &Layout, bytes: &[u8]) -> Vec<Vec<String>> {
+    let lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+    lines
+        .skip(usize::from(layout.format.header))
+        .map(|l| {
+            l.split(|&b| b == layout.format.delimiter)
+                .map(|f| latin1(f).trim_matches('"').to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn michigan_maps_numeric_genders_and_writes_district_codes() {
+    let layout = shipped_layout("mi");
+    let (bytes, t, _) = synth_with(&layout, 20_000, 3, false);
+    let col = |name: &str| {
+        layout
+            .format
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap()
+    };
+    let lines = fields_of(&layout, &bytes);
+    let gender = col("GENDER");
+    // Older files' 1 and 2 are written (a few per thousand), and read as M and F.
+    for old in ["1", "2"] {
+        assert!(lines.iter().any(|f| f[gender] == old), "gender {old}");
+    }
+    assert!(t.rows.iter().all(|r| r.gender.as_deref() != Some("1")));
+    let g = |code: &str| -> u64 {
+        t.rows
+            .iter()
+            .filter(|r| r.gender.as_deref() == Some(code))
+            .map(|r| r.count)
+            .sum()
+    };
+    let written = |v: &str| lines.iter().filter(|f| f[gender] == v).count() as u64;
+    assert_eq!(g("M"), written("M") + written("1"));
+    assert_eq!(g("F"), written("F") + written("2"));
+    assert!(t.rows.iter().all(|r| r.race.is_none() && r.party.is_none()));
+    // District codes in their named columns; their *_NAME neighbours are not
+    // people's names, and street names are addresses, sampled as identifiers.
+    let house = col("STATE_HOUSE_DISTRICT_CODE");
+    assert!(
+        lines
+            .iter()
+            .all(|f| f[house].is_empty() || (1..=110).contains(&f[house].parse::<u32>().unwrap()))
+    );
+    assert_eq!(filler_for("STATE_HOUSE_DISTRICT_NAME"), Filler::Code);
+    assert_eq!(filler_for("COUNTY_NAME"), Filler::Code);
+    assert_eq!(filler_for("STREET_NAME"), Filler::Street);
+    assert_eq!(filler_for("LAST_NAME"), Filler::LastName);
+    let (_, t, _) = synth_with(&layout, 20_000, 3, true);
+    assert!(
+        t.identifiers
+            .iter()
+            .any(|i| i.ends_with(" ST") || i.ends_with(" RD"))
+    );
+}
+
+#[test]
+fn pennsylvania_is_headerless_with_districts_in_positional_columns() {
+    let layout = shipped_layout("pa");
+    assert_eq!(layout.format.columns.len(), 153);
+    let (bytes, t, _) = synth_with(&layout, 10_000, 4, false);
+    let lines = fields_of(&layout, &bytes);
+    assert!(lines.iter().all(|f| f.len() == 153));
+    assert!(
+        lines[0][0].starts_with("PA"),
+        "no header: the first line is a voter"
+    );
+    let col = |name: &str| {
+        layout
+            .format
+            .columns
+            .iter()
+            .position(|c| c == name)
+            .unwrap()
+    };
+    // District6/7/8 carry the generated House, Senate and congressional
+    // districts: every code of each table appears, and nothing else.
+    for (column, dim, top) in [
+        ("District6", "state_house_district", 203),
+        ("District7", "state_senate_district", 50),
+        ("District8", "congressional_district", 17),
+    ] {
+        let i = col(column);
+        let seen: HashSet<&str> = lines.iter().map(|f| f[i].as_str()).collect();
+        let max = seen.iter().filter_map(|v| v.parse::<u32>().ok()).max();
+        assert_eq!(max, Some(top), "{column}");
+        assert!(
+            seen.iter()
+                .all(|v| v.is_empty() || v.parse::<u32>().is_ok()),
+            "{column}"
+        );
+        let codes: HashSet<&str> = t.rows.iter().filter_map(|r| r.code(dim)).collect();
+        assert_eq!(
+            codes.len(),
+            top as usize + 1,
+            "{dim}: every district and NA"
+        );
+    }
+    // The county by name, as the reference list spells it.
+    let county = col("County");
+    assert!(
+        lines
+            .iter()
+            .all(|f| layout.county.counties.iter().any(|c| c.name == f[county]))
+    );
+    assert_eq!(filler_for("Street Name"), Filler::Street);
+    assert_eq!(filler_for("District12"), Filler::District);
+    assert_eq!(filler_for("Home Phone"), Filler::Phone);
+}
+
 #[test]
 fn every_county_and_code_appears_in_10k_rows() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
+        let name = layout.name.as_str();
         for quirks in [false, true] {
             let (_, t, _) = synth_with(&layout, 10_000, 9, quirks);
             let counties: HashSet<&str> = t.rows.iter().map(|r| r.county.as_str()).collect();
@@ -669,8 +815,8 @@ fn distributions_are_plausible() {
 
 #[test]
 fn identifiers_are_in_the_file_and_not_public_values() {
-    for name in layout::builtin::NAMES {
-        let layout = Layout::resolve(name).unwrap();
+    for layout in shipped() {
+        let name = layout.name.as_str();
         let (bytes, t, _) = synth_with(&layout, 20_000, 6, true);
         assert!(
             t.identifiers.len() >= 100 && t.identifiers.len() <= 200,
