@@ -165,7 +165,7 @@ fn michigan_reads_older_numeric_genders_and_padded_county_codes() {
 }
 
 #[test]
-fn pennsylvania_matches_counties_by_name_and_rejects_a_trailing_column() {
+fn pennsylvania_matches_counties_by_name_and_reads_either_export_width() {
     let tmp = tempfile::tempdir().unwrap();
     let source = tmp.path().join("pa.txt");
     synth("pa", 300, 8, false, &source);
@@ -197,18 +197,37 @@ fn pennsylvania_matches_counties_by_name_and_rejects_a_trailing_column() {
     assert_eq!(rejects, "file\tline\tcolumn\treason\n");
     assert_eq!(m["rows_written"].as_u64(), Some(300));
 
-    // An export made after 2024-06-17 has a trailing `registration_method`:
-    // without a header it cannot be skipped by name, so every line has one
-    // field too many and is rejected (the layout's comment says so).
+    // An export made after 2024-06-17 has a trailing `registration_method`,
+    // which the layout lists under `optional_columns`: the file's first line
+    // says it is there, and every line ingests.
     let newer: Vec<u8> = text
         .split(|&b| b == b'\n')
         .filter(|l| !l.is_empty())
         .flat_map(|l| [l, b"\t\"ONLINE\"\n"].concat())
         .collect();
-    let (m, rejects, _, rows) = ingest_text(tmp.path(), &layout_path("pa"), "new.txt", &newer);
-    assert_eq!(m["rows_rejected"].as_u64(), Some(300));
-    assert_eq!(m["rejects_by_reason"], json!({"field_count": 300}));
-    assert!(rows.is_empty());
+    let (m, rejects, _, _) = ingest_text(tmp.path(), &layout_path("pa"), "new.txt", &newer);
+    assert_eq!(m["rows_written"].as_u64(), Some(300));
+    assert_eq!(rejects, "file\tline\tcolumn\treason\n");
+
+    // A file of the older width whose later lines have the new column:
+    // those are rejected by field count, with their line numbers.
+    let mixed: Vec<u8> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .flat_map(|(i, l)| {
+            let tail: &[u8] = if i >= 298 { b"\tONLINE\n" } else { b"\n" };
+            [l, tail].concat()
+        })
+        .collect();
+    let (m, rejects, _, _) = ingest_text(tmp.path(), &layout_path("pa"), "mixed.txt", &mixed);
+    assert_eq!(m["rejects_by_reason"], json!({"field_count": 2}));
+    let lines: Vec<&str> = rejects
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').nth(1).unwrap())
+        .collect();
+    assert_eq!(lines, ["299", "300"]);
     assert!(
         rejects
             .lines()
@@ -216,22 +235,68 @@ fn pennsylvania_matches_counties_by_name_and_rejects_a_trailing_column() {
             .unwrap()
             .ends_with("expected 153 fields, found 154")
     );
-    // The fix the comment gives: the column appended to `columns`.
-    let text = std::fs::read_to_string(layout_path("pa")).unwrap();
-    let edited = text
-        .replace(
-            "\"Mail Country\",",
-            "\"Mail Country\", \"registration_method\",",
-        )
-        .replace(
-            "../reference/",
-            &format!("{}/", repo_root().join("config/reference").display()),
-        );
-    assert_ne!(edited, text);
-    let custom = tmp.path().join("pa-2024.toml");
-    std::fs::write(&custom, edited).unwrap();
-    let (m, _, _, _) = ingest_text(tmp.path(), &custom, "new.txt", &newer);
-    assert_eq!(m["rows_written"].as_u64(), Some(300));
+}
+
+#[test]
+fn pennsylvania_zone_codes_spelled_with_letters_keep_their_digits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let source = tmp.path().join("pa.txt");
+    synth("pa", 200, 9, false, &source);
+    let text = std::fs::read(&source).unwrap();
+    let columns = load("pa").format.columns;
+    let at = |name: &str| columns.iter().position(|c| c == name).unwrap();
+    let (house, congress) = (at("District6"), at("District8"));
+    let mut want_house = std::collections::BTreeMap::<String, u64>::new();
+    let spelled: Vec<u8> = text
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .enumerate()
+        .flat_map(|(i, line)| {
+            let mut fields: Vec<String> = String::from_utf8_lossy(line)
+                .split('\t')
+                .map(str::to_owned)
+                .collect();
+            let digits = fields[house].trim_matches('"').to_owned();
+            let code = if digits.is_empty() {
+                "NA".to_owned()
+            } else {
+                digits.trim_start_matches('0').to_owned()
+            };
+            *want_house.entry(code).or_default() += 1;
+            // NVF saw "ST0123"-like and "CON18TH"-like spellings.
+            if !digits.is_empty() {
+                fields[house] = format!("\"ST{:04}\"", digits.parse::<u32>().unwrap());
+                if i % 2 == 0 {
+                    let c = fields[congress].trim_matches('"').to_owned();
+                    if !c.is_empty() {
+                        fields[congress] = format!("\"CON{c}TH\"");
+                    }
+                }
+            }
+            let mut out = fields.join("\t").into_bytes();
+            out.push(b'\n');
+            out
+        })
+        .collect();
+    let (m, _, columns, rows) = ingest_text(tmp.path(), &layout_path("pa"), "pa.txt", &spelled);
+    assert_eq!(m["rows_written"].as_u64(), Some(200));
+    assert!(
+        m["unknown_codes"].get("state_house_district").is_none(),
+        "{m}"
+    );
+    assert!(
+        m["unknown_codes"].get("congressional_district").is_none(),
+        "{m}"
+    );
+    let i = columns
+        .iter()
+        .position(|c| c == "state_house_district")
+        .unwrap();
+    let mut got = std::collections::BTreeMap::<String, u64>::new();
+    for r in &rows {
+        *got.entry(r[i].clone().unwrap()).or_default() += 1;
+    }
+    assert_eq!(got, want_house);
 }
 
 #[test]

@@ -228,7 +228,7 @@ pub(crate) fn compile(
         });
         names
     } else {
-        layout.format.columns.clone()
+        positional_names(layout, line, delimiter)
     };
     let one_field = layout.format.header && names.len() == 1;
     let rules = Rules::new(layout, &names, current_year).map_err(|MissingColumn(column)| {
@@ -246,6 +246,22 @@ pub(crate) fn compile(
         }
     })?;
     Ok(rules.with_delimiter(delimiter))
+}
+
+/// The column names of a file without a header: the layout's `columns`,
+/// plus as many of its `optional_columns` as the first line has fields for.
+fn positional_names(layout: &Layout, first_line: &[u8], delimiter: u8) -> Vec<String> {
+    let f = &layout.format;
+    let mut names = f.columns.clone();
+    if f.optional_columns.is_empty() {
+        return names;
+    }
+    let fields = crate::split::split_line(first_line, delimiter, f.quoting, |_, _| {}).unwrap_or(0);
+    let extra = fields
+        .saturating_sub(f.columns.len())
+        .min(f.optional_columns.len());
+    names.extend(f.optional_columns[..extra].iter().cloned());
+    names
 }
 
 /// The delimiter of a `delimiter = "auto"` file from its first line: of

@@ -137,6 +137,7 @@ struct CodeTable {
     fallback: u8,
     blank: Option<u8>,
     numeric: bool,
+    digits_only: bool,
     case_insensitive: bool,
     /// For a dimension within the county: `valid[county × codes + code]`.
     within: Option<(usize, Vec<bool>)>,
@@ -200,6 +201,7 @@ fn code_table(c: &layout::CodedColumn, slot: usize, counties: usize) -> CodeTabl
         fallback: c.fallback as u8,
         blank: c.blank.map(|b| b as u8),
         numeric: c.numeric,
+        digits_only: c.digits_only,
         case_insensitive: c.case_insensitive,
         within: valid_pairs(c, counties),
     }
@@ -582,6 +584,11 @@ impl Rules {
         raw: &[u8],
         out: &mut RowOutcome,
     ) -> (u8, Matched) {
+        let raw = if table.digits_only {
+            first_digits(raw)
+        } else {
+            raw
+        };
         if raw.is_empty()
             && let Some(blank) = table.blank
         {
@@ -694,6 +701,19 @@ pub struct RowOutcome {
     pub birth_null: Option<NullYear>,
     /// Why the last row's registration year is null, if it is.
     pub reg_null: Option<NullYear>,
+}
+
+/// The first run of ASCII digits (`CG14` → `14`, `CON18TH` → `18`, `4.0` →
+/// `4`), or nothing.
+fn first_digits(raw: &[u8]) -> &[u8] {
+    let Some(start) = raw.iter().position(u8::is_ascii_digit) else {
+        return &[];
+    };
+    let len = raw[start..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    &raw[start..start + len]
 }
 
 /// `01` → `1`, `4.0` → `4`; other values unchanged (see `layout::normalize_numeric`).

@@ -123,6 +123,10 @@ pub struct CodedColumn {
     pub map: HashMap<String, String>,
     /// Normalise integers before lookup: `01`, `1` and `1.0` are all `1`.
     pub numeric: bool,
+    /// Keep only the value's first run of ASCII digits (`CG14` → `14`,
+    /// `4.0` → `4`): for zone codes some counties spell with letters. A
+    /// value without digits is then blank.
+    pub digits_only: bool,
     /// For a dimension declared `within = "county"`: which codes are valid
     /// in which county. `None` for a dimension valid everywhere.
     pub within: Option<Nested>,
@@ -239,6 +243,10 @@ pub struct Format {
     /// fields by position; for files with a header they document the usual
     /// layout (and `synth` writes them).
     pub columns: Vec<String>,
+    /// For header-less files: columns a file may have after `columns` (a
+    /// newer export's, like PA's 2024 `registration_method`). Each file's
+    /// first line decides how many of them it has. Never read.
+    pub optional_columns: Vec<String>,
 }
 
 /// What ingestion does with a line whose voter id is blank or a placeholder.
@@ -493,7 +501,7 @@ pub fn config_dir() -> PathBuf {
 /// The layouts shipped in `config/`, compiled in as a fallback.
 pub mod builtin {
     /// Names of the built-in layouts.
-    pub const NAMES: [&str; 3] = ["nc", "oh", "fl"];
+    pub const NAMES: [&str; 5] = ["nc", "oh", "fl", "mi", "pa"];
 
     /// The TOML text of a built-in layout.
     pub fn layout(name: &str) -> Option<&'static str> {
@@ -501,6 +509,8 @@ pub mod builtin {
             "nc" => include_str!("../../../config/layouts/nc.toml"),
             "oh" => include_str!("../../../config/layouts/oh.toml"),
             "fl" => include_str!("../../../config/layouts/fl.toml"),
+            "mi" => include_str!("../../../config/layouts/mi.toml"),
+            "pa" => include_str!("../../../config/layouts/pa.toml"),
             _ => return None,
         })
     }
@@ -528,6 +538,20 @@ pub mod builtin {
             }
             "nc_senate_districts.csv" => {
                 include_str!("../../../config/reference/nc_senate_districts.csv")
+            }
+            "mi_counties.csv" => include_str!("../../../config/reference/mi_counties.csv"),
+            "mi_house_districts.csv" => {
+                include_str!("../../../config/reference/mi_house_districts.csv")
+            }
+            "mi_senate_districts.csv" => {
+                include_str!("../../../config/reference/mi_senate_districts.csv")
+            }
+            "pa_counties.csv" => include_str!("../../../config/reference/pa_counties.csv"),
+            "pa_house_districts.csv" => {
+                include_str!("../../../config/reference/pa_house_districts.csv")
+            }
+            "pa_senate_districts.csv" => {
+                include_str!("../../../config/reference/pa_senate_districts.csv")
             }
             _ => return None,
         })
@@ -568,6 +592,8 @@ mod tests {
         assert_eq!(Layout::resolve("nc").unwrap().county.counties.len(), 100);
         assert_eq!(Layout::resolve("oh").unwrap().county.counties.len(), 88);
         assert_eq!(Layout::resolve("fl").unwrap().county.counties.len(), 67);
+        assert_eq!(Layout::resolve("mi").unwrap().county.counties.len(), 83);
+        assert_eq!(Layout::resolve("pa").unwrap().county.counties.len(), 67);
     }
 
     #[test]
@@ -870,7 +896,7 @@ mod tests {
     #[test]
     fn unknown_layout_lists_known() {
         let err = Layout::resolve("zz").unwrap_err().to_string();
-        assert!(err.contains("nc, oh, fl"), "{err}");
+        assert!(err.contains("nc, oh, fl, mi, pa"), "{err}");
     }
 
     #[test]

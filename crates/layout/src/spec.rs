@@ -72,6 +72,10 @@ struct FormatFile {
     encoding: Encoding,
     #[serde(default)]
     columns: Vec<String>,
+    /// Without a header: columns a file may add after `columns` (a newer
+    /// export's), in order.
+    #[serde(default)]
+    optional_columns: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -165,6 +169,10 @@ struct DimensionFile {
     map: HashMap<String, String>,
     #[serde(default)]
     numeric: bool,
+    /// Keep only the value's first run of digits before `numeric` (PA zone
+    /// codes spelled `CG14`, `SE00046`).
+    #[serde(default)]
+    digits_only: bool,
     /// `"county"`: the dimension nests in the county; `codes_file` lists
     /// `county,code,label`.
     within: Option<String>,
@@ -225,6 +233,7 @@ pub(crate) fn validate(
             header: file.format.header,
             encoding: file.format.encoding,
             columns: file.format.columns,
+            optional_columns: file.format.optional_columns,
         },
         voter_id: voter_id.column,
         voter_id_alternatives: voter_id.alternatives,
@@ -288,8 +297,14 @@ impl Check<'_> {
                 "a file without a header needs its column names in order".into(),
             ));
         }
+        if f.header && !f.optional_columns.is_empty() {
+            return Err(self.invalid(
+                "format.optional_columns",
+                "only for a file without a header (with one, columns are found by name)".into(),
+            ));
+        }
         let mut seen = HashSet::new();
-        for c in &f.columns {
+        for c in f.columns.iter().chain(&f.optional_columns) {
             if !seen.insert(c.to_ascii_lowercase()) {
                 return Err(self.invalid("format.columns", format!("column `{c}` appears twice")));
             }
@@ -643,6 +658,7 @@ impl Check<'_> {
             blank,
             map: d.map.clone(),
             numeric: d.numeric,
+            digits_only: d.digits_only,
         }))
     }
 

@@ -20,7 +20,7 @@ use indicatif::{ProgressBar, ProgressStyle};
     after_help = "Example:\n  rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt"
 )]
 pub struct IngestArgs {
-    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// Layout: a name (nc, oh, fl, mi, pa, or NAME.toml in --layouts-dir) or the path
     /// of a layout .toml file.
     #[arg(long)]
     layout: String,

@@ -18,7 +18,7 @@ use clap::Args;
     after_help = "Example:\n  rollcall synth --layout nc --rows 1000000 --seed 1 --out data/ncvoter_synth.txt"
 )]
 pub struct SynthArgs {
-    /// Layout: a name (nc, oh, fl, or NAME.toml in --layouts-dir) or the path
+    /// Layout: a name (nc, oh, fl, mi, pa, or NAME.toml in --layouts-dir) or the path
     /// of a layout .toml file.
     #[arg(long)]
     layout: String,

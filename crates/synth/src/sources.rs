@@ -219,10 +219,16 @@ pub(crate) fn build_source(layout: &Layout, dims: &[usize]) -> Source {
         }
     }
     if unknown.is_empty() {
-        // Every made-up value is a code: make one that is not.
-        let mut u = String::from("ZZ");
+        // Every made-up value is a code: make one that is not. A column read
+        // `digits_only` ignores letters, so its unknown value is all nines.
+        let digits = dims.iter().any(|&d| layout.coded[d].digits_only);
+        let (mut u, more) = if digits {
+            ("9".to_owned(), '9')
+        } else {
+            ("ZZ".to_owned(), 'Z')
+        };
         while dims.iter().any(|&d| !resolve(&layout.coded[d], &u).1) {
-            u.push('Z');
+            u.push(more);
         }
         unknown.push(values.len() as u8);
         add(&mut values, &mut weights, &u, 0.0);
@@ -328,11 +334,24 @@ pub(crate) fn code_weight(c: &CodedColumn, i: usize) -> f64 {
 }
 
 /// What ingestion makes of a raw value for one coded dimension: (code index,
-/// unknown?). Written from the documented rules: trim; blank → the `blank`
-/// code if set; numeric normalisation; the map, then the table; else the
-/// fallback, counted as unknown.
+/// unknown?). Written from the documented rules: trim; `digits_only` keeps
+/// the first run of digits; blank → the `blank` code if set; numeric normalisation; the
+/// map, then the table (ignoring ASCII case when `case = "insensitive"`);
+/// else the fallback, counted as unknown.
 pub(crate) fn resolve(c: &CodedColumn, raw: &str) -> (u8, bool) {
     let raw = raw.trim_matches([' ', '\t']);
+    let raw = if c.digits_only {
+        // The first run of digits: `CG14` is 14, `4.0` is 4.
+        let start = raw
+            .find(|ch: char| ch.is_ascii_digit())
+            .unwrap_or(raw.len());
+        let rest = &raw[start..];
+        &rest[..rest
+            .find(|ch: char| !ch.is_ascii_digit())
+            .unwrap_or(rest.len())]
+    } else {
+        raw
+    };
     if let (true, Some(b)) = (raw.is_empty(), c.blank) {
         return (b as u8, false);
     }
@@ -341,12 +360,19 @@ pub(crate) fn resolve(c: &CodedColumn, raw: &str) -> (u8, bool) {
     } else {
         raw.to_owned()
     };
+    let same = |a: &str, b: &str| {
+        if c.case_insensitive {
+            a.eq_ignore_ascii_case(b)
+        } else {
+            a == b
+        }
+    };
     let mapped = c
         .map
         .iter()
-        .find(|(from, _)| from.trim() == norm)
+        .find(|(from, _)| same(from.trim(), &norm))
         .map_or(norm.as_str(), |(_, to)| to.as_str());
-    match c.codes.iter().position(|code| code.code == mapped) {
+    match c.codes.iter().position(|code| same(&code.code, mapped)) {
         Some(i) => (i as u8, false),
         None => (c.fallback as u8, true),
     }
