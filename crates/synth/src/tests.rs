@@ -235,16 +235,28 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
         let mut unknowns = Vec::new();
         for (d, c) in layout.coded.iter().enumerate() {
             let raw = latin1(trim(&fields[coded_cols[d]]));
+            // As the ingest reads it (docs/layouts.md): the first digits,
+            // then blank, numeric, map and table, maybe ignoring case.
+            let value = if c.digits_only {
+                raw.split(|ch: char| !ch.is_ascii_digit())
+                    .find(|run| !run.is_empty())
+                    .unwrap_or("")
+                    .to_owned()
+            } else {
+                raw.clone()
+            };
+            let same =
+                |a: &str, b: &str| a == b || (c.case_insensitive && a.eq_ignore_ascii_case(b));
             let code = match c.blank {
-                Some(b) if raw.is_empty() => b,
+                Some(b) if value.is_empty() => b,
                 _ => {
-                    let key = norm(&raw, c.numeric);
+                    let key = norm(&value, c.numeric);
                     let mapped = c
                         .map
                         .iter()
-                        .find(|(from, _)| from.trim() == key)
+                        .find(|(from, _)| same(from.trim(), &key))
                         .map_or(key.as_str(), |(_, to)| to.as_str());
-                    match c.codes.iter().position(|code| code.code == mapped) {
+                    match c.codes.iter().position(|code| same(&code.code, mapped)) {
                         Some(i) => i,
                         None => {
                             unknowns.push((d, raw.clone()));
