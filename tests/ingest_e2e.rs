@@ -142,6 +142,7 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
             assert!(
                 [
                     "county not in the reference list",
+                    "county columns disagree or name no listed county",
                     "quote opened and never closed",
                     MISSING_ID_REASON,
                 ]
@@ -448,6 +449,7 @@ fn nc_file_with_ids(ids: &[&str]) -> String {
         let fields = layout.format.columns.iter().map(|c| match c.as_str() {
             "ncid" => *id,
             "county_desc" => "WAKE",
+            "county_id" => "92", // Wake's number: the county columns agree
             "registr_dt" => "03/04/2001",
             "birth_year" => "1970",
             "party_cd" => "DEM",

@@ -197,20 +197,8 @@ mod tests {
         p
     }
 
-    /// NC's columns, with `status_cd` moved into the surname's place.
     fn nc_line(layout: &Layout, set: &[(&str, &str)]) -> String {
-        layout
-            .format
-            .columns
-            .iter()
-            .map(|c| {
-                set.iter()
-                    .find(|(k, _)| k == c)
-                    .map_or("", |(_, v)| *v)
-                    .to_owned()
-            })
-            .collect::<Vec<_>>()
-            .join("\t")
+        String::from_utf8(crate::rules::tests::nc_line(layout, set)).unwrap()
     }
 
     #[test]

@@ -846,22 +846,29 @@ pub(crate) mod tests {
     /// An NC line (every field quoted) with the given columns set, others
     /// blank but the voter id, which is `AA1` unless set (a line without one
     /// is rejected).
+    /// An NC line with `set`'s values, `AA1` as the id, and `county_id`
+    /// the number of `county_desc`'s county (unless `set` gives it), so the
+    /// county columns agree.
     pub(crate) fn nc_line(layout: &Layout, set: &[(&str, &str)]) -> Vec<u8> {
+        let given = |name: &str| set.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+        let county_id = given("county_desc").and_then(|name| {
+            let name = name.trim();
+            layout
+                .county
+                .counties
+                .iter()
+                .find(|c| c.name.eq_ignore_ascii_case(name))
+                .map(|c| c.code.clone())
+        });
         let cols: Vec<String> = layout
             .format
             .columns
             .iter()
-            .map(|c| {
-                set.iter()
-                    .find(|(k, _)| k == c)
-                    .map(|(_, v)| v.to_string())
-                    .unwrap_or_else(|| {
-                        if c == "ncid" {
-                            "AA1".into()
-                        } else {
-                            String::new()
-                        }
-                    })
+            .map(|c| match (given(c), c.as_str()) {
+                (Some(v), _) => v.to_owned(),
+                (None, "ncid") => "AA1".into(),
+                (None, "county_id") => county_id.clone().unwrap_or_default(),
+                (None, _) => String::new(),
             })
             .map(|v| format!("\"{v}\""))
             .collect();

@@ -273,6 +273,9 @@ struct Gen<'a> {
     nested_cands: Vec<Option<Vec<Vec<u8>>>>,
     county_table: Table,
     county_text: Vec<Vec<u8>>,
+    /// Each county as the `[county.agree]` column writes it, if the layout
+    /// has one.
+    agree_text: Option<Vec<Vec<u8>>>,
     bad_county: Vec<u8>,
     ages: Table,
     birth: Option<DateCol>,
@@ -316,6 +319,9 @@ impl<'a> Gen<'a> {
         };
         set(&layout.voter_id, Role::VoterId)?;
         set(&layout.county.column, Role::County)?;
+        if let Some(a) = &layout.county.agree {
+            set(&a.column, Role::CountyAgree)?;
+        }
         if let Some(b) = &layout.birth_year {
             set(&b.column, Role::Birth)?;
         }
@@ -384,6 +390,17 @@ impl<'a> Gen<'a> {
                 CountyMatch::Code => c.code.as_bytes().to_vec(),
             })
             .collect();
+        let agree_text = layout.county.agree.as_ref().map(|a| {
+            layout
+                .county
+                .counties
+                .iter()
+                .map(|c| match a.matched_by {
+                    CountyMatch::Name => c.name.as_bytes().to_vec(),
+                    CountyMatch::Code => c.code.as_bytes().to_vec(),
+                })
+                .collect()
+        });
         let known_county = |v: &str| {
             let v = if layout.county.numeric {
                 layout::normalize_numeric(v).into_owned()
@@ -528,6 +545,7 @@ impl<'a> Gen<'a> {
             nested_cands,
             county_table,
             county_text,
+            agree_text,
             bad_county,
             ages,
             birth,
@@ -680,15 +698,31 @@ impl<'a> Gen<'a> {
                         MissingVoterId::Keep => self.book(&v, true),
                     }
                 }
-                Kind::BadCounty(false) | Kind::Truncated | Kind::Empty | Kind::BrokenQuote => {
+                Kind::BadCounty(false)
+                | Kind::CountyMismatch
+                | Kind::Truncated
+                | Kind::Empty
+                | Kind::BrokenQuote => {
                     next_id += 1;
                     let v = self.voter(next_id);
                     // Part of the line goes: sample no identifiers from it.
-                    let sample = sample && plan.kind == Kind::BadCounty(false);
-                    if plan.kind == Kind::BadCounty(false) {
-                        self.render_bad_county(&v, plan.flags, sample, &mut line);
-                    } else {
-                        self.render(&v, plan.flags, sample, &mut line);
+                    let whole = matches!(plan.kind, Kind::BadCounty(false) | Kind::CountyMismatch);
+                    let sample = sample && whole;
+                    match plan.kind {
+                        Kind::BadCounty(false) => {
+                            self.render_bad_county(&v, plan.flags, sample, &mut line)
+                        }
+                        Kind::CountyMismatch => {
+                            self.render_with(
+                                &v,
+                                plan.flags,
+                                sample,
+                                Spoil::CountyMismatch,
+                                &mut line,
+                            );
+                            self.stats.add(Q::CountyMismatch);
+                        }
+                        _ => self.render(&v, plan.flags, sample, &mut line),
                     }
                     match plan.kind {
                         Kind::Truncated => {

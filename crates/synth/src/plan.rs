@@ -13,6 +13,7 @@ pub(crate) enum Q {
     Truncated,
     Empty,
     BadCounty,
+    CountyMismatch,
     RejectedReusesId,
     BrokenQuote,
     MissingIdBlank,
@@ -97,6 +98,8 @@ pub(crate) enum Kind {
     Empty,
     /// `true`: reuse a kept voter's id with a newer date (must not displace it).
     BadCounty(bool),
+    /// The layout's `[county.agree]` column names another county.
+    CountyMismatch,
     BrokenQuote,
     /// A missing voter id: index into `Gen::missing_ids`.
     MissingId(u8),
@@ -108,6 +111,8 @@ pub(crate) enum Spoil {
     None,
     /// A county not in the reference list.
     County,
+    /// The `[county.agree]` column names the next county of the list.
+    CountyMismatch,
     /// The voter id is `Gen::missing_ids[i]`.
     Id(u8),
 }
@@ -189,6 +194,9 @@ impl Gen<'_> {
             Plan::kind(Kind::BadCounty(false)),
             Plan::kind(Kind::BadCounty(true)),
         ];
+        if self.agree_text.is_some() {
+            p.push(Plan::kind(Kind::CountyMismatch));
+        }
         if self.quoted {
             p.push(Plan::kind(Kind::BrokenQuote));
         }
@@ -259,6 +267,7 @@ impl Gen<'_> {
                 false,
             ),
             12_000..13_500 => Kind::Truncated,
+            13_500..13_750 if self.agree_text.is_some() => Kind::CountyMismatch,
             13_500..14_000 => Kind::BadCounty(false),
             14_000..14_500 => Kind::BadCounty(true),
             14_500..15_000 if self.quoted => Kind::BrokenQuote,

@@ -46,6 +46,7 @@ impl Gen<'_> {
                 Role::VoterId => identifier = self.id_field(v, flags, spoil, line),
                 Role::County if spoil == Spoil::County => line.extend_from_slice(&self.bad_county),
                 Role::County => self.county_field(v.county, flags, line),
+                Role::CountyAgree => self.agree_field(v.county, flags, spoil, line),
                 Role::Birth => {
                     let b = self.birth.as_ref().expect("role");
                     b.write(line, v.birth);
@@ -183,6 +184,29 @@ impl Gen<'_> {
             line.extend_from_slice(text);
             line.extend_from_slice(b"  ");
         }
+    }
+
+    /// The county again, as `[county.agree]` reads it: zero-padded when
+    /// numeric and the county spelling is varied; the next county of the
+    /// list when the line is spoiled so.
+    pub(crate) fn agree_field(
+        &mut self,
+        county: u16,
+        flags: u32,
+        spoil: Spoil,
+        line: &mut Vec<u8>,
+    ) {
+        let texts = self.agree_text.as_ref().expect("role");
+        let county = match spoil {
+            Spoil::CountyMismatch => (usize::from(county) + 1) % texts.len(),
+            _ => usize::from(county),
+        };
+        let text = &texts[county];
+        let numeric = self.layout.county.agree.as_ref().is_some_and(|a| a.numeric);
+        if flags & F_COUNTY != 0 && numeric && text.iter().all(u8::is_ascii_digit) {
+            line.push(b'0');
+        }
+        line.extend_from_slice(text);
     }
 
     pub(crate) fn coded_field(&mut self, s: usize, v: &Voter, flags: u32, line: &mut Vec<u8>) {

@@ -8,6 +8,8 @@ use super::*;
 pub(crate) enum Role {
     VoterId,
     County,
+    /// The `[county.agree]` column: the same county, spelled the other way.
+    CountyAgree,
     Birth,
     Registration,
     /// Index into `Gen::sources`.

@@ -152,6 +152,7 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
             .unwrap()
     };
     let (id_col, county_col) = (col(&layout.voter_id), col(&layout.county.column));
+    let agree_col = layout.county.agree.as_ref().map(|a| col(&a.column));
     let birth_col = layout.birth_year.as_ref().map(|d| col(&d.column));
     let reg_col = layout.registration_date.as_ref().map(|d| col(&d.column));
     let coded_cols: Vec<usize> = layout.coded.iter().map(|c| col(&c.column)).collect();
@@ -208,6 +209,19 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
             rejected_lines.push(line_no);
             continue;
         };
+        // `[county.agree]`: the other column must name the same county.
+        if let (Some(a), Some(agree_col)) = (&layout.county.agree, agree_col) {
+            let other = norm(&latin1(trim(&fields[agree_col])), a.numeric).to_uppercase();
+            let same = layout.county.counties[county].clone();
+            let key = match a.matched_by {
+                CountyMatch::Name => same.name,
+                CountyMatch::Code => same.code,
+            };
+            if norm(&key, a.numeric).to_uppercase() != other {
+                rejected_lines.push(line_no);
+                continue;
+            }
+        }
         // Blank (after trimming) or a placeholder, ignoring case: missing.
         let id = trim(&fields[id_col]);
         let id_missing = id.is_empty()
@@ -501,6 +515,9 @@ fn expected_quirks(layout: &Layout) -> Vec<Q> {
     ];
     if layout.format.quoting == Quoting::Double {
         q.extend([Q::BrokenQuote, Q::DelimiterInField]);
+    }
+    if layout.county.agree.is_some() {
+        q.push(Q::CountyMismatch);
     }
     q.push(Q::MissingIdBlank);
     if layout.format.quoting == Quoting::Double || layout.format.delimiter != b' ' {
