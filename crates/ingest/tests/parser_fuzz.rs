@@ -24,6 +24,7 @@ fn seed_lines(layout: &Layout, quirks: bool) -> (Option<Vec<u8>>, Vec<Vec<u8>>) 
     synth::generate(
         layout,
         &synth::SynthOptions {
+            with_rows: true,
             rows: 60,
             seed: 7,
             quirks,

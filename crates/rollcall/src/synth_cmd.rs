@@ -76,6 +76,8 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         seed: args.seed,
         quirks: args.quirks,
         current_year: args.current_year.unwrap_or_else(|| ingest::now_utc().1),
+        // Rows of the truth cost about 1 KiB each: only when it is written.
+        with_rows: args.truth.is_some(),
     };
     let truth = synth::generate(&layout, &opts, &mut out)?;
     out.flush()

@@ -26,6 +26,7 @@ fn main() {
     let quirks = args.get(3).is_some_and(|s| s == "quirks");
     let layout = layout::Layout::resolve(name).expect("layout");
     let opts = synth::SynthOptions {
+        with_rows: true,
         rows,
         seed: 1,
         quirks,

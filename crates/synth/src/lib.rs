@@ -60,6 +60,10 @@ pub struct SynthOptions {
     pub quirks: bool,
     /// The year ingestion will treat as current (plausible-year rules).
     pub current_year: i16,
+    /// Build [`GroundTruth::rows`], a row per distinct tuple (about 1 KiB
+    /// each). Off for a benchmark file of tens of millions of lines, whose
+    /// truth nobody reads; the counts are still exact.
+    pub with_rows: bool,
 }
 
 /// Why generation failed.

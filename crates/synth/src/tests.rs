@@ -17,6 +17,7 @@ fn synth_with(
     quirks: bool,
 ) -> (Vec<u8>, GroundTruth, Stats) {
     let opts = SynthOptions {
+        with_rows: true,
         rows,
         seed,
         quirks,
@@ -1067,6 +1068,7 @@ fn layouts_missing_a_column_are_refused() {
     let err = generate(
         &layout,
         &SynthOptions {
+            with_rows: true,
             rows: 1,
             seed: 1,
             quirks: false,
@@ -1091,6 +1093,7 @@ fn writes_in_whole_lines_and_reports_io_errors() {
     }
     let layout = Layout::resolve("nc").unwrap();
     let opts = SynthOptions {
+        with_rows: true,
         rows: 10,
         seed: 1,
         quirks: false,

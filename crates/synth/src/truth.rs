@@ -212,6 +212,10 @@ impl Gen<'_> {
             d.map(|d| layout.coded[d].codes[key.code(d)].code.clone())
         };
         let dims = layout::STANDARD_CODED.map(pos);
+        let rows_written = keys.iter().map(|(.., n)| u64::from(*n)).sum();
+        if !self.opts.with_rows {
+            keys = Vec::new();
+        }
         let rows: Vec<TruthRow> = keys
             .into_iter()
             .map(|(_, k, n)| TruthRow {
@@ -246,7 +250,6 @@ impl Gen<'_> {
                 }
             }
         }
-        let rows_written = rows.iter().map(|r| r.count).sum();
         GroundTruth {
             layout: layout.name.clone(),
             rows_read: self.opts.rows,
