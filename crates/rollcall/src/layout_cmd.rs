@@ -87,17 +87,24 @@ fn describe(layout: &Layout) {
     };
     println!("layout `{}` ({}): valid", layout.name, layout.origin);
     println!("  {}", layout.description);
+    let quoting = match f.quoting {
+        layout::Quoting::Double => "double",
+        layout::Quoting::None => "none",
+    };
+    let encoding = match f.encoding {
+        layout::Encoding::Latin1 => "latin1",
+        layout::Encoding::Utf8 => "utf-8",
+    };
+    let header = if f.header { "header" } else { "no header" };
+    println!("  format: delimiter {delimiter}, quoting {quoting}, {header}, {encoding}");
+    let by = match layout.county.matched_by {
+        layout::CountyMatch::Name => "name",
+        layout::CountyMatch::Code => "code",
+    };
     println!(
-        "  format: delimiter {delimiter}, quoting {:?}, {}, {:?}",
-        f.quoting,
-        if f.header { "header" } else { "no header" },
-        f.encoding
-    );
-    println!(
-        "  counties: {} (from {:?} by {:?})",
+        "  counties: {} (from {:?} by {by})",
         layout.county.counties.len(),
         layout.county.column,
-        layout.county.matched_by
     );
     for c in &layout.coded {
         let nested = if c.within.is_some() {
