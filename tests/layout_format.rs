@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 
 use testkit::{multiset, read_dataset, run as rollcall, run_ok as rollcall_ok};
 
-/// A three-county layout; `extra` is appended (more dimensions), and
-/// `format` replaces the `[format]` keys other than `columns`.
-fn write_layout(dir: &Path, format: &str, columns: &[&str], extra: &str) -> PathBuf {
+/// A three-county layout with one coded dimension (`party`, ignoring case);
+/// `format` gives the `[format]` keys other than `columns`.
+fn write_layout(dir: &Path, format: &str, columns: &[&str]) -> PathBuf {
     std::fs::write(
         dir.join("counties.csv"),
         "code,name\n1,ALPHA\n2,BETA\n3,GAMMA\n",
@@ -50,7 +50,6 @@ codes = [
 
 [absent]
 dimensions = ["gender", "race", "ethnicity", "status", "congressional_district"]
-{extra}
 "#,
         columns.join(", ")
     );
@@ -73,6 +72,16 @@ fn ingest(layout: &Path, data: &Path, files: &[&Path]) -> std::process::Output {
     args.extend(files.iter().map(|f| f.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     rollcall(&args)
+}
+
+/// `ingest`, which must succeed.
+fn ingest_ok(layout: &Path, data: &Path, files: &[&Path]) {
+    let out = ingest(layout, data, files);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn manifest(data: &Path) -> serde_json::Value {
@@ -102,7 +111,6 @@ fn two_vintages_with_other_column_names_and_delimiters_make_one_dataset() {
         tmp.path(),
         "delimiter = \"auto\"\nquoting = \"double\"\nheader = true",
         &["VoterId", "County", "Birthyear", "Party"],
-        "",
     );
     // The older vintage: tab-separated, a birth year, `Party`.
     let old = tmp.path().join("old.txt");
@@ -119,12 +127,7 @@ fn two_vintages_with_other_column_names_and_delimiters_make_one_dataset() {
     )
     .unwrap();
     let data = tmp.path().join("data");
-    let out = ingest(&layout, &data, &[&old, &new]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ingest_ok(&layout, &data, &[&old, &new]);
     assert_eq!(
         rows(&data),
         [
@@ -155,7 +158,6 @@ fn codes_match_case_only_when_the_layout_says_so() {
         tmp.path(),
         "delimiter = \",\"\nquoting = \"none\"\nheader = true",
         &["VoterId", "County", "Birthyear", "Party"],
-        "",
     );
     let file = tmp.path().join("f.csv");
     std::fs::write(
@@ -164,7 +166,7 @@ fn codes_match_case_only_when_the_layout_says_so() {
     )
     .unwrap();
     let data = tmp.path().join("data");
-    assert!(ingest(&layout, &data, &[&file]).status.success());
+    ingest_ok(&layout, &data, &[&file]);
     assert_eq!(rows(&data), [("ALPHA 1950 DEM".to_owned(), 2)]);
 
     let text = std::fs::read_to_string(&layout).unwrap();
@@ -198,7 +200,6 @@ fn a_file_with_none_of_a_columns_names_says_each_and_the_key() {
         tmp.path(),
         "delimiter = \"auto\"\nquoting = \"none\"\nheader = true",
         &["VoterId", "County", "Birthyear", "Party"],
-        "",
     );
     let file = tmp.path().join("f.txt");
     std::fs::write(&file, "VoterId|County|YOB|Party\n1|ALPHA|1950|DEM\n").unwrap();
@@ -224,7 +225,6 @@ fn a_county_given_twice_must_agree() {
         tmp.path(),
         "delimiter = \"\\t\"\nquoting = \"none\"\nheader = false",
         &["VoterId", "CountyId", "County", "Birthyear", "Party"],
-        "",
     );
     // Without a header every name must be a positional column: no
     // alternatives here.
@@ -246,12 +246,7 @@ fn a_county_given_twice_must_agree() {
     )
     .unwrap();
     let data = tmp.path().join("data");
-    let out = ingest(&layout, &data, &[&file]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ingest_ok(&layout, &data, &[&file]);
     assert_eq!(
         rows(&data),
         [
@@ -280,7 +275,6 @@ fn layout_check_prints_shares_and_never_a_value() {
         tmp.path(),
         "delimiter = \"auto\"\nquoting = \"none\"\nheader = true",
         &["VoterId", "County", "Birthyear", "Party"],
-        "",
     );
     let file = tmp.path().join("f.txt");
     let mut text = "VoterId,County,Birthyear,Party\n".to_owned();

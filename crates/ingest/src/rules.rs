@@ -513,11 +513,16 @@ impl Rules {
 
         let county = trim(split::field(line, spans[SLOT_COUNTY], scratch));
         row.county = self
-            .county(&self.county_lookup, self.county_numeric, county)
+            .county(
+                &self.county_lookup,
+                self.county_numeric,
+                county,
+                &mut out.numeric,
+            )
             .ok_or(RejectReason::UnknownCounty)?;
         if let Some((lookup, numeric)) = &self.agree {
             let other = trim(split::field(line, spans[SLOT_AGREE], scratch));
-            if self.county(lookup, *numeric, other) != Some(row.county) {
+            if self.county(lookup, *numeric, other, &mut out.numeric) != Some(row.county) {
                 return Err(RejectReason::CountyMismatch);
             }
         }
@@ -632,11 +637,18 @@ impl Rules {
         }
     }
 
-    fn county(&self, lookup: &Lookup<u16>, numeric: bool, raw: &[u8]) -> Option<u16> {
+    /// The index of the county `raw` names in `lookup`: upper-cased, and
+    /// with integers normalised when `numeric` (in `tmp`, reused per row).
+    fn county(
+        &self,
+        lookup: &Lookup<u16>,
+        numeric: bool,
+        raw: &[u8],
+        tmp: &mut Vec<u8>,
+    ) -> Option<u16> {
         let mut buf = [0u8; 64];
-        let mut tmp = Vec::new();
         let v = if numeric {
-            normalize_numeric_bytes(raw, &mut tmp)
+            normalize_numeric_bytes(raw, tmp)
         } else {
             raw
         };
