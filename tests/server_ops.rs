@@ -288,8 +288,12 @@ fn request_ids_are_echoed_or_generated_and_on_every_log_line() {
     );
     assert_eq!(a.status, 200, "{}", a.text);
     assert_eq!(a.request_id.as_deref(), Some(id));
+    // The access line is written after the response: wait for it itself
+    // (every line of the request, the query line too, names the `request`
+    // span, so that alone is not the access line).
     wait_log(&server, "the access line", |log| {
-        log.contains(id) && log.contains("\"request\"")
+        log.lines()
+            .any(|l| l.contains(id) && l.contains("\"message\":\"request\""))
     });
     let tagged = |id: &str| -> Vec<Value> {
         json_lines(&server)
