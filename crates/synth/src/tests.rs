@@ -686,18 +686,21 @@ fn fields_of(layout: &Layout, bytes: &[u8]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The position of `name` in the layout's `columns`.
+fn column(layout: &Layout, name: &str) -> usize {
+    layout
+        .format
+        .columns
+        .iter()
+        .position(|c| c == name)
+        .unwrap_or_else(|| panic!("{}: no column {name}", layout.name))
+}
+
 #[test]
 fn michigan_maps_numeric_genders_and_writes_district_codes() {
     let layout = shipped_layout("mi");
     let (bytes, t, _) = synth_with(&layout, 20_000, 3, false);
-    let col = |name: &str| {
-        layout
-            .format
-            .columns
-            .iter()
-            .position(|c| c == name)
-            .unwrap()
-    };
+    let col = |name: &str| column(&layout, name);
     let lines = fields_of(&layout, &bytes);
     let gender = col("GENDER");
     // Older files' 1 and 2 are written (a few per thousand), and read as M and F.
@@ -747,14 +750,7 @@ fn pennsylvania_is_headerless_with_districts_in_positional_columns() {
         lines[0][0].starts_with("PA"),
         "no header: the first line is a voter"
     );
-    let col = |name: &str| {
-        layout
-            .format
-            .columns
-            .iter()
-            .position(|c| c == name)
-            .unwrap()
-    };
+    let col = |name: &str| column(&layout, name);
     // District6/7/8 carry the generated House, Senate and congressional
     // districts: every code of each table appears, and nothing else.
     for (column, dim, top) in [
