@@ -17,6 +17,7 @@
 
 mod date;
 mod error;
+mod history;
 mod spec;
 
 use std::collections::HashMap;
@@ -24,6 +25,10 @@ use std::path::{Path, PathBuf};
 
 pub use date::{DateFormat, SimpleDate};
 pub use error::LayoutError;
+pub use history::{
+    CATEGORIES, DID_NOT_VOTE, Election, ElectionType, History, HistoryColumns, HistoryFile,
+    HistorySource, MAX_ELECTIONS, NOT_REGISTERED, VOTE_PREFIX,
+};
 pub use spec::NOT_LISTED_LABEL;
 pub use spec::{Encoding, Quoting};
 
@@ -294,6 +299,11 @@ pub struct Layout {
     /// The coded dimensions this layout has: the standard ones in
     /// [`STANDARD_CODED`] order, then the layout's own by name.
     pub coded: Vec<CodedColumn>,
+    /// Where the voting history is and how its codes read (`[history]`).
+    pub history: Option<History>,
+    /// The elections chosen for this dataset ([`Layout::with_elections`]):
+    /// each is a dimension `vote_<id>` and a Parquet column of that name.
+    pub elections: Vec<Election>,
     /// See [`Layout::digest`].
     digest: String,
 }
@@ -387,7 +397,38 @@ impl Layout {
             .iter()
             .map(|c| c.name.as_str())
             .filter(|n| !STANDARD_CODED.contains(n));
-        standard.chain(own).collect()
+        let mut out: Vec<&str> = standard.chain(own).collect();
+        out.extend(self.elections.iter().map(|e| e.dimension.as_str()));
+        out
+    }
+
+    /// This layout with the config's `elections` (`[[dataset.election]]`)
+    /// as dimensions. Fails when there are elections but no `[history]`,
+    /// more than [`MAX_ELECTIONS`], or two with one id or one (date, type).
+    /// The error is the config's to name: (index of the election, message).
+    pub fn with_elections(mut self, elections: Vec<Election>) -> Result<Layout, (usize, String)> {
+        if !elections.is_empty() && self.history.is_none() {
+            return Err((
+                0,
+                format!("layout `{}` has no [history] section: it cannot read voting history", self.name),
+            ));
+        }
+        if elections.len() > MAX_ELECTIONS {
+            return Err((MAX_ELECTIONS, format!("at most {MAX_ELECTIONS} elections per dataset")));
+        }
+        for (i, e) in elections.iter().enumerate() {
+            if let Some(j) = elections[..i].iter().position(|o| o.id == e.id) {
+                return Err((i, format!("id `{}` is also election {j}'s", e.id)));
+            }
+            if let Some(j) = elections[..i]
+                .iter()
+                .position(|o| o.date == e.date && o.kind == e.kind)
+            {
+                return Err((i, format!("the same date and type as election {j}")));
+            }
+        }
+        self.elections = elections;
+        Ok(self)
     }
 
     /// Loads a layout by name or by path to a TOML file: as

@@ -61,6 +61,7 @@ pub(crate) struct LayoutFile {
     #[serde(default)]
     dimensions: BTreeMap<String, DimensionFile>,
     absent: Option<AbsentFile>,
+    history: Option<crate::history::HistoryToml>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -222,6 +223,17 @@ pub(crate) fn validate(
         &county.counties,
         read_reference,
     )?;
+    let history = file.history.map(|h| h.validate(origin)).transpose()?;
+    if matches!(
+        history.as_ref().map(|h| &h.source),
+        Some(crate::HistorySource::Columns(_))
+    ) && !file.format.header
+    {
+        return Err(check.invalid(
+            "history.source",
+            "in-file history finds election columns by header name: the file needs a header".into(),
+        ));
+    }
     Ok(Layout {
         name: file.name,
         description: file.description,
@@ -245,6 +257,8 @@ pub(crate) fn validate(
         first_registration_year: years.first_registration_year,
         min_birth_year: years.min_birth_year,
         coded,
+        history,
+        elections: Vec::new(),
         // Set by `Layout::from_toml`, which has the texts.
         digest: String::new(),
     })
@@ -558,6 +572,15 @@ impl Check<'_> {
                 format!(
                     "a dimension name is `[a-z][a-z0-9_]*`, at most {} characters",
                     crate::MAX_NAME_LEN
+                ),
+            ));
+        }
+        if name.starts_with(crate::VOTE_PREFIX) {
+            return Err(self.invalid(
+                &key,
+                format!(
+                    "`{}…` names an election's dimension (`[[dataset.election]]` in the config)",
+                    crate::VOTE_PREFIX
                 ),
             ));
         }
