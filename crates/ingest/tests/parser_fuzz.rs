@@ -29,6 +29,7 @@ fn seed_lines(layout: &Layout, quirks: bool) -> (Option<Vec<u8>>, Vec<Vec<u8>>) 
             seed: 7,
             quirks,
             current_year: 2026,
+            elections: Vec::new(),
         },
         &mut out,
     )
@@ -177,6 +178,7 @@ fn check_case(
             // is tested here, not the layout's fit.
             allow_unknown: true,
             allow_rejects: true,
+            history_files: Vec::new(),
         },
         &(),
     )

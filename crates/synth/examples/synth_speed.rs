@@ -31,6 +31,7 @@ fn main() {
         seed: 1,
         quirks,
         current_year: 2026,
+        elections: Vec::new(),
     };
     let mut sink = Count(0);
     let start = Instant::now();

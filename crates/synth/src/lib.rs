@@ -32,6 +32,42 @@
 //!   `no_dl_ssn_chkbx`, as NC added in 2026) inserted before the registration
 //!   date.
 //!
+//! With `elections` ([`default_elections`]) it also writes voting history:
+//! for NC and FL a separate file in the layout's `[history]` format
+//! ([`generate_with_history`]; NC with a header and fake values in the
+//! columns ingest does not read), for OH one column per election after the
+//! fixed columns (`GENERAL-11/05/2024`), plus two election columns that are
+//! not configured. Turnout depends on age, party, election type and a habit
+//! per voter (generals about 60–70%, primaries about 23%); methods follow the
+//! layout's code table (NC 2024 general about 55% early, 30% election day,
+//! 10% mail); NC writes some `ELIGIBLE DID NOT VOTE` and `TRANSFER` lines, FL
+//! some `N`. Duplicate registrations share their id's history. With
+//! `quirks`, each of these appears in the first voters' lines and then in a
+//! small share:
+//! - a (voter, election) twice with the same method, twice with different
+//!   methods (the first wins), a did-not-vote line before a ballot (the
+//!   ballot wins), two did-not-vote lines only;
+//! - a ballot before the voter's registration date (history wins: voted);
+//! - methods in lower case, padded with spaces (OH ` x `), blank, and not in
+//!   the table (`Q`, `Z`: the `fallback`, counted as unknown);
+//! - ids padded with spaces;
+//! - lines for elections not configured (2019 and 2021 dates) and, for FL,
+//!   a configured date with another type (both count as other elections);
+//!   FL types in lower case with spaces (still matching);
+//! - lines for ids in no accepted voter line (`NC990000000`…, and the ids of
+//!   rejected voter lines): unmatched;
+//! - rejected lines: a blank id, an id of spaces (`missing_voter_id`), a
+//!   date `13/45/2016` (`bad_date`), a field missing (`field_count`) and, NC,
+//!   an unclosed quote (`broken_quoting`).
+//!
+//! The history truth ([`HistoryTruth`], and [`TruthRow::votes`]) follows
+//! ingest's rules: a kept voter's category per election is the first line
+//! (by id, trimmed) whose category is not `did_not_vote`, else
+//! `did_not_vote` when it has only such lines; with no line (OH: an empty
+//! cell) `not_registered` when its usable registration date is after the
+//! election, else `did_not_vote` (a null, unparseable or out-of-range date
+//! counts as registered). `unknown_methods` counts winning cells only.
+//!
 //! It returns the [`GroundTruth`]: what a correct ingest must produce from the
 //! file. The truth is computed from what the generator chose, by the ingestion
 //! rules applied to the layout's public description, not by parsing the
@@ -44,7 +80,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io::Write;
 
-use layout::{CodedColumn, CountyMatch, Layout, MAX_CODED, MissingVoterId, Quoting};
+use layout::{
+    CodedColumn, CountyMatch, Election, HistorySource, Layout, MAX_CODED, MAX_ELECTIONS,
+    MissingVoterId, Quoting,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -64,6 +103,9 @@ pub struct SynthOptions {
     /// each). Off for a benchmark file of tens of millions of lines, whose
     /// truth nobody reads; the counts are still exact.
     pub with_rows: bool,
+    /// Elections to write voting history for (see [`default_elections`]).
+    /// Empty: no history, and the same bytes as a generator without it.
+    pub elections: Vec<Election>,
 }
 
 /// Why generation failed.
@@ -112,6 +154,53 @@ pub struct GroundTruth {
     /// ids, names, full birth dates, `ssn`, phone and email values) that must
     /// never appear in the output.
     pub identifiers: Vec<String>,
+    /// The voting history's truth, when elections were given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<HistoryTruth>,
+}
+
+/// What a correct ingest counts from the voting history (the separate file,
+/// or the voter file's election columns).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HistoryTruth {
+    /// Per configured election, in the order given: its counts. Each
+    /// [`TruthRow::votes`] holds the category of its voters in this order.
+    pub elections: Vec<ElectionTruth>,
+    /// Data lines of the history file (header excluded); 0 for in-file
+    /// history.
+    pub lines_read: u64,
+    /// Rejected history lines: reason (`field_count`, `broken_quoting`,
+    /// `missing_voter_id`, `bad_date`) → physical line numbers, ascending
+    /// (a header is line 1).
+    pub rejected: BTreeMap<String, Vec<u64>>,
+    /// Accepted lines whose (date, type) is no configured election.
+    pub other_elections: u64,
+    /// Lines of configured elections whose id is in no accepted voter line.
+    pub unmatched: u64,
+    /// Lines after the first of a (voter, election).
+    pub duplicates: u64,
+    /// (Kept voter, election) cells whose winning method (the line that
+    /// decides the category, or the OH cell) is not in the code table.
+    pub unknown_methods: u64,
+    /// In-file history: the election columns of the voter file that are no
+    /// configured election (ingest ignores them).
+    pub ignored_columns: Vec<String>,
+}
+
+/// One configured election's counts over kept voters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ElectionTruth {
+    /// The election's id (`2024g`).
+    pub id: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// Its type (`general`).
+    pub kind: String,
+    /// Category name → kept voters, for every category the layout's vote
+    /// dimension has (zeros included).
+    pub categories: BTreeMap<String, u64>,
+    /// County name → category name → kept voters (non-zero only).
+    pub by_county: BTreeMap<String, BTreeMap<String, u64>>,
 }
 
 impl GroundTruth {
@@ -150,6 +239,11 @@ pub struct TruthRow {
     /// The layout's own dimensions (not standard ones): name → code.
     #[serde(flatten)]
     pub own: BTreeMap<String, Option<String>>,
+    /// Per configured election (in `SynthOptions::elections` order): the
+    /// category of these voters, an index into [`layout::CATEGORIES`].
+    /// Empty without elections.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub votes: Vec<u8>,
     /// Number of rows.
     pub count: u64,
 }
@@ -167,6 +261,11 @@ impl TruthRow {
             "congressional_district" => self.congressional_district.as_deref(),
             own => self.own.get(own)?.as_deref(),
         }
+    }
+
+    /// The category name of these voters in the `e`-th configured election.
+    pub fn vote(&self, e: usize) -> &'static str {
+        layout::CATEGORIES[usize::from(self.votes[e])].0
     }
 }
 
@@ -215,29 +314,71 @@ pub fn precinct_list(layout: &Layout) -> String {
 /// Writes a synthetic file in `layout`'s format to `out` and returns what a
 /// correct ingest of it must produce.
 ///
+/// With `opts.elections`, only for a layout whose history is in the voter
+/// file (OH): a separate history file needs [`generate_with_history`].
+///
 /// Writes one `write_all` per line: pass a buffered writer.
 pub fn generate<W: Write>(
     layout: &Layout,
     opts: &SynthOptions,
     out: &mut W,
 ) -> Result<GroundTruth, SynthError> {
-    generate_with_stats(layout, opts, out).map(|(truth, _)| truth)
+    if !opts.elections.is_empty()
+        && matches!(
+            layout.history.as_ref().map(|h| &h.source),
+            Some(HistorySource::File(_))
+        )
+    {
+        return Err(SynthError::Layout {
+            layout: layout.name.clone(),
+            message: "its history is a separate file: use generate_with_history".into(),
+        });
+    }
+    generate_with_stats(layout, opts, out, &mut std::io::sink()).map(|(truth, ..)| truth)
 }
 
-/// [`generate`], also returning how many times each quirk kind was written.
-fn generate_with_stats<W: Write>(
+/// [`generate`] for a layout whose voting history is a separate file (NC,
+/// FL): writes the voters to `out` and the history of `opts.elections` to
+/// `history`, in the layout's `[history]` format. The truth's
+/// [`GroundTruth::history`] is what an ingest of both must count. For a
+/// layout with in-file history (OH), use [`generate`].
+///
+/// Writes one `write_all` per line to each: pass buffered writers.
+pub fn generate_with_history<W: Write, H: Write>(
     layout: &Layout,
     opts: &SynthOptions,
     out: &mut W,
-) -> Result<(GroundTruth, Stats), SynthError> {
+    history: &mut H,
+) -> Result<GroundTruth, SynthError> {
+    if !matches!(
+        layout.history.as_ref().map(|h| &h.source),
+        Some(HistorySource::File(_))
+    ) {
+        return Err(SynthError::Layout {
+            layout: layout.name.clone(),
+            message: "has no separate history file (in-file history is written by generate)".into(),
+        });
+    }
+    generate_with_stats(layout, opts, out, history).map(|(truth, ..)| truth)
+}
+
+/// [`generate`], also returning how many times each quirk kind was written.
+fn generate_with_stats<W: Write, H: Write>(
+    layout: &Layout,
+    opts: &SynthOptions,
+    out: &mut W,
+    history: &mut H,
+) -> Result<(GroundTruth, Stats, HStats), SynthError> {
     let mut g = Gen::new(layout, opts)?;
-    let truth = g.run(out)?;
-    Ok((truth, g.stats))
+    let truth = g.run(out, history)?;
+    let hstats = g.hist.as_ref().map(|h| h.stats.clone()).unwrap_or_default();
+    Ok((truth, g.stats, hstats))
 }
 
 mod dates;
 mod dice;
 mod fakes;
+mod history;
 mod plan;
 mod render;
 mod sources;
@@ -246,6 +387,8 @@ mod truth;
 use dates::*;
 use dice::*;
 use fakes::*;
+pub use history::default_elections;
+use history::*;
 use plan::*;
 use sources::*;
 use truth::*;
@@ -296,6 +439,8 @@ struct Gen<'a> {
     unknown: Vec<Vec<u64>>,
     identifiers: Vec<String>,
     stats: Stats,
+    /// Voting history, when elections are given.
+    hist: Option<HistGen>,
 }
 
 impl<'a> Gen<'a> {
@@ -374,6 +519,14 @@ impl<'a> Gen<'a> {
                     header.insert(at + k, (*name).to_owned());
                     roles.insert(at + k, Role::Extra(k as u8));
                 }
+            }
+        }
+
+        let hist = HistGen::new(layout, opts, &err)?;
+        if let Some(h) = &hist {
+            for (k, c) in h.columns.iter().enumerate() {
+                header.push(c.name.clone());
+                roles.push(Role::Vote(k as u8));
             }
         }
 
@@ -564,6 +717,7 @@ impl<'a> Gen<'a> {
             unknown,
             identifiers: Vec::new(),
             stats: Stats::default(),
+            hist,
         };
         if opts.quirks {
             g.forced = g.forced_plans();
@@ -571,7 +725,18 @@ impl<'a> Gen<'a> {
         Ok(g)
     }
 
-    fn run<W: Write>(&mut self, out: &mut W) -> Result<GroundTruth, SynthError> {
+    fn run<W: Write, H: Write>(
+        &mut self,
+        out: &mut W,
+        hout: &mut H,
+    ) -> Result<GroundTruth, SynthError> {
+        if let Some(header) = self.hist.as_mut().and_then(|h| {
+            let header = h.file_header()?;
+            h.file.as_mut().expect("a header is a file's").line_no = 1;
+            Some(header)
+        }) {
+            hout.write_all(&header)?;
+        }
         let mut line: Vec<u8> = Vec::with_capacity(2048);
         let mut line_no = 0u64;
         if self.layout.format.header {
@@ -590,7 +755,7 @@ impl<'a> Gen<'a> {
             line.extend_from_slice(if self.crlf_all { b"\r\n" } else { b"\n" });
             out.write_all(&line)?;
             line_no = 1;
-            if self.header.len() > self.layout.format.columns.len() {
+            if self.roles.iter().any(|r| matches!(r, Role::Extra(_))) {
                 self.stats.add(Q::ExtraColumns);
             }
         }
@@ -639,6 +804,7 @@ impl<'a> Gen<'a> {
                         cover += 1;
                     }
                     self.apply(&mut v, plan.tweak);
+                    self.plan_history(&mut v, HMode::Accepted);
                     self.render(&v, plan.flags, sample, &mut line);
                     self.book(&v, true);
                     // A voter whose registration year is out of range is never
@@ -663,6 +829,8 @@ impl<'a> Gen<'a> {
                     let old = recent[at];
                     let mut v = self.voter(old.id);
                     v.reg = self.dup_reg(old.reg, mode);
+                    // The same person: the same history lines (or cells).
+                    v.hist = old.hist;
                     self.render(&v, plan.flags, sample, &mut line);
                     let (old_rank, rank) = (self.rank(old.reg), self.rank(v.reg));
                     self.stats.add(match rank.cmp(&old_rank) {
@@ -686,13 +854,15 @@ impl<'a> Gen<'a> {
                     let old = recent[self.dice.index(recent.len())];
                     let mut v = self.voter(old.id);
                     v.reg = self.dup_reg(old.reg, DupMode::Newer);
+                    v.hist = old.hist;
                     self.render_bad_county(&v, plan.flags, sample, &mut line);
                     self.stats.add(Q::RejectedReusesId);
                     rejected_lines.push(line_no);
                 }
                 Kind::MissingId(k) => {
                     next_id += 1;
-                    let v = self.voter(next_id);
+                    let mut v = self.voter(next_id);
+                    self.plan_history(&mut v, HMode::NoId);
                     self.render_with(&v, plan.flags, sample, Spoil::Id(k), &mut line);
                     self.stats.add(self.missing_id_quirk(k));
                     missing_id_lines.push(line_no);
@@ -708,7 +878,8 @@ impl<'a> Gen<'a> {
                 | Kind::Empty
                 | Kind::BrokenQuote => {
                     next_id += 1;
-                    let v = self.voter(next_id);
+                    let mut v = self.voter(next_id);
+                    self.plan_history(&mut v, HMode::Rejected);
                     // Part of the line goes: sample no identifiers from it.
                     let whole = matches!(plan.kind, Kind::BadCounty(false) | Kind::CountyMismatch);
                     let sample = sample && whole;
@@ -762,6 +933,12 @@ impl<'a> Gen<'a> {
                 line.push(b'\n');
             }
             out.write_all(&line)?;
+            if let Some(f) = self.hist.as_mut().and_then(|h| h.file.as_mut())
+                && !f.buf.is_empty()
+            {
+                hout.write_all(&f.buf)?;
+                f.buf.clear();
+            }
         }
         Ok(self.truth(rejected_lines, missing_id_lines, duplicates_dropped))
     }

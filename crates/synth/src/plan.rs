@@ -382,6 +382,7 @@ impl Gen<'_> {
             birth,
             reg,
             cands,
+            hist: [NO_LINE; MAX_ELECTIONS],
         }
     }
 

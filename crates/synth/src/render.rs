@@ -58,6 +58,7 @@ impl Gen<'_> {
                     self.count_date(false, v.reg, cy);
                 }
                 Role::Coded(s) => self.coded_field(usize::from(s), v, flags, line),
+                Role::Vote(k) => self.vote_cell(usize::from(k), v, line),
                 Role::Extra(k) => {
                     if k == 1 {
                         push_num(

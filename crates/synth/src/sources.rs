@@ -17,6 +17,8 @@ pub(crate) enum Role {
     /// Index into `EXTRA_COLUMNS`.
     Extra(u8),
     Fill(Filler),
+    /// An election column (in-file history): index into `HistGen::columns`.
+    Vote(u8),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,9 @@ pub(crate) struct Voter {
     pub(crate) reg: DateVal,
     /// Candidate index per source column.
     pub(crate) cands: [u8; MAX_CODED],
+    /// Per configured election: the spelling of its winning history line
+    /// (or OH cell), `NO_LINE` for none.
+    pub(crate) hist: [u8; MAX_ELECTIONS],
 }
 
 pub(crate) const NULL_YEAR: i16 = i16::MIN;

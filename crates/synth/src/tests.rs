@@ -22,9 +22,11 @@ fn synth_with(
         seed,
         quirks,
         current_year: YEAR,
+        elections: Vec::new(),
     };
     let mut out = Vec::new();
-    let (truth, stats) = generate_with_stats(layout, &opts, &mut out).unwrap();
+    let (truth, stats, _) =
+        generate_with_stats(layout, &opts, &mut out, &mut std::io::sink()).unwrap();
     (out, truth, stats)
 }
 
@@ -120,10 +122,32 @@ fn split(line: &[u8], delim: u8, quoting: Quoting) -> Option<Vec<Vec<u8>>> {
 type Tuple = (usize, Option<i16>, Option<i16>, Vec<usize>);
 /// A kept line: voter id (`None`: missing, a voter of its own), registration
 /// rank, output tuple, unknown codes.
-type Kept = (Option<Vec<u8>>, i32, Tuple, Vec<(usize, String)>);
+type Kept = (
+    Option<Vec<u8>>,
+    i32,
+    Tuple,
+    Vec<(usize, String)>,
+    Vec<Vec<u8>>,
+);
+
+/// A written (kept) voter as the reader saw it: trimmed id, registration
+/// date `YYYYMMDD` (`i32::MIN` when null), its row (count 0), its fields.
+type Written = (Option<Vec<u8>>, i32, TruthRow, Vec<Vec<u8>>);
+
+/// What the reader saw of the voters, for reading history: the kept
+/// voters, the ids of every accepted line, the header names.
+struct Voters {
+    written: Vec<Written>,
+    accepted: HashSet<Vec<u8>>,
+    names: Vec<String>,
+}
 
 /// Reads `bytes` as ingestion must; returns the truth (without identifiers).
 fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
+    read_back_voters(layout, bytes, cy).0
+}
+
+fn read_back_voters(layout: &Layout, bytes: &[u8], cy: i16) -> (GroundTruth, Voters) {
     let (delim, quoting) = (layout.format.delimiter, layout.format.quoting);
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     let mut lines: Vec<&[u8]> = if body.is_empty() && !bytes.is_empty() {
@@ -287,6 +311,7 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
             reg.map_or(i32::MIN, |(_, rank)| rank),
             (county, birth, reg.map(|(y, _)| y), codes),
             unknowns,
+            fields,
         ));
     }
     // Latest date wins; ties go to the later line. A line without an id is
@@ -306,6 +331,7 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
     let written: Vec<usize> = best.values().copied().chain(alone).collect();
     let mut counts: BTreeMap<TruthRow, u64> = BTreeMap::new();
     let mut unknown_codes: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    let mut seen = Vec::new();
     for &i in &written {
         let (county, birth, reg, codes) = &kept[i].2;
         let code = |dim: &str| {
@@ -328,8 +354,10 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
                 .filter(|c| !layout::STANDARD_CODED.contains(&c.name.as_str()))
                 .map(|c| (c.name.clone(), code(&c.name)))
                 .collect(),
+            votes: Vec::new(),
             count: 0,
         };
+        seen.push((kept[i].0.clone(), kept[i].1, row.clone(), kept[i].4.clone()));
         *counts.entry(row).or_default() += 1;
         for (d, v) in &kept[i].3 {
             *unknown_codes
@@ -344,7 +372,12 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
         .map(|(r, count)| TruthRow { count, ..r })
         .collect();
     let rows_read = (lines.len() - first) as u64;
-    GroundTruth {
+    let voters = Voters {
+        written: seen,
+        accepted: kept.iter().filter_map(|k| k.0.clone()).collect(),
+        names: names.clone(),
+    };
+    let truth = GroundTruth {
         layout: layout.name.clone(),
         rows_read,
         rows_rejected: rejected_lines.len() as u64,
@@ -355,7 +388,9 @@ fn read_back(layout: &Layout, bytes: &[u8], cy: i16) -> GroundTruth {
         unknown_codes,
         rows,
         identifiers: Vec::new(),
-    }
+        history: None,
+    };
+    (truth, voters)
 }
 
 fn assert_reads_back(layout: &Layout, bytes: &[u8], truth: &GroundTruth) {
@@ -1069,6 +1104,7 @@ fn layouts_missing_a_column_are_refused() {
             seed: 1,
             quirks: false,
             current_year: YEAR,
+            elections: Vec::new(),
         },
         &mut Vec::new(),
     )
@@ -1094,6 +1130,7 @@ fn writes_in_whole_lines_and_reports_io_errors() {
         seed: 1,
         quirks: false,
         current_year: YEAR,
+        elections: Vec::new(),
     };
     assert!(matches!(
         generate(&layout, &opts, &mut Fails),
@@ -1128,4 +1165,465 @@ proptest::proptest! {
             proptest::prop_assert_eq!(k.code(d), usize::from(*c));
         }
     }
+}
+
+fn fnv(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for &b in *p {
+            h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
+/// Without elections the bytes and the truth are those of the generator
+/// before voting history existed (fixtures are stamped by content).
+#[test]
+fn no_elections_same_bytes_as_before_history() {
+    let before = [
+        ("nc", false, 0x76db941a6d4c1be9u64),
+        ("nc", true, 0xcd2c5b31739e4d15),
+        ("oh", false, 0x732c7f3756ff1fee),
+        ("oh", true, 0x2dcc202cb83fc8a3),
+        ("fl", false, 0x529686ae5e7adaec),
+        ("fl", true, 0x9aac8abd3e38c20b),
+        ("mi", false, 0x28869fbb127e3bb0),
+        ("mi", true, 0x8fcc2cf5647be0fa),
+        ("pa", false, 0x33e38c5602f634be),
+        ("pa", true, 0x8faae2923a380fb7),
+    ];
+    for (name, quirks, want) in before {
+        let (bytes, truth, _) = synth_with(&shipped_layout(name), 3000, 7, quirks);
+        let got = fnv(&[&bytes, truth.to_json().as_bytes()]);
+        assert_eq!(got, want, "{name} quirks={quirks}: 0x{got:016x}");
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Voting history: an independent reader of what was written.
+
+fn synth_history(
+    layout: &Layout,
+    rows: u64,
+    seed: u64,
+    quirks: bool,
+) -> (Vec<u8>, Vec<u8>, GroundTruth, HStats) {
+    let opts = SynthOptions {
+        with_rows: true,
+        rows,
+        seed,
+        quirks,
+        current_year: YEAR,
+        elections: default_elections(),
+    };
+    let (mut out, mut hist) = (Vec::new(), Vec::new());
+    let (truth, _, hstats) = generate_with_stats(layout, &opts, &mut out, &mut hist).unwrap();
+    (out, hist, truth, hstats)
+}
+
+fn upper_trim(raw: &[u8]) -> String {
+    latin1(trim(raw)).trim_matches('\r').to_ascii_uppercase()
+}
+
+/// A method as the rules read it: (category, unknown?).
+fn read_method(h: &layout::History, raw: &[u8]) -> (u8, bool) {
+    let key = upper_trim(raw);
+    if key.is_empty() {
+        return (h.blank, false);
+    }
+    match h.methods.get(&key) {
+        Some(&c) => (c, false),
+        None => (h.fallback, true),
+    }
+}
+
+/// Reads the voter file and the history file (empty for in-file history)
+/// by the documented rules; returns the history truth and the rows with
+/// their votes.
+fn read_history(
+    layout: &Layout,
+    voters: &[u8],
+    history: &[u8],
+    elections: &[layout::Election],
+) -> (HistoryTruth, Vec<TruthRow>) {
+    let h = layout.history.as_ref().unwrap();
+    let (_, v) = read_back_voters(layout, voters, YEAR);
+    let n = elections.len();
+    let mut truth = HistoryTruth {
+        elections: Vec::new(),
+        lines_read: 0,
+        rejected: BTreeMap::new(),
+        other_elections: 0,
+        unmatched: 0,
+        duplicates: 0,
+        unknown_methods: 0,
+        ignored_columns: Vec::new(),
+    };
+    // Per written voter, per election: the category.
+    let mut votes: Vec<Vec<u8>> = vec![vec![u8::MAX; n]; v.written.len()];
+    match &h.source {
+        layout::HistorySource::File(f) => {
+            let body = history.strip_suffix(b"\n").unwrap_or(history);
+            let lines: Vec<&[u8]> = if history.is_empty() {
+                Vec::new()
+            } else {
+                body.split(|&b| b == b'\n').collect()
+            };
+            let (names, first) = if f.header {
+                let names: Vec<String> = split(lines[0], f.delimiter, f.quoting)
+                    .unwrap()
+                    .iter()
+                    .map(|x| latin1(trim(x)))
+                    .collect();
+                (names, 1)
+            } else {
+                (f.columns.clone(), 0)
+            };
+            let col = |name: &str| {
+                names
+                    .iter()
+                    .position(|c| c.eq_ignore_ascii_case(name))
+                    .unwrap()
+            };
+            let (id_col, date_col, method_col) =
+                (col(&f.voter_id), col(&f.date_column), col(&f.method_column));
+            let type_col = f.type_column.as_ref().map(|t| col(t));
+            // id → per election: the lines' (category, unknown).
+            let mut cells: HashMap<Vec<u8>, Vec<Vec<(u8, bool)>>> = HashMap::new();
+            for (i, line) in lines.iter().enumerate().skip(first) {
+                let line_no = i as u64 + 1;
+                truth.lines_read += 1;
+                let mut reject = |reason: &str| {
+                    truth
+                        .rejected
+                        .entry(reason.to_owned())
+                        .or_default()
+                        .push(line_no);
+                };
+                let Some(fields) = split(line, f.delimiter, f.quoting) else {
+                    reject("broken_quoting");
+                    continue;
+                };
+                if fields.len() != names.len() {
+                    reject("field_count");
+                    continue;
+                }
+                let id = trim(&fields[id_col]).to_vec();
+                if id.is_empty() {
+                    reject("missing_voter_id");
+                    continue;
+                }
+                let Some(date) = f.date_format.parse_date(trim(&fields[date_col])) else {
+                    reject("bad_date");
+                    continue;
+                };
+                let kind = type_col.map(|t| h.types.get(&upper_trim(&fields[t])).copied());
+                let Some(e) = elections
+                    .iter()
+                    .position(|e| e.date == date.key() && kind.is_none_or(|k| k == Some(e.kind)))
+                else {
+                    truth.other_elections += 1;
+                    continue;
+                };
+                if !v.accepted.contains(&id) {
+                    truth.unmatched += 1;
+                    continue;
+                }
+                let per = cells.entry(id).or_insert_with(|| vec![Vec::new(); n]);
+                per[e].push(read_method(h, &fields[method_col]));
+            }
+            for (w, (id, reg, _, _)) in v.written.iter().enumerate() {
+                for (e, el) in elections.iter().enumerate() {
+                    let lines = id.as_ref().and_then(|id| cells.get(id)).map(|p| &p[e]);
+                    votes[w][e] = match lines.filter(|l| !l.is_empty()) {
+                        Some(l) => {
+                            let win = l.iter().find(|x| x.0 != 0).unwrap_or(&l[0]);
+                            truth.unknown_methods += u64::from(win.1);
+                            win.0
+                        }
+                        None if *reg > el.date => 1,
+                        None => 0,
+                    };
+                }
+            }
+            truth.duplicates = cells
+                .values()
+                .flatten()
+                .map(|l| l.len().saturating_sub(1) as u64)
+                .sum();
+        }
+        layout::HistorySource::Columns(c) => {
+            // Election columns by name: prefix, type, separator, date.
+            let mut col_of = vec![None; n];
+            for (i, name) in v.names.iter().enumerate() {
+                let Some((t, d)) = name
+                    .strip_prefix(c.prefix.as_str())
+                    .and_then(|r| r.split_once(c.separator.as_str()))
+                else {
+                    continue;
+                };
+                let (Some(kind), Some(d)) = (
+                    h.types.get(&t.to_ascii_uppercase()),
+                    c.date_format.parse_date(d.as_bytes()),
+                ) else {
+                    continue;
+                };
+                match elections
+                    .iter()
+                    .position(|e| e.kind == *kind && e.date == d.key())
+                {
+                    Some(e) => col_of[e] = Some(i),
+                    None => truth.ignored_columns.push(name.clone()),
+                }
+            }
+            for (w, (_, reg, _, fields)) in v.written.iter().enumerate() {
+                for (e, el) in elections.iter().enumerate() {
+                    let cell = trim(&fields[col_of[e].expect("a column per election")]);
+                    votes[w][e] = if cell.is_empty() {
+                        if *reg > el.date { 1 } else { 0 }
+                    } else {
+                        let (cat, unknown) = read_method(h, cell);
+                        truth.unknown_methods += u64::from(unknown);
+                        cat
+                    };
+                }
+            }
+        }
+    }
+    let cats = h.categories();
+    let mut rows: BTreeMap<TruthRow, u64> = BTreeMap::new();
+    let mut per: Vec<ElectionTruth> = elections
+        .iter()
+        .map(|e| ElectionTruth {
+            id: e.id.clone(),
+            date: e.date_text(),
+            kind: e.kind.as_str().to_owned(),
+            categories: cats
+                .iter()
+                .map(|&c| (layout::CATEGORIES[usize::from(c)].0.to_owned(), 0))
+                .collect(),
+            by_county: BTreeMap::new(),
+        })
+        .collect();
+    for (w, (_, _, row, _)) in v.written.iter().enumerate() {
+        for (e, p) in per.iter_mut().enumerate() {
+            let name = layout::CATEGORIES[usize::from(votes[w][e])].0.to_owned();
+            *p.categories.entry(name.clone()).or_default() += 1;
+            *p.by_county
+                .entry(row.county.clone())
+                .or_default()
+                .entry(name)
+                .or_default() += 1;
+        }
+        let row = TruthRow {
+            votes: votes[w].clone(),
+            ..row.clone()
+        };
+        *rows.entry(row).or_default() += 1;
+    }
+    truth.elections = per;
+    let rows = rows
+        .into_iter()
+        .map(|(r, count)| TruthRow { count, ..r })
+        .collect();
+    (truth, rows)
+}
+
+fn assert_history_reads_back(layout: &Layout, voters: &[u8], history: &[u8], truth: &GroundTruth) {
+    let name = &layout.name;
+    let (read, rows) = read_history(layout, voters, history, &default_elections());
+    let mine = truth.history.as_ref().expect("history truth");
+    assert_eq!(read.lines_read, mine.lines_read, "{name}: lines read");
+    assert_eq!(read.rejected, mine.rejected, "{name}: rejected");
+    assert_eq!(
+        read.other_elections, mine.other_elections,
+        "{name}: other elections"
+    );
+    assert_eq!(read.unmatched, mine.unmatched, "{name}: unmatched");
+    assert_eq!(read.duplicates, mine.duplicates, "{name}: duplicates");
+    assert_eq!(
+        read.unknown_methods, mine.unknown_methods,
+        "{name}: unknown methods"
+    );
+    assert_eq!(
+        read.ignored_columns, mine.ignored_columns,
+        "{name}: ignored columns"
+    );
+    for (a, b) in read.elections.iter().zip(&mine.elections) {
+        assert_eq!(a.categories, b.categories, "{name}: {} categories", a.id);
+        assert_eq!(a, b, "{name}: {}", a.id);
+    }
+    assert_eq!(rows.len(), truth.rows.len(), "{name}: distinct rows");
+    for (a, b) in rows.iter().zip(&truth.rows) {
+        assert_eq!(a, b, "{name}: first differing row");
+    }
+    // And the voter file still reads back (rows without their votes).
+    let mut plain: BTreeMap<TruthRow, u64> = BTreeMap::new();
+    for r in &truth.rows {
+        *plain
+            .entry(TruthRow {
+                votes: Vec::new(),
+                count: 0,
+                ..r.clone()
+            })
+            .or_default() += r.count;
+    }
+    let plain = GroundTruth {
+        rows: plain
+            .into_iter()
+            .map(|(r, count)| TruthRow { count, ..r })
+            .collect(),
+        history: None,
+        ..truth.clone()
+    };
+    assert_reads_back(layout, voters, &plain);
+}
+
+fn generate_history(
+    layout: &Layout,
+    rows: u64,
+    seed: u64,
+    quirks: bool,
+) -> (Vec<u8>, Vec<u8>, GroundTruth, HStats) {
+    synth_history(layout, rows, seed, quirks)
+}
+
+#[test]
+fn history_truth_matches_an_independent_reading() {
+    for name in ["nc", "fl", "oh"] {
+        let layout = shipped_layout(name);
+        for quirks in [false, true] {
+            for seed in [1, 2] {
+                let (voters, history, truth, _) = generate_history(&layout, 5_000, seed, quirks);
+                if name == "oh" {
+                    assert!(history.is_empty());
+                }
+                assert_balanced(&truth);
+                assert_history_reads_back(&layout, &voters, &history, &truth);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_history_quirk_appears_early() {
+    for name in ["nc", "fl", "oh"] {
+        let layout = shipped_layout(name);
+        let (_, history, truth, stats) = generate_history(&layout, 300, 3, true);
+        let file = name != "oh";
+        let quoted = name == "nc";
+        let typed = name == "fl";
+        for q in ALL_HQ {
+            let expected = match q {
+                Hq::LowerMethod | Hq::PaddedMethod | Hq::UnknownMethod => true,
+                Hq::WrongType | Hq::TypeSpelling => typed,
+                Hq::BrokenQuote => quoted,
+                _ => file,
+            };
+            assert_eq!(stats.get(q) > 0, expected, "{name}: {q:?}");
+        }
+        let h = truth.history.unwrap();
+        if file {
+            for reason in ["field_count", "missing_voter_id", "bad_date"] {
+                assert!(h.rejected.contains_key(reason), "{name}: {reason}");
+            }
+            assert_eq!(h.rejected.contains_key("broken_quoting"), quoted);
+            assert!(
+                h.other_elections > 0 && h.unmatched > 0 && h.duplicates > 0,
+                "{name}"
+            );
+            assert!(h.lines_read as usize >= history.split(|&b| b == b'\n').count() - 2);
+        } else {
+            assert_eq!(h.ignored_columns.len(), 2, "{name}");
+        }
+        assert!(h.unknown_methods > 0, "{name}");
+    }
+}
+
+#[test]
+fn history_is_plausible() {
+    for name in ["nc", "fl", "oh"] {
+        let layout = shipped_layout(name);
+        let (_, _, truth, _) = generate_history(&layout, 20_000, 5, false);
+        let h = truth.history.unwrap();
+        for e in &h.elections {
+            let c = &e.categories;
+            let total: u64 = c.values().sum();
+            let registered = total - c["not_registered"];
+            let voted = registered - c["did_not_vote"];
+            let share = |k: &str| c.get(k).copied().unwrap_or(0) as f64 / voted as f64;
+            let turnout = voted as f64 / registered as f64;
+            println!(
+                "{name} {}: turnout {turnout:.2}, not registered {:.2}, early {:.2}, day {:.2}, mail {:.2}, prov {:.3}",
+                e.id,
+                c["not_registered"] as f64 / total as f64,
+                share("early"),
+                share("election_day"),
+                share("mail"),
+                share("provisional"),
+            );
+            if e.kind == "general" {
+                assert!((0.55..0.8).contains(&turnout), "{name} {}: {turnout}", e.id);
+            } else {
+                assert!(
+                    (0.15..0.35).contains(&turnout),
+                    "{name} {}: {turnout}",
+                    e.id
+                );
+            }
+            if name == "nc" && e.id == "2024g" {
+                assert!((0.45..0.65).contains(&share("early")), "{}", share("early"));
+                assert!((0.2..0.4).contains(&share("election_day")));
+                assert!((0.05..0.15).contains(&share("mail")));
+            }
+        }
+    }
+}
+
+#[test]
+fn history_same_seed_same_bytes_and_refusals() {
+    for name in ["nc", "fl", "oh"] {
+        let layout = shipped_layout(name);
+        let a = generate_history(&layout, 2000, 9, true);
+        let b = generate_history(&layout, 2000, 9, true);
+        assert!(a.0 == b.0 && a.1 == b.1 && a.2 == b.2, "{name}");
+        let c = generate_history(&layout, 2000, 10, true);
+        assert_ne!(a.0, c.0, "{name}");
+        if name != "oh" {
+            assert_ne!(a.1, c.1, "{name}");
+            // The voter lines are those of a file without history.
+            let (plain, ..) = synth_with(&layout, 2000, 9, true);
+            assert_eq!(plain, a.0, "{name}");
+        }
+    }
+    let opts = SynthOptions {
+        with_rows: false,
+        rows: 10,
+        seed: 1,
+        quirks: false,
+        current_year: YEAR,
+        elections: default_elections(),
+    };
+    let nc = shipped_layout("nc");
+    let oh = shipped_layout("oh");
+    let mi = shipped_layout("mi");
+    assert!(
+        generate(&nc, &opts, &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("generate_with_history")
+    );
+    assert!(generate_with_history(&oh, &opts, &mut Vec::new(), &mut Vec::new()).is_err());
+    assert!(
+        generate(&mi, &opts, &mut Vec::new())
+            .unwrap_err()
+            .to_string()
+            .contains("[history]")
+    );
+    assert!(generate(&oh, &opts, &mut Vec::new()).is_ok());
+    let mut twice = opts.clone();
+    twice.elections.push(default_elections()[0].clone());
+    assert!(generate(&oh, &twice, &mut Vec::new()).is_err());
 }

@@ -30,23 +30,28 @@ pub(crate) fn fmix(mut k: u64) -> u64 {
     k ^ (k >> 33)
 }
 
-/// A truth tuple packed in 24 bytes: county and birth year; registration
+/// A truth tuple packed in 40 bytes: county and birth year; registration
 /// year; then one byte per coded dimension slot (code indices per
-/// `layout.coded` position, four to a word).
+/// `layout.coded` position, four to a word); then the category of each
+/// configured election, 3 bits each, ten to a word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Key(pub(crate) [u32; 6]);
+pub(crate) struct Key(pub(crate) [u32; 10]);
 
 impl std::hash::Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        let [a, b, c, d, e, f] = self.0;
+        let [a, b, c, d, e, f, g, h, i, j] = self.0;
         let low = fmix(u64::from(a) | u64::from(b) << 32) ^ (u64::from(c) | u64::from(d) << 32);
-        state.write_u64(fmix(low) ^ (u64::from(e) | u64::from(f) << 32));
+        let mut k = fmix(low) ^ (u64::from(e) | u64::from(f) << 32);
+        if g | h | i | j != 0 {
+            k = fmix(k ^ (u64::from(g) | u64::from(h) << 32)) ^ (u64::from(i) | u64::from(j) << 32);
+        }
+        state.write_u64(k);
     }
 }
 
 impl Key {
     pub(crate) fn new(county: u16, birth: i16, reg: i16, codes: [u8; MAX_CODED]) -> Key {
-        let mut words = [0u32; 6];
+        let mut words = [0u32; 10];
         words[0] = u32::from(county) | u32::from(birth as u16) << 16;
         words[1] = u32::from(reg as u16);
         for (d, &c) in codes.iter().enumerate() {
@@ -67,6 +72,13 @@ impl Key {
     }
     pub(crate) fn code(self, d: usize) -> usize {
         ((self.0[2 + d / 4] >> (8 * (d % 4))) & 0xFF) as usize
+    }
+    /// Sets the category of election `e`.
+    pub(crate) fn set_vote(&mut self, e: usize, cat: u8) {
+        self.0[6 + e / 10] |= u32::from(cat & 7) << (3 * (e % 10));
+    }
+    pub(crate) fn vote(self, e: usize) -> u8 {
+        ((self.0[6 + e / 10] >> (3 * (e % 10))) & 7) as u8
     }
 }
 
@@ -110,7 +122,27 @@ impl Gen<'_> {
                 *n = if add { *n + 1 } else { *n - 1 };
             }
         }
-        let key = Key::new(v.county, birth, reg, codes);
+        let mut key = Key::new(v.county, birth, reg, codes);
+        if let Some(h) = &mut self.hist {
+            let rank = match (&self.reg, v.reg) {
+                (Some(r), DateVal::Date(y, m, d)) if (r.min_year..=cy).contains(&y) => {
+                    let (m, d) = r.effective(m, d);
+                    i32::from(y) * 10_000 + i32::from(m) * 100 + i32::from(d)
+                }
+                _ => i32::MIN,
+            };
+            for e in 0..h.elections.len() {
+                key.set_vote(e, h.category(v.hist[e], e, rank));
+                let s = v.hist[e];
+                if s != NO_LINE && h.spell[usize::from(s)].unknown {
+                    h.unknown_methods = if add {
+                        h.unknown_methods + 1
+                    } else {
+                        h.unknown_methods - 1
+                    };
+                }
+            }
+        }
         let n = self.counts.entry(key).or_default();
         *n = if add { *n + 1 } else { *n - 1 };
     }
@@ -188,7 +220,9 @@ impl Gen<'_> {
             .collect();
         // `None` (NULL_YEAR, i16::MIN) becomes 0, below every year.
         let year_bits = |y: Option<i16>| u128::from((y.unwrap_or(NULL_YEAR) as u16) ^ 0x8000);
-        let mut keys: Vec<((u128, u128), Key, u32)> = self
+        let n_elections = self.hist.as_ref().map_or(0, |h| h.elections.len());
+        let history = self.hist.as_ref().map(|h| h.truth(&self.counts, layout));
+        let mut keys: Vec<((u128, u128, u128), Key, u32)> = self
             .counts
             .iter()
             .filter(|(_, n)| **n > 0)
@@ -202,7 +236,8 @@ impl Gen<'_> {
                         None => own_sort = own_sort << 8 | code_rank[d][k.code(d)],
                     }
                 }
-                ((sort, own_sort), k, n)
+                let votes = (0..n_elections).fold(0u128, |acc, e| acc << 3 | u128::from(k.vote(e)));
+                ((sort, own_sort, votes), k, n)
             })
             .collect();
         self.counts = Counts::default();
@@ -232,6 +267,7 @@ impl Gen<'_> {
                     .iter()
                     .map(|&d| (layout.coded[d].name.clone(), code(Some(d), k)))
                     .collect(),
+                votes: (0..n_elections).map(|e| k.vote(e)).collect(),
                 count: u64::from(n),
             })
             .collect();
@@ -261,6 +297,7 @@ impl Gen<'_> {
             unknown_codes,
             rows,
             identifiers: std::mem::take(&mut self.identifiers),
+            history,
         }
     }
 }
