@@ -175,7 +175,7 @@ fn check_layout(layout_name: &str, rows: u64, seed: u64) {
         manifest["rejects_by_reason"]["missing_voter_id"].as_u64(),
         Some(truth.missing_id_lines.len() as u64)
     );
-    assert_eq!(manifest["format_version"].as_u64(), Some(3));
+    assert_eq!(manifest["format_version"].as_u64(), Some(4));
     assert_eq!(
         manifest["layout_sha256"].as_str(),
         Some(layout.digest()),

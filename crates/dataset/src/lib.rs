@@ -10,6 +10,7 @@
 //!                           dimension; nothing else (the allow-list)
 //!   manifest.json           Manifest
 //!   rejects.tsv             file, line, column, reason of each rejected line
+//!   history_rejects.tsv     the same for history lines (with separate history files)
 //! ```
 //!
 //! Nothing here holds a row: the manifest describes an ingest, never a voter.
@@ -20,7 +21,7 @@ use std::sync::Arc;
 use arrow::datatypes::{DataType, Field, Schema};
 use layout::Layout;
 
-pub use manifest::{FORMAT_VERSION, Manifest, SchemaField, Source};
+pub use manifest::{FORMAT_VERSION, History, Manifest, SchemaField, Source, StoredElection};
 
 mod manifest;
 
@@ -28,6 +29,8 @@ mod manifest;
 pub const MANIFEST: &str = "manifest.json";
 /// The rejects list's file name in a dataset folder.
 pub const REJECTS: &str = "rejects.tsv";
+/// The history rejects list's file name (file, line, layout key, reason).
+pub const HISTORY_REJECTS: &str = "history_rejects.tsv";
 /// Rows per Parquet row group (and per Arrow batch) as ingest writes them.
 pub const ROW_GROUP: usize = 1 << 20;
 

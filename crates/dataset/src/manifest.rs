@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 /// The `format_version` this crate writes. 2 added `layout_sha256`; 3 added
 /// `other_unknown` and lists at most 50 short one-word values per column in
-/// `unknown_codes`.
-pub const FORMAT_VERSION: u32 = 3;
+/// `unknown_codes`; 4 added `history`.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The manifest written next to the Parquet files. It describes the ingest,
 /// never an individual row.
@@ -58,6 +58,52 @@ pub struct Manifest {
     pub files: Vec<String>,
     /// The Parquet schema.
     pub schema: Vec<SchemaField>,
+    /// The voting history stored with the voters, if the ingest had
+    /// configured elections.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<History>,
+}
+
+/// What an ingest did with voting history: which elections it stored (each
+/// a `vote_<id>` column) and what it could not join. Totals only: nothing
+/// per election or per voter.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct History {
+    /// The elections stored, in column order.
+    pub elections: Vec<StoredElection>,
+    /// `"file"` (separate history files) or `"columns"` (the voter file's).
+    pub source: String,
+    /// The history files read (empty for in-file history).
+    #[serde(default)]
+    pub sources: Vec<Source>,
+    /// History lines read (headers excluded).
+    pub lines_read: u64,
+    /// Lines rejected (listed in `history_rejects.tsv`), by reason.
+    pub rejects_by_reason: BTreeMap<String, u64>,
+    /// Lines of elections the config does not list (not stored).
+    pub other_elections: u64,
+    /// Lines of configured elections whose voter id is no voter's of the
+    /// voter file (moved away, removed): not guessed, not stored.
+    pub unmatched: u64,
+    /// Lines after the first for the same voter and election: the voter
+    /// counts once (the first line recording a ballot decides).
+    pub duplicates: u64,
+    /// Stored cells decided by a method code not in the layout's table
+    /// (each became its `fallback`); for in-file history, over accepted
+    /// lines before de-duplication.
+    pub unknown_methods: u64,
+}
+
+/// One election an ingest stored.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct StoredElection {
+    /// The config's id (`2024g`); the column is `vote_<id>`.
+    pub id: String,
+    /// `YYYY-MM-DD`.
+    pub date: String,
+    /// `general`, `primary`, …
+    #[serde(rename = "type")]
+    pub kind: String,
 }
 
 /// One input file.
@@ -117,6 +163,7 @@ mod tests {
             sources: Vec::new(),
             files: vec!["part-00000.parquet".into()],
             schema: Vec::new(),
+            history: None,
         }
     }
 

@@ -258,6 +258,31 @@ fn dim_domain(layout: &Layout, spec: &DomainSpec, name: &str) -> Option<Found> {
             values.push("unknown".to_owned());
             derived(DimKind::RegistrationYear, "registration_year", values)
         }),
+        vote if vote.starts_with(layout::VOTE_PREFIX) => {
+            layout.elections.iter().find(|e| e.dimension == vote)?;
+            let categories = layout.history.as_ref()?.categories();
+            let (values, labels) = categories
+                .iter()
+                .map(|&c| {
+                    let (v, l) = layout::CATEGORIES[usize::from(c)];
+                    (v.to_owned(), l.to_owned())
+                })
+                .unzip();
+            Some(Found {
+                domain: DimDomain {
+                    dim: Dim(0),
+                    name: vote.to_owned(),
+                    kind: DimKind::Coded,
+                    column: vote.to_owned(),
+                    values,
+                    labels,
+                },
+                // Ingest writes only these values; a null is no record.
+                fallback: Some(u16::from(layout::DID_NOT_VOTE)),
+                null_code: Some(u16::from(layout::DID_NOT_VOTE)),
+                nested: None,
+            })
+        }
         coded => {
             let column = layout.coded(coded)?;
             Some(Found {
@@ -281,14 +306,20 @@ fn dim_domain(layout: &Layout, spec: &DomainSpec, name: &str) -> Option<Found> {
 }
 
 /// Every dimension name the layout records, in canonical order: the
-/// standard ones, then the layout's own in its order.
+/// standard ones, then the layout's own in its order, then one per
+/// configured election.
 fn dimension_names(layout: &Layout) -> Vec<&str> {
     let own = layout
         .coded
         .iter()
         .map(|c| c.name.as_str())
         .filter(|n| !layout::STANDARD_DIMENSIONS.contains(n));
-    layout::STANDARD_DIMENSIONS.into_iter().chain(own).collect()
+    let votes = layout.elections.iter().map(|e| e.dimension.as_str());
+    layout::STANDARD_DIMENSIONS
+        .into_iter()
+        .chain(own)
+        .chain(votes)
+        .collect()
 }
 
 /// Birth year (as `u16` bits) → age band code: a year before the layout's

@@ -663,6 +663,7 @@ fn missing_column_and_wrong_manifest_fail_the_load() {
             sources: Vec::new(),
             files: Vec::new(),
             schema: Vec::new(),
+            history: None,
         }
         .to_json()
     };

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::IngestError;
+use crate::history::{self, JoinCounts};
 use crate::rules::NO_VOTER_ID;
 use crate::write;
 
 /// Bucket files: a power of two, so that a bucket is the top bits of a hash.
-const BUCKETS: usize = 64;
+pub(crate) const BUCKETS: usize = 64;
 /// Bytes of one encoded [`Entry`].
 const ENTRY_BYTES: usize = 16;
 
@@ -45,6 +46,17 @@ impl Entry {
             row: u32::from_le_bytes(b[12..16].try_into().expect("4 bytes")),
         }
     }
+}
+
+/// History lines to join while de-duplicating (see
+/// [`Keys::dropped_and_joined`]).
+pub(crate) struct Join<'a> {
+    /// The history bucket files, one per key bucket, same hash.
+    pub buckets: &'a [PathBuf],
+    /// The configured elections.
+    pub elections: &'a [layout::Election],
+    /// One cell per (accepted row, election), row-major.
+    pub votes: &'a [std::sync::atomic::AtomicU8],
 }
 
 /// The bucket files being written.
@@ -84,6 +96,17 @@ impl Keys {
     /// rows: within a voter id the latest registration date wins, and on a
     /// tie the later row.
     pub fn dropped(self, rows: u64) -> Result<Vec<u64>, IngestError> {
+        Ok(self.dropped_and_joined(rows, None)?.0)
+    }
+
+    /// As [`Keys::dropped`], and joins the history lines of `join`'s bucket
+    /// files (bucket `i` beside bucket `i`: equal ids share a bucket) to the
+    /// kept voters, filling `join.votes`.
+    pub fn dropped_and_joined(
+        self,
+        rows: u64,
+        join: Option<Join<'_>>,
+    ) -> Result<(Vec<u64>, JoinCounts), IngestError> {
         let mut files = Vec::with_capacity(self.buckets.len());
         for (path, w) in self.buckets {
             let file = w
@@ -92,25 +115,44 @@ impl Keys {
             files.push((path, file));
         }
         // One bucket per core at a time (rayon's pool): memory stays a few buckets.
-        let losers: Vec<Vec<u32>> = files
+        let results: Vec<(Vec<u32>, JoinCounts)> = files
             .into_par_iter()
-            .map(|(path, file)| {
+            .enumerate()
+            .map(|(i, (path, file))| {
                 let mut entries = read_bucket(&path, file)?;
                 std::fs::remove_file(&path).map_err(|e| IngestError::io(&path, e))?;
-                Ok(losers(&mut entries))
+                let lost = losers(&mut entries);
+                let Some(join) = &join else {
+                    return Ok((lost, JoinCounts::default()));
+                };
+                // Sorted by (id, rank, row): the last of each id is kept.
+                let winners: Vec<(u64, i32, u32)> = entries
+                    .chunk_by(|a, b| a.id == b.id)
+                    .map(|g| {
+                        let e = g[g.len() - 1];
+                        (e.id, e.rank, e.row)
+                    })
+                    .collect();
+                let mut lines = history::read_bucket(&join.buckets[i])?;
+                let counts = history::join_bucket(&mut lines, &winners, join.elections, join.votes);
+                Ok((lost, counts))
             })
             .collect::<Result<_, IngestError>>()?;
         let mut dropped = vec![0u64; (rows as usize).div_ceil(64).max(1)];
-        for row in losers.into_iter().flatten() {
-            dropped[(row / 64) as usize] |= 1 << (row % 64);
+        let mut counts = JoinCounts::default();
+        for (lost, c) in results {
+            counts += c;
+            for row in lost {
+                dropped[(row / 64) as usize] |= 1 << (row % 64);
+            }
         }
-        Ok(dropped)
+        Ok((dropped, counts))
     }
 }
 
 /// The bucket of an id. Packed ids are not uniform in their top bits; a
 /// multiplicative hash spreads them. Equal ids land in the same bucket.
-fn bucket_of(id: u64) -> usize {
+pub(crate) fn bucket_of(id: u64) -> usize {
     (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % BUCKETS
 }
 

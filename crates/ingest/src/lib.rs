@@ -29,6 +29,7 @@
 pub mod check;
 mod clock;
 mod dedup;
+mod history;
 mod manifest;
 mod merger;
 mod parse;
@@ -64,6 +65,10 @@ pub struct IngestOptions {
     /// Ingest even when more than half of the lines are rejected (see
     /// [`IngestError::MostlyRejected`]).
     pub allow_rejects: bool,
+    /// Separate voting-history files (NC `ncvhis`, FL extracts), joined to
+    /// the voters for the layout's configured elections
+    /// (`Layout::elections`). Empty for in-file history (OH) and none.
+    pub history_files: Vec<PathBuf>,
 }
 
 /// A count printed with thousands separators (`200,000`).
@@ -173,6 +178,10 @@ pub enum IngestError {
     /// Writing Parquet failed.
     #[error("writing parquet: {0}")]
     Parquet(String),
+    /// The history files do not fit the layout's `[history]` or the
+    /// elections (the message names the key or option).
+    #[error("history: {0}")]
+    History(String),
     /// More rows than the ingest can index.
     #[error("too many rows (limit {0})")]
     TooManyRows(u64),

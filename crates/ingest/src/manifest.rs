@@ -27,6 +27,21 @@ pub(crate) struct Written {
     pub ingested_at: String,
     /// See [`Manifest::current_year`].
     pub current_year: i16,
+    /// See [`Manifest::history`].
+    pub history: Option<dataset::History>,
+}
+
+/// The elections of `layout` as the manifest records them.
+pub(crate) fn stored_elections(layout: &Layout) -> Vec<dataset::StoredElection> {
+    layout
+        .elections
+        .iter()
+        .map(|e| dataset::StoredElection {
+            id: e.id.clone(),
+            date: e.date_text(),
+            kind: e.kind.as_str().to_owned(),
+        })
+        .collect()
 }
 
 /// The manifest of an ingest.
@@ -74,6 +89,7 @@ pub(crate) fn build(
             .collect(),
         files: written.files,
         schema: schema_fields(layout),
+        history: written.history,
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct Counts {
     pub reg_nulls: [u64; 4],
     /// Rows accepted (before de-duplication).
     pub rows_accepted: u64,
+    /// In-file history cells not in the method table, over accepted rows.
+    pub unknown_votes: u64,
     /// Data lines read.
     pub rows_read: u64,
     /// Lines rejected.
@@ -141,6 +143,7 @@ impl<'a> Merger<'a> {
             counts.reg_nulls[i] += out.reg_nulls[i];
         }
         counts.rows_accepted += out.keys.len() as u64;
+        counts.unknown_votes += out.unknown_votes;
         counts.rows_rejected += out.rejects.len() as u64;
         counts.rows_read += out.lines;
         counts.rows_read_by_file[out.file] += out.lines;

@@ -21,6 +21,8 @@ pub(crate) struct ChunkOut {
     pub unknown: Vec<(u32, UnknownCode)>,
     pub birth_nulls: [u64; 4],
     pub reg_nulls: [u64; 4],
+    /// In-file history cells not in the method table, over accepted lines.
+    pub unknown_votes: u64,
 }
 
 /// Applies the rules to every line of `chunk`.
@@ -37,6 +39,7 @@ pub(crate) fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
         unknown: Vec::new(),
         birth_nulls: [0; 4],
         reg_nulls: [0; 4],
+        unknown_votes: 0,
     };
     let data = &chunk.bytes[chunk.range.clone()];
     let mut start = 0usize;
@@ -59,6 +62,7 @@ pub(crate) fn parse_chunk(chunk: Chunk, outcome: &mut RowOutcome) -> ChunkOut {
                 if let Some(why) = outcome.birth_null {
                     out.birth_nulls[null_index(why)] += 1;
                 }
+                out.unknown_votes += u64::from(outcome.unknown_votes);
                 if let Some(why) = outcome.reg_null {
                     out.reg_nulls[null_index(why)] += 1;
                 }

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::path::Path;
+use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
 
 use dataset::{Manifest, Source};
@@ -47,6 +48,7 @@ pub fn ingest(
     if opts.files.is_empty() {
         return Err(IngestError::NoFiles);
     }
+    check_history_options(layout, opts)?;
     let (ingested_at, clock_year) = now_utc();
     let current_year = opts.current_year.unwrap_or(clock_year);
     write::private_dir(true)
@@ -100,7 +102,11 @@ fn build(
     if !opts.allow_unknown {
         refuse_mostly_unknown(layout, &unknown, rows_accepted)?;
     }
-    let dropped = keys.dropped(rows_accepted)?;
+    let Deduped {
+        dropped,
+        history,
+        votes,
+    } = dedup_and_join(layout, opts, keys, &counts, dir)?;
     let duplicates_dropped: u64 = dropped.iter().map(|w| w.count_ones() as u64).sum();
     let is_dropped = |row: u32| dropped[(row / 64) as usize] & (1 << (row % 64)) != 0;
     let unknown_codes = manifest::unknown_codes(layout, &unknown, is_dropped);
@@ -109,12 +115,20 @@ fn build(
 
     let started = Instant::now();
     let spill_path = dir.join(SPILL);
+    let votes = match (&votes, &layout.history) {
+        (Some(cells), _) => write::Votes::Joined(cells),
+        (None, Some(_)) if !layout.elections.is_empty() => write::Votes::InRow,
+        _ => write::Votes::None,
+    };
     let (files, rows_written) = write::write_parts(
         layout,
         &spill,
         &spill_path,
         rows_accepted,
-        &dropped,
+        write::Kept {
+            dropped: &dropped,
+            votes,
+        },
         dir,
         threads,
     )?;
@@ -130,10 +144,157 @@ fn build(
         sources,
         ingested_at,
         current_year,
+        history,
     };
     let manifest = manifest::build(layout, opts, counts, unknown_codes, written);
     manifest::write(dir, &manifest)?;
     Ok(manifest)
+}
+
+/// Refuses history files the layout would not read, and elections without
+/// the files they need, before any data is read.
+fn check_history_options(layout: &Layout, opts: &IngestOptions) -> Result<(), IngestError> {
+    let source = layout.history.as_ref().map(|h| &h.source);
+    let separate = matches!(source, Some(layout::HistorySource::File(_)));
+    if !opts.history_files.is_empty() && layout.elections.is_empty() {
+        return Err(IngestError::History(
+            "--history files were given, but the dataset has no elections: list them as [[dataset.election]] in the config given with --config".into(),
+        ));
+    }
+    if !opts.history_files.is_empty() && !separate {
+        return Err(IngestError::History(format!(
+            "layout `{}` keeps history in the voter file's columns (history.source = \"columns\"): no --history files are read",
+            layout.name
+        )));
+    }
+    if separate && !layout.elections.is_empty() && opts.history_files.is_empty() {
+        return Err(IngestError::History(format!(
+            "layout `{}` keeps history in separate files (history.source = \"file\"): give them with --history",
+            layout.name
+        )));
+    }
+    for f in &opts.history_files {
+        if opts.files.contains(f) {
+            return Err(IngestError::History(format!(
+                "{} is given both as a voter file and as a history file",
+                f.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// What [`dedup_and_join`] returns.
+struct Deduped {
+    /// A bit per accepted row: set for a dropped duplicate.
+    dropped: Vec<u64>,
+    /// The manifest's history section.
+    history: Option<dataset::History>,
+    /// The joined vote cells (`None` for in-file history, whose votes are
+    /// in the rows).
+    votes: Option<Vec<AtomicU8>>,
+}
+
+/// De-duplicates the voters and, with separate history files, reads them
+/// and joins them to the kept voters. Returns the dropped-row bitmap, the
+/// manifest's history section and the joined vote cells (`None` for
+/// in-file history, whose votes are in the rows).
+fn dedup_and_join(
+    layout: &Layout,
+    opts: &IngestOptions,
+    keys: crate::dedup::Keys,
+    counts: &Counts,
+    dir: &Path,
+) -> Result<Deduped, IngestError> {
+    let rows = counts.rows_accepted;
+    if layout.elections.is_empty() {
+        return Ok(Deduped {
+            dropped: keys.dropped(rows)?,
+            history: None,
+            votes: None,
+        });
+    }
+    let mut summary = dataset::History {
+        elections: manifest::stored_elections(layout),
+        ..dataset::History::default()
+    };
+    if opts.history_files.is_empty() {
+        summary.source = "columns".into();
+        summary.unknown_methods = counts.unknown_votes;
+        return Ok(Deduped {
+            dropped: keys.dropped(rows)?,
+            history: Some(summary),
+            votes: None,
+        });
+    }
+    summary.source = "file".into();
+    let rejects_path = dir.join(dataset::HISTORY_REJECTS);
+    let rejects = write::private_file()
+        .open(&rejects_path)
+        .map_err(|e| IngestError::io(&rejects_path, e))?;
+    let mut rejects = std::io::BufWriter::new(rejects);
+    let spilled = crate::history::read(layout, &opts.history_files, dir, &mut rejects)?;
+    rejects
+        .into_inner()
+        .map_err(|e| IngestError::io(&rejects_path, e.into_error()))?;
+    if !opts.allow_rejects {
+        refuse_mostly_rejected_history(&spilled.counts)?;
+    }
+    let cells = usize::try_from(rows)
+        .ok()
+        .and_then(|r| r.checked_mul(layout.elections.len()))
+        .ok_or(IngestError::TooManyRows(rows))?;
+    let votes: Vec<AtomicU8> = (0..cells).map(|_| AtomicU8::new(write::NO_VOTE)).collect();
+    let join = crate::dedup::Join {
+        buckets: &spilled.buckets,
+        elections: &layout.elections,
+        votes: &votes,
+    };
+    let (dropped, joined) = keys.dropped_and_joined(rows, Some(join))?;
+    let read = spilled.counts;
+    summary.sources = spilled.sources;
+    summary.lines_read = read.lines_read;
+    summary.rejects_by_reason = read.rejects_by_reason;
+    summary.other_elections = read.other_elections;
+    summary.unmatched = joined.unmatched;
+    summary.duplicates = joined.duplicates;
+    summary.unknown_methods = joined.unknown_methods;
+    Ok(Deduped {
+        dropped,
+        history: Some(summary),
+        votes: Some(votes),
+    })
+}
+
+/// As [`refuse_mostly_rejected`], for the history lines: a history layout
+/// that does not fit its files stops the ingest.
+fn refuse_mostly_rejected_history(counts: &crate::history::ReadCounts) -> Result<(), IngestError> {
+    let rejected: u64 = counts.rejects_by_reason.values().sum();
+    let Some(reason) = mostly_rejected(counts.lines_read, rejected, &counts.rejects_by_reason)
+    else {
+        return Ok(());
+    };
+    let key = match reason.as_str() {
+        "missing_voter_id" => "history.voter_id",
+        "bad_date" => "history.date_column` / `history.date_format",
+        _ => "history.columns` / `history.delimiter",
+    };
+    Err(IngestError::History(format!(
+        "{} of {} history lines were rejected, most as `{reason}`: check `{key}` (history_rejects.tsv lists them; --allow-rejects ingests anyway); nothing was swapped in",
+        crate::Thousands(rejected),
+        crate::Thousands(counts.lines_read)
+    )))
+}
+
+/// The most frequent reject reason when every one of `read` lines was
+/// rejected, or more than half of 1,000 or more; `None` otherwise.
+fn mostly_rejected(read: u64, rejected: u64, by_reason: &BTreeMap<String, u64>) -> Option<&String> {
+    let all = read > 0 && rejected == read;
+    let most = read >= 1_000 && rejected * 2 > read;
+    if !(all || most) {
+        return None;
+    }
+    by_reason.iter().max_by_key(|(_, n)| **n).map(|(r, _)| r)
 }
 
 /// Fails when every line was rejected, or more than half of them in a file
@@ -141,16 +302,13 @@ fn build(
 /// dataset with a sliver of one. (A handful of lines, half bad, is a test
 /// file more often than a misfit layout.)
 fn refuse_mostly_rejected(counts: &Counts) -> Result<(), IngestError> {
-    let all = counts.rows_read > 0 && counts.rows_accepted == 0;
-    let most = counts.rows_read >= 1_000 && counts.rows_rejected * 2 > counts.rows_read;
-    if !(all || most) {
+    let Some(reason) = mostly_rejected(
+        counts.rows_read,
+        counts.rows_rejected,
+        &counts.rejects_by_reason,
+    ) else {
         return Ok(());
-    }
-    let (reason, _) = counts
-        .rejects_by_reason
-        .iter()
-        .max_by_key(|(_, n)| **n)
-        .expect("some lines were rejected");
+    };
     let hint = match reason.as_str() {
         "field_count" => {
             ": the lines have another number of fields than the header (or `format.columns`)"
@@ -498,6 +656,7 @@ mod tests {
             threads: Some(1),
             allow_unknown: false,
             allow_rejects: false,
+            history_files: Vec::new(),
         };
         let modes = Modes {
             data_dir: data_dir.clone(),
@@ -574,6 +733,7 @@ mod tests {
             threads: Some(1),
             allow_unknown: false,
             allow_rejects: false,
+            history_files: Vec::new(),
         };
         (layout, opts)
     }

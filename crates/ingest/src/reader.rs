@@ -308,6 +308,12 @@ pub(crate) fn delimiter_name(d: u8) -> String {
 /// The layout key that names `column` (a source column's first name), and
 /// all its names quoted, for errors.
 fn layout_key(layout: &Layout, column: &str) -> (String, String) {
+    if let Some(election) = column.strip_prefix(crate::rules::ELECTION_COLUMN) {
+        return (
+            "history.column_pattern".into(),
+            format!("matching `history.column_pattern` for election {election}"),
+        );
+    }
     let is = |c: &str| c.trim().eq_ignore_ascii_case(column.trim());
     match layout.source_columns().into_iter().find(|s| is(s.names[0])) {
         Some(s) => (

@@ -97,6 +97,10 @@ pub struct UnknownCode {
     pub value: String,
 }
 
+/// How [`MissingColumn`] names an in-file election column that no header
+/// name matches: this prefix, then the election.
+pub const ELECTION_COLUMN: &str = "for election ";
+
 /// Slots of the fields a row needs, by role.
 const SLOT_ID: usize = 0;
 const SLOT_COUNTY: usize = 1;
@@ -330,6 +334,10 @@ pub struct Rules {
     birth: Option<DateRule>,
     reg: Option<DateRule>,
     coded: Vec<CodeTable>,
+    /// In-file history (OH): one slot per configured election, after the
+    /// coded ones; the votes go to `Row::codes` past the coded dimensions.
+    votes: Vec<VoteRule>,
+    history: Option<layout::History>,
     delimiter: u8,
     quoting: layout::Quoting,
     encoding: Encoding,
@@ -337,6 +345,14 @@ pub struct Rules {
 }
 
 const NO_SLOT: u8 = u8::MAX;
+
+/// One election's column of in-file history.
+struct VoteRule {
+    slot: usize,
+    /// Election day, `YYYYMMDD`: a blank cell of a voter registered later
+    /// is `not_registered`.
+    date: i32,
+}
 
 /// A required column is missing from a file's header.
 #[derive(Debug, Clone)]
@@ -423,6 +439,29 @@ impl Rules {
             assign(find(strs(&names))?.0, slot);
             coded.push(code_table(c, slot, layout.county.counties.len()));
         }
+        let mut votes = Vec::new();
+        let in_file = layout
+            .history
+            .as_ref()
+            .filter(|h| matches!(h.source, layout::HistorySource::Columns(_)));
+        if let Some(h) = in_file {
+            for (k, e) in layout.elections.iter().enumerate() {
+                let slot = SLOT_CODED + layout.coded.len() + k;
+                let column = header
+                    .iter()
+                    .position(|name| h.column_election(name) == Some((e.kind, e.date)))
+                    .ok_or_else(|| {
+                        MissingColumn(format!(
+                            "{ELECTION_COLUMN}{} ({} {})",
+                            e.id,
+                            e.kind.as_str(),
+                            e.date_text()
+                        ))
+                    })?;
+                assign(column, slot);
+                votes.push(VoteRule { slot, date: e.date });
+            }
+        }
         let wanted_fields = slots_of_column
             .iter()
             .rposition(|s| s.iter().any(|&slot| slot != NO_SLOT))
@@ -445,6 +484,8 @@ impl Rules {
             birth,
             reg,
             coded,
+            votes,
+            history: in_file.cloned(),
             delimiter: layout.format.delimiter,
             quoting: layout.format.quoting,
             encoding: layout.format.encoding,
@@ -575,6 +616,20 @@ impl Rules {
                     column: i as u8,
                     value: self.decode(raw),
                 });
+            }
+        }
+        out.unknown_votes = 0;
+        if let Some(h) = &self.history {
+            for (k, v) in self.votes.iter().enumerate() {
+                let raw = trim(split::field(line, spans[v.slot], scratch));
+                let category = if raw.is_empty() && rank > v.date {
+                    layout::NOT_REGISTERED
+                } else {
+                    let (c, known) = h.method(raw);
+                    out.unknown_votes += u32::from(!known);
+                    c
+                };
+                row.codes[self.coded.len() + k] = category;
             }
         }
         Ok((row, DedupKey { id, rank }))
@@ -713,6 +768,9 @@ pub struct RowOutcome {
     pub birth_null: Option<NullYear>,
     /// Why the last row's registration year is null, if it is.
     pub reg_null: Option<NullYear>,
+    /// In-file history cells of the last row whose value is not in
+    /// `[history.methods]`.
+    pub unknown_votes: u32,
 }
 
 /// The first run of ASCII digits (`CG14` → `14`, `CON18TH` → `18`, `4.0` →

@@ -108,6 +108,49 @@ impl Spill {
     }
 }
 
+/// A vote cell no history line or rule has set yet; written as
+/// `did_not_vote` (a voter kept without an id, who cannot be joined).
+pub const NO_VOTE: u8 = u8::MAX;
+
+/// Where the `vote_<id>` columns of the configured elections come from.
+#[derive(Clone, Copy)]
+pub enum Votes<'a> {
+    /// No elections.
+    None,
+    /// In-file history: each row's codes past the coded dimensions.
+    InRow,
+    /// Joined from history files: one cell per (accepted row, election),
+    /// row-major, indices into `layout::CATEGORIES`.
+    Joined(&'a [std::sync::atomic::AtomicU8]),
+}
+
+/// Which spilled rows are written, and their votes.
+#[derive(Clone, Copy)]
+pub(crate) struct Kept<'a> {
+    /// A bit per accepted row: set for a dropped duplicate.
+    pub dropped: &'a [u64],
+    /// Where the rows' `vote_<id>` cells come from.
+    pub votes: Votes<'a>,
+}
+
+/// Per index into `layout::CATEGORIES`: its key in the layout's vote
+/// dictionary (the layout's categories, in order).
+fn vote_keys(layout: &Layout) -> ([u8; 256], ArrayRef) {
+    let mut keys = [0u8; 256];
+    let categories = layout
+        .history
+        .as_ref()
+        .map(|h| h.categories())
+        .unwrap_or_default();
+    for (k, &c) in categories.iter().enumerate() {
+        keys[usize::from(c)] = k as u8;
+    }
+    let values = categories
+        .iter()
+        .map(|&c| layout::CATEGORIES[usize::from(c)].0);
+    (keys, Arc::new(StringArray::from_iter_values(values)))
+}
+
 /// Writes rows `range` of the spill (skipping dropped ones) to `path`.
 pub fn write_part(
     layout: &Layout,
@@ -115,6 +158,7 @@ pub fn write_part(
     spill_path: &Path,
     range: std::ops::Range<u64>,
     dropped: &[u64],
+    votes: Votes<'_>,
     path: &Path,
 ) -> Result<u64, IngestError> {
     let schema = dataset::schema(layout);
@@ -148,6 +192,8 @@ pub fn write_part(
         .map(|c| Arc::new(StringArray::from_iter_values(c.code_strs())) as ArrayRef)
         .collect();
 
+    let (vote_key, vote_values) = vote_keys(layout);
+    let elections = layout.elections.len();
     let mut buf = vec![0u8; ROW_GROUP * ROW_BYTES];
     let mut written = 0u64;
     let mut at = range.start;
@@ -161,6 +207,7 @@ pub fn write_part(
         let mut birth = Vec::with_capacity(n);
         let mut reg = Vec::with_capacity(n);
         let mut codes: Vec<Vec<u8>> = vec![Vec::with_capacity(n); layout.coded.len()];
+        let mut vote_cols: Vec<Vec<u8>> = vec![Vec::with_capacity(n); elections];
         for (i, chunk) in bytes.chunks_exact(ROW_BYTES).enumerate() {
             let row_index = at + i as u64;
             if dropped[(row_index / 64) as usize] & (1 << (row_index % 64)) != 0 {
@@ -173,6 +220,20 @@ pub fn write_part(
             for (c, out) in codes.iter_mut().enumerate() {
                 out.push(row.codes[c]);
             }
+            for (e, out) in vote_cols.iter_mut().enumerate() {
+                let category = match votes {
+                    Votes::None => NO_VOTE,
+                    Votes::InRow => row.codes[layout.coded.len() + e],
+                    Votes::Joined(cells) => cells[row_index as usize * elections + e]
+                        .load(std::sync::atomic::Ordering::Relaxed),
+                };
+                let category = if category == NO_VOTE {
+                    layout::DID_NOT_VOTE
+                } else {
+                    category
+                };
+                out.push(vote_key[usize::from(category)]);
+            }
         }
         at += n as u64;
         if county.is_empty() {
@@ -182,8 +243,11 @@ pub fn write_part(
         let mut columns: Vec<ArrayRef> = Vec::new();
         let mut codes = codes.into_iter();
         let mut code_values = code_values.iter();
-        for name in layout.output_columns() {
-            columns.push(match name {
+        let mut vote_cols = vote_cols.into_iter();
+        let names = layout.output_columns();
+        let (names, vote_names) = names.split_at(names.len() - elections);
+        for name in names {
+            columns.push(match *name {
                 "county" => Arc::new(
                     DictionaryArray::<UInt16Type>::try_new(
                         UInt16Array::from(std::mem::take(&mut county)),
@@ -201,6 +265,15 @@ pub fn write_part(
                     .map_err(|e| IngestError::Parquet(e.to_string()))?,
                 ),
             });
+        }
+        for _ in vote_names {
+            columns.push(Arc::new(
+                DictionaryArray::<UInt8Type>::try_new(
+                    UInt8Array::from(vote_cols.next().expect("one per election")),
+                    vote_values.clone(),
+                )
+                .map_err(|e| IngestError::Parquet(e.to_string()))?,
+            ));
         }
         let batch = RecordBatch::try_new(schema.clone(), columns)
             .map_err(|e| IngestError::Parquet(e.to_string()))?;
@@ -223,7 +296,7 @@ pub(crate) fn write_parts(
     spill: &File,
     spill_path: &Path,
     rows: u64,
-    dropped: &[u64],
+    kept: Kept<'_>,
     dir: &Path,
     threads: usize,
 ) -> Result<(Vec<String>, u64), IngestError> {
@@ -246,7 +319,8 @@ pub(crate) fn write_parts(
                 spill,
                 spill_path,
                 start..end,
-                dropped,
+                kept.dropped,
+                kept.votes,
                 &dir.join(name),
             )
         })

@@ -123,7 +123,10 @@ impl Election {
             .ok_or_else(|| ("date", format!("must be a date YYYY-MM-DD, got {date:?}")))?;
         let kind = ElectionType::parse(kind).ok_or_else(|| {
             let names: Vec<&str> = ElectionType::ALL.iter().map(|t| t.as_str()).collect();
-            ("type", format!("must be one of {}, got {kind:?}", names.join(", ")))
+            (
+                "type",
+                format!("must be one of {}, got {kind:?}", names.join(", ")),
+            )
         })?;
         Ok(Election {
             id: id.to_owned(),
@@ -231,7 +234,10 @@ impl History {
         let key = &mut key[..raw.len()];
         key.copy_from_slice(raw);
         key.make_ascii_uppercase();
-        match std::str::from_utf8(key).ok().and_then(|k| self.methods.get(k)) {
+        match std::str::from_utf8(key)
+            .ok()
+            .and_then(|k| self.methods.get(k))
+        {
             Some(&c) => (c, true),
             None => (self.fallback, false),
         }
@@ -328,8 +334,8 @@ fn category(origin: &str, key: &str, name: &str) -> Result<u8, LayoutError> {
 impl HistoryToml {
     /// Checks the section; every error names its `history.` key.
     pub(crate) fn validate(self, origin: &str) -> Result<History, LayoutError> {
-        let date_format = DateFormat::parse(&self.date_format)
-            .map_err(|m| invalid(origin, "date_format", m))?;
+        let date_format =
+            DateFormat::parse(&self.date_format).map_err(|m| invalid(origin, "date_format", m))?;
         let mut types = BTreeMap::new();
         for (raw, name) in &self.types {
             let kind = ElectionType::parse(name).ok_or_else(|| {
@@ -339,7 +345,10 @@ impl HistoryToml {
                     format!("must be an election type (general, primary, special, runoff, presidential_preference), got {name:?}"),
                 )
             })?;
-            if types.insert(raw.trim().to_ascii_uppercase(), kind).is_some() {
+            if types
+                .insert(raw.trim().to_ascii_uppercase(), kind)
+                .is_some()
+            {
                 return Err(invalid(
                     origin,
                     &format!("types.{raw}"),
@@ -353,10 +362,18 @@ impl HistoryToml {
             let c = category(origin, &key, name)?;
             let upper = raw.trim().to_ascii_uppercase();
             if upper.is_empty() || upper.len() > 48 {
-                return Err(invalid(origin, &key, "a code is 1 to 48 bytes; blank is `history.blank`".into()));
+                return Err(invalid(
+                    origin,
+                    &key,
+                    "a code is 1 to 48 bytes; blank is `history.blank`".into(),
+                ));
             }
             if methods.insert(upper, c).is_some() {
-                return Err(invalid(origin, &key, "listed twice (codes are matched ignoring case)".into()));
+                return Err(invalid(
+                    origin,
+                    &key,
+                    "listed twice (codes are matched ignoring case)".into(),
+                ));
             }
         }
         let blank = category(origin, "blank", &self.blank)?;
@@ -368,7 +385,9 @@ impl HistoryToml {
                 return Err(invalid(
                     origin,
                     "source",
-                    format!("must be \"file\" (a separate history file) or \"columns\" (columns of the voter file), got {other:?}"),
+                    format!(
+                        "must be \"file\" (a separate history file) or \"columns\" (columns of the voter file), got {other:?}"
+                    ),
                 ));
             }
         };
@@ -431,14 +450,26 @@ impl HistoryToml {
                 && !header
                 && !listed(c)
             {
-                return Err(invalid(origin, key, format!("column `{c}` is not in history.columns")));
+                return Err(invalid(
+                    origin,
+                    key,
+                    format!("column `{c}` is not in history.columns"),
+                ));
             }
         }
         if file.type_column.is_some() && self.types.is_empty() {
-            return Err(invalid(origin, "types", "a type_column needs its code table".into()));
+            return Err(invalid(
+                origin,
+                "types",
+                "a type_column needs its code table".into(),
+            ));
         }
         if self.column_pattern.is_some() {
-            return Err(invalid(origin, "column_pattern", "only for source = \"columns\"".into()));
+            return Err(invalid(
+                origin,
+                "column_pattern",
+                "only for source = \"columns\"".into(),
+            ));
         }
         Ok(file)
     }
@@ -464,18 +495,25 @@ impl HistoryToml {
                 return Err(invalid(
                     origin,
                     key,
-                    "only for source = \"file\" (in-file history reads the voter file's format)".into(),
+                    "only for source = \"file\" (in-file history reads the voter file's format)"
+                        .into(),
                 ));
             }
         }
         let pattern = self.column_pattern.as_deref().ok_or_else(|| {
-            invalid(origin, "column_pattern", "required when source = \"columns\", e.g. \"{type}-{date}\"".into())
+            invalid(
+                origin,
+                "column_pattern",
+                "required when source = \"columns\", e.g. \"{type}-{date}\"".into(),
+            )
         })?;
         let bad = || {
             invalid(
                 origin,
                 "column_pattern",
-                format!("must hold `{{type}}` then `{{date}}` with a non-empty separator and nothing after, got {pattern:?}"),
+                format!(
+                    "must hold `{{type}}` then `{{date}}` with a non-empty separator and nothing after, got {pattern:?}"
+                ),
             )
         };
         let (prefix, rest) = pattern.split_once("{type}").ok_or_else(bad)?;
@@ -484,7 +522,11 @@ impl HistoryToml {
             return Err(bad());
         }
         if types.is_empty() {
-            return Err(invalid(origin, "types", "in-file history names elections by type: list them".into()));
+            return Err(invalid(
+                origin,
+                "types",
+                "in-file history names elections by type: list them".into(),
+            ));
         }
         Ok(HistoryColumns {
             prefix: prefix.to_owned(),
@@ -538,18 +580,41 @@ mod tests {
         let err = |text: &str| history(text).unwrap_err().to_string();
         assert!(err(&OH.replace("{type}-{date}", "{date}")).contains("history.column_pattern"));
         assert!(err(&OH.replace("\"general\"", "\"generall\"")).contains("history.types.GENERAL"));
-        assert!(err(&OH.replace("blank = \"did_not_vote\"", "blank = \"not_registered\"")).contains("history.blank"));
+        assert!(
+            err(&OH.replace("blank = \"did_not_vote\"", "blank = \"not_registered\""))
+                .contains("history.blank")
+        );
         assert!(err(&OH.replace("columns", "file")).contains("history.delimiter"));
-        assert!(err(&OH.replace("X = \"voted_method_unknown\"", "X = \"mailed\"")).contains("history.methods.X"));
+        assert!(
+            err(&OH.replace("X = \"voted_method_unknown\"", "X = \"mailed\""))
+                .contains("history.methods.X")
+        );
     }
 
     #[test]
     fn elections_are_checked() {
         let e = Election::new("2024g", "2024-11-05", "general").unwrap();
-        assert_eq!((e.date, e.dimension.clone(), e.date_text()), (20241105, "vote_2024g".into(), "2024-11-05".into()));
-        assert_eq!(Election::new("2024G", "2024-11-05", "general").unwrap_err().0, "id");
-        assert_eq!(Election::new("x", "2024-11-31", "general").unwrap_err().0, "date");
-        assert_eq!(Election::new("x", "11/05/2024", "general").unwrap_err().0, "date");
-        assert_eq!(Election::new("x", "2024-11-05", "municipal").unwrap_err().0, "type");
+        assert_eq!(
+            (e.date, e.dimension.clone(), e.date_text()),
+            (20241105, "vote_2024g".into(), "2024-11-05".into())
+        );
+        assert_eq!(
+            Election::new("2024G", "2024-11-05", "general")
+                .unwrap_err()
+                .0,
+            "id"
+        );
+        assert_eq!(
+            Election::new("x", "2024-11-31", "general").unwrap_err().0,
+            "date"
+        );
+        assert_eq!(
+            Election::new("x", "11/05/2024", "general").unwrap_err().0,
+            "date"
+        );
+        assert_eq!(
+            Election::new("x", "2024-11-05", "municipal").unwrap_err().0,
+            "type"
+        );
     }
 }

@@ -410,11 +410,17 @@ impl Layout {
         if !elections.is_empty() && self.history.is_none() {
             return Err((
                 0,
-                format!("layout `{}` has no [history] section: it cannot read voting history", self.name),
+                format!(
+                    "layout `{}` has no [history] section: it cannot read voting history",
+                    self.name
+                ),
             ));
         }
         if elections.len() > MAX_ELECTIONS {
-            return Err((MAX_ELECTIONS, format!("at most {MAX_ELECTIONS} elections per dataset")));
+            return Err((
+                MAX_ELECTIONS,
+                format!("at most {MAX_ELECTIONS} elections per dataset"),
+            ));
         }
         for (i, e) in elections.iter().enumerate() {
             if let Some(j) = elections[..i].iter().position(|o| o.id == e.id) {

@@ -16,14 +16,24 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// and `rejects.tsv` (line numbers and reasons of malformed lines, never their
 /// content). The dataset is replaced atomically, only if the ingest succeeds.
 #[derive(Args)]
-#[command(
-    after_help = "Example:\n  rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt"
-)]
+#[command(after_help = "Examples:\n  \
+    rollcall ingest --layout nc --dataset nc --data-dir data ncvoter_Statewide.txt\n  \
+    rollcall ingest --config rollcall.toml --dataset nc ncvoter_Statewide.txt --history ncvhis_Statewide.txt")]
 pub struct IngestArgs {
     /// Layout: a name (nc, oh, fl, mi, pa, or NAME.toml in --layouts-dir) or the path
-    /// of a layout .toml file.
-    #[arg(long)]
-    layout: String,
+    /// of a layout .toml file. Not with --config, which names it.
+    #[arg(long, required_unless_present = "config", conflicts_with = "config")]
+    layout: Option<String>,
+    /// The server's config file: the `[[dataset]]` named by --dataset gives
+    /// the layout, the data folder (`[server] data_dir`) and the elections
+    /// (`[[dataset.election]]`) whose voting history is stored.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Voting-history file(s) of a layout whose history is a separate file
+    /// (NC `ncvhis`, FL `*_H_*.txt`), joined to the voters by id. Needs
+    /// --config (the elections). Put it after the voter files.
+    #[arg(long, num_args = 1.., value_name = "FILE", requires = "config")]
+    history: Vec<PathBuf>,
     /// Where a layout name is looked up first (then config/layouts and the
     /// built-in layouts).
     #[arg(long, env = "ROLLCALL_LAYOUTS", value_name = "DIR")]
@@ -31,9 +41,9 @@ pub struct IngestArgs {
     /// Dataset name (the folder created under --data-dir).
     #[arg(long)]
     dataset: String,
-    /// Folder that holds datasets.
-    #[arg(long, default_value = "data")]
-    data_dir: PathBuf,
+    /// Folder that holds datasets (with --config: its `[server] data_dir`).
+    #[arg(long, conflicts_with = "config")]
+    data_dir: Option<PathBuf>,
     /// Parse threads (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -114,17 +124,56 @@ impl ingest::Progress for Report {
     }
 }
 
+/// The layout (with the config's elections) and the data folder.
+fn target(args: &IngestArgs) -> anyhow::Result<(layout::Layout, PathBuf)> {
+    let Some(path) = &args.config else {
+        let name = args
+            .layout
+            .as_deref()
+            .expect("clap requires --layout without --config");
+        let layout = layout::Layout::resolve_in(name, args.layouts_dir.as_deref())?;
+        return Ok((
+            layout,
+            args.data_dir.clone().unwrap_or_else(|| "data".into()),
+        ));
+    };
+    let config = server::config::Config::from_file(path)?;
+    let Some((i, d)) = config
+        .datasets
+        .iter()
+        .enumerate()
+        .find(|(_, d)| d.name == args.dataset)
+    else {
+        let names: Vec<&str> = config.datasets.iter().map(|d| d.name.as_str()).collect();
+        anyhow::bail!(
+            "{}: no [[dataset]] is named `{}` (configured: {})",
+            path.display(),
+            args.dataset,
+            names.join(", ")
+        );
+    };
+    let layout = layout::Layout::resolve_in(&d.layout, args.layouts_dir.as_deref())
+        .with_context(|| format!("{}: dataset[{i}].layout", path.display()))?;
+    let layout = layout
+        .with_elections(d.elections.clone())
+        .map_err(|(j, message)| {
+            anyhow::anyhow!("{}: dataset[{i}].election[{j}]: {message}", path.display())
+        })?;
+    Ok((layout, config.server.data_dir.clone()))
+}
+
 /// Runs the subcommand.
 pub fn run(args: IngestArgs) -> anyhow::Result<()> {
-    let layout = layout::Layout::resolve_in(&args.layout, args.layouts_dir.as_deref())?;
+    let (layout, data_dir) = target(&args)?;
     let opts = ingest::IngestOptions {
         dataset: args.dataset.clone(),
-        data_dir: args.data_dir.clone(),
+        data_dir: data_dir.clone(),
         files: args.files.clone(),
         current_year: None,
         threads: args.threads,
         allow_unknown: args.allow_unknown,
         allow_rejects: args.allow_rejects,
+        history_files: args.history.clone(),
     };
     let started = Instant::now();
     let report = Report::new(args.quiet);
@@ -152,8 +201,20 @@ pub fn run(args: IngestArgs) -> anyhow::Result<()> {
                 .sum::<u64>(),
             secs,
             manifest.rows_read as f64 / secs.max(1e-9) / 1e3,
-            args.data_dir.join(&manifest.dataset).display()
+            data_dir.join(&manifest.dataset).display()
         );
+        if let Some(h) = &manifest.history {
+            eprintln!(
+                "history: {} elections stored; {} lines read, {} rejected, {} of other elections, {} unmatched, {} duplicates, {} unknown methods",
+                h.elections.len(),
+                h.lines_read,
+                h.rejects_by_reason.values().sum::<u64>(),
+                h.other_elections,
+                h.unmatched,
+                h.duplicates,
+                h.unknown_methods
+            );
+        }
     }
     Ok(())
 }

@@ -59,6 +59,11 @@
 //! max_epsilon_per_query = 1.0
 //! share_releases = true      # the default: stored answers are free for everyone
 //!
+//! [[dataset.election]]        # turnout of this election is the dimension vote_2024g
+//! id = "2024g"
+//! date = "2024-11-05"
+//! type = "general"            # general | primary | special | runoff | presidential_preference
+//!
 //! [[analyst]]
 //! name = "alice"
 //! token_sha256 = "…64 hex digits…"
@@ -158,6 +163,18 @@ struct DatasetFile {
     max_epsilon_per_query: f64,
     population: Option<String>,
     share_releases: Option<bool>,
+    #[serde(default)]
+    election: Vec<ElectionFile>,
+}
+
+/// One `[[dataset.election]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ElectionFile {
+    id: String,
+    date: String,
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -234,6 +251,9 @@ pub struct DatasetConfig {
     /// Whether a stored release is served free to any analyst (`true`, the
     /// default) or only to the analyst who paid for it.
     pub share_releases: bool,
+    /// `[[dataset.election]]`: the elections whose turnout is public, each
+    /// a dimension `vote_<id>` once an ingest with history has stored it.
+    pub elections: Vec<layout::Election>,
 }
 
 /// The SHA-256 of a bearer token. Its `Debug` does not print it.
@@ -629,6 +649,42 @@ fn validate_datasets(
     Ok(datasets)
 }
 
+/// `[[dataset.election]]`: each well formed, no id and no (date, type) twice.
+fn validate_elections(
+    key: &dyn Fn(&str) -> String,
+    file: &[ElectionFile],
+) -> Result<Vec<layout::Election>, ConfigError> {
+    let mut out: Vec<layout::Election> = Vec::with_capacity(file.len());
+    for (j, e) in file.iter().enumerate() {
+        let at = |field: &str| key(&format!("election[{j}].{field}"));
+        let election = layout::Election::new(&e.id, &e.date, &e.kind)
+            .map_err(|(field, message)| ConfigError::new(at(field), message))?;
+        if let Some(k) = out.iter().position(|o| o.id == election.id) {
+            return Err(ConfigError::new(
+                at("id"),
+                format!("`{}` is also election[{k}]'s id", e.id),
+            ));
+        }
+        if let Some(k) = out
+            .iter()
+            .position(|o| o.date == election.date && o.kind == election.kind)
+        {
+            return Err(ConfigError::new(
+                at("date"),
+                format!("election[{k}] has the same date and type"),
+            ));
+        }
+        out.push(election);
+    }
+    if out.len() > layout::MAX_ELECTIONS {
+        return Err(ConfigError::new(
+            key("election"),
+            format!("at most {} elections per dataset", layout::MAX_ELECTIONS),
+        ));
+    }
+    Ok(out)
+}
+
 fn validate_dataset(
     key: &dyn Fn(&str) -> String,
     d: DatasetFile,
@@ -677,7 +733,9 @@ fn validate_dataset(
             ));
         }
     };
+    let elections = validate_elections(key, &d.election)?;
     Ok(DatasetConfig {
+        elections,
         name: d.name,
         layout: d.layout,
         as_of: d.as_of,

@@ -299,6 +299,46 @@ fn check_shared_sources(
     Ok(())
 }
 
+/// The layout with the dataset's configured elections that its last ingest
+/// stored (same id, date and type in the manifest's `history`): an
+/// election added to the config is a dimension after the next ingest, one
+/// whose date was changed only after an ingest with the new date.
+fn with_stored_elections(
+    layout: Layout,
+    d: &DatasetConfig,
+    manifest: &serde_json::Value,
+    key: &dyn Fn(&str) -> String,
+) -> Result<Layout, ConfigError> {
+    let stored = manifest
+        .get("history")
+        .and_then(|h| h.get("elections"))
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let field =
+        |s: &serde_json::Value, k: &str| s.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    let (kept, missing): (Vec<_>, Vec<_>) = d.elections.iter().cloned().partition(|e| {
+        stored.iter().any(|s| {
+            field(s, "id").as_deref() == Some(e.id.as_str())
+                && field(s, "date") == Some(e.date_text())
+                && field(s, "type").as_deref() == Some(e.kind.as_str())
+        })
+    });
+    for e in &missing {
+        tracing::warn!(
+            dataset = %d.name,
+            election = %e.id,
+            "election not in the last ingest (re-ingest with history to answer on it)"
+        );
+    }
+    layout
+        .with_elections(kept)
+        .map_err(|(j, message)| ConfigError {
+            key: key(&format!("election[{j}]")),
+            message,
+        })
+}
+
 fn load_dataset(
     i: usize,
     data_dir: &Path,
@@ -349,6 +389,7 @@ fn load_dataset(
             });
         }
     }
+    let layout = with_stored_elections(layout, d, &manifest, &key)?;
     let spec = DomainSpec {
         age_bands: d.age_bands.clone(),
         as_of_year: d.as_of_year,
