@@ -21,8 +21,11 @@ def release_binary():
     return target_dir() / "release" / "rollcall"
 
 
-def run(binary, rows, out, *, layout="nc", seed=42, quirks=False, dataset=None, synth_only=False):
-    """`scripts/fixture …`: the paths it reports (`source`, `truth`, `data_dir`)."""
+def run(binary, rows, out, *, layout="nc", seed=42, quirks=False, dataset=None, synth_only=False,
+        history=False, config=None):
+    """`scripts/fixture …`: the paths it reports (`source`, `truth`, `data_dir`,
+    `history`). `history`: synth's default elections' history file too
+    (`config`: the rollcall config that ingests it)."""
     cmd = [str(ROOT / "scripts" / "fixture"), "--binary", str(binary), "--layout", layout,
            "--rows", str(rows), "--seed", str(seed), "--out", str(out)]
     if quirks:
@@ -31,6 +34,10 @@ def run(binary, rows, out, *, layout="nc", seed=42, quirks=False, dataset=None, 
         cmd += ["--dataset", dataset]
     if synth_only:
         cmd.append("--synth-only")
+    if history:
+        cmd.append("--history")
+    if config:
+        cmd += ["--config", str(config)]
     print("+", " ".join(cmd), flush=True)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -39,6 +46,13 @@ def run(binary, rows, out, *, layout="nc", seed=42, quirks=False, dataset=None, 
 def synth(binary, rows, out, **kw):
     """A synthetic file of `rows` lines (made once): its path."""
     return Path(run(binary, rows, out, synth_only=True, **kw)["source"])
+
+
+def synth_history(binary, rows, out, **kw):
+    """A synthetic file of `rows` voters and its voting history for synth's
+    default elections (made once): (voter file, history file)."""
+    paths = run(binary, rows, out, synth_only=True, history=True, **kw)
+    return Path(paths["source"]), Path(paths["history"])
 
 
 def dataset(binary, rows, out, **kw):
