@@ -7,8 +7,15 @@
     >>> df.attrs["epsilon_spent"], df.attrs["ci95"]
     >>> rc.cost("nc", by=["county", "age_band"], epsilon=0.1)   # dry run, free
     >>> rc.budget()
+    >>> rc.elections("nc")                                   # ids of the vote_<id> dimensions
+    >>> t = rc.turnout("nc", "2024g", by=["age_band"], epsilon=0.5, methods=True)
+    >>> t[["age_band", "registered", "voted", "rate", "rate_low", "rate_high"]]
+
+``rollcall_client.intervals`` holds the turnout intervals as pure functions
+(``turnout_table`` on a release's noisy cells).
 """
 
+from . import intervals
 from .client import Client, Cost, Dataset, Dimension, Where
 from .errors import (
     BudgetExhausted,
@@ -35,6 +42,7 @@ __all__ = [
     "Dataset",
     "Dimension",
     "Where",
+    "intervals",
     "RollcallError",
     "Unauthorized",
     "Forbidden",

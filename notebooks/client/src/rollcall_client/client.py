@@ -12,6 +12,7 @@ import httpx
 import pandas as pd
 
 from .errors import ConnectionFailed, InvalidQuery, ServerError, error_from_response
+from .intervals import DID_NOT_VOTE, NOT_REGISTERED, seed_for, turnout_table
 
 __all__ = ["Client", "Cost", "Dataset", "Dimension", "Where"]
 
@@ -20,6 +21,10 @@ __all__ = ["Client", "Cost", "Dataset", "Dimension", "Where"]
 Where = Mapping[str, "str | int | Iterable[str | int]"]
 
 _COUNT_COLUMNS = ("count", "ci_low", "ci_high")
+
+#: An election's dimension is ``vote_<id>``; besides its methods it has the
+#: values ``did_not_vote`` and ``not_registered`` (see intervals.py).
+_VOTE_PREFIX = "vote_"
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,25 @@ def _normalise_by(by: Sequence[str] | str | None) -> list[str]:
     if isinstance(by, str):
         return [by]
     return [str(b) for b in by]
+
+
+def _insert_labels(df: pd.DataFrame, ds: Dataset, by: list[str]) -> None:
+    """Insert a ``<dimension>_label`` column after each dimension column of ``by``."""
+    pos = 0
+    for dim in by:
+        d = ds.dimensions.get(dim)
+        if d is None or not isinstance(df[dim].dtype, pd.CategoricalDtype):
+            pos += 1
+            continue
+        mapping = dict(zip(d.values, d.labels, strict=True))
+        lab_cats = list(dict.fromkeys(mapping.get(v, v) for v in df[dim].cat.categories))
+        lab = pd.Categorical(
+            [mapping.get(v, v) for v in df[dim].astype("object")],
+            categories=lab_cats,
+            ordered=True,
+        )
+        df.insert(pos + 1, f"{dim}_label", pd.Series(lab, index=df.index))
+        pos += 2
 
 
 class Client:
@@ -481,18 +505,7 @@ class Client:
         if by_l and len(df):
             df = df.sort_values(by_l, kind="stable").reset_index(drop=True)
         if labels and ds is not None:
-            for pos, dim in enumerate(by_l):
-                d = ds.dimensions.get(dim)
-                if d is None:
-                    continue
-                mapping = dict(zip(d.values, d.labels, strict=True))
-                lab_cats = list(dict.fromkeys(mapping.get(v, v) for v in df[dim].cat.categories))
-                lab = pd.Categorical(
-                    [mapping.get(v, v) for v in df[dim].astype("object")],
-                    categories=lab_cats,
-                    ordered=True,
-                )
-                df.insert(2 * pos + 1, f"{dim}_label", pd.Series(lab, index=df.index))
+            _insert_labels(df, ds, by_l)
         df.attrs.update(
             {
                 "dataset": dataset,
@@ -562,3 +575,216 @@ class Client:
             population=body.get("population"),
             population_epsilon_remaining=_as_float(body.get("population_epsilon_remaining")),
         )
+
+    # -- voting history -------------------------------------------------------
+
+    def elections(self, dataset: str) -> list[str]:
+        """The ids of the elections whose turnout ``dataset`` answers (its
+        ``vote_<id>`` dimensions, in the server's order); free, like
+        :meth:`datasets`."""
+        ds = self.dataset(dataset)
+        return [d[len(_VOTE_PREFIX):] for d in ds.dimensions if d.startswith(_VOTE_PREFIX)]
+
+    def turnout(
+        self,
+        dataset: str,
+        election: str,
+        by: Sequence[str] | str | None = (),
+        where: Where | None = None,
+        *,
+        epsilon: float,
+        methods: bool = False,
+        labels: bool = False,
+        level: float = 0.95,
+        draws: int = 4000,
+        seed: int | None = None,
+    ) -> pd.DataFrame:
+        """Turnout of one election by groups, with intervals, from one release.
+
+        Sends one query, :meth:`count` grouped by ``by + ["vote_<election>"]``,
+        and adds its cells up per group of ``by``. Every voter is in exactly
+        one cell (storage is one row per voter, one category per election),
+        so it costs ``epsilon`` like any other query, and repeating it is free
+        (the stored release, with the same intervals).
+
+        Args:
+            dataset: dataset name, e.g. ``"nc"``.
+            election: the election's id as configured (``"2024g"``), or its
+                dimension (``"vote_2024g"``); :meth:`elections` lists them.
+            by: dimensions to group by (``[]`` gives one row for everyone);
+                may include *other* elections (turnout in 2024 by ``vote_2020g``).
+            where: filter on dimensions other than this election, as in
+                :meth:`count`.
+            epsilon: the privacy cost of the one release.
+            methods: also the share of each voting method among voters.
+            labels: also add a ``<dimension>_label`` column per dimension of ``by``.
+            level: coverage of the intervals (default 95%).
+            draws: Monte Carlo draws of the noise per group (see below).
+            seed: seed of those draws; by default one derived from the
+                release id, so the same release always gets the same intervals.
+
+        Returns:
+            One row per group of ``by`` (every public combination, in public
+            order), with the ``by`` columns as in :meth:`count`, then:
+
+            - ``registered``: voters registered on election day, i.e. the sum
+              of every category's noisy cell but ``not_registered``
+              (registered after the election);
+            - ``voted``: the sum of the method cells (every category but
+              ``did_not_vote`` and ``not_registered``);
+            - ``rate``: ``voted / registered`` clamped to ``[0, 1]``, ``NaN``
+              when ``registered ≤ 0``;
+            - ``rate_low``, ``rate_high``: the interval of the rate;
+            - with ``methods=True``, for each voting method ``m`` the
+              election's dimension has (of ``election_day``, ``early``,
+              ``mail``, ``provisional``, ``other``, ``voted_method_unknown``:
+              those the state's layout can tell apart): ``share_<m>`` (share
+              of ``m`` among ``voted``, ``NaN`` when ``voted ≤ 0``),
+              ``share_<m>_low``, ``share_<m>_high``.
+
+            ``df.attrs`` holds the release's metadata as :meth:`count` gives
+            it (``epsilon_spent``, ``epsilon_remaining``, ``cached``,
+            ``release_id``, ``noise_scale``, ``ci95`` of one *cell*, ...),
+            with ``by`` the groups asked for, ``query_by`` the query's
+            group-by, ``election``, ``dimension``, ``methods`` (the method
+            categories, in order), ``level``, ``draws``, ``seed`` (the one
+            used) and ``interval``.
+
+        The interval:
+            The server adds independent discrete Laplace noise to every cell
+            of a release (opendp's ``make_laplace`` on integer counts:
+            ``P(k) ∝ exp(-|k| / b)`` with ``b`` the release's
+            ``noise_scale``), and the noise scale is public. A rate is a ratio
+            of sums of cells of that one release, and its interval is
+            computed from that known noise distribution alone, by inverting a
+            test: a rate ``r`` is kept if ``voted - r·registered`` lies in the
+            central ``level`` part of the distribution of its noise,
+            ``N_voted - r·N_registered``; the interval is the range of kept
+            rates in ``[0, 1]``. That distribution has no closed form, so it
+            is simulated by Monte Carlo (``draws`` redraws of every cell's
+            noise; a sum of cells' noise is drawn exactly, as a difference of
+            two negative binomials). At the true rate the statistic *is* that
+            noise, so the true rate of the file is inside with probability at
+            least ``level`` (± about half a point of Monte Carlo error at
+            4000 draws) in each group, whatever its size. When the redrawn
+            ``registered`` stays positive (groups much larger than the noise
+            scale) this is the same as the percentile interval of the rate
+            recomputed with the noise redrawn around the noisy counts; in tiny
+            groups, where noise can make ``registered`` zero or negative,
+            that percentile interval has no guarantee and the test keeps it.
+            Rows with ``registered ≤ 0`` (no information) get ``[0, 1]``; a
+            row whose counts fit no rate in ``[0, 1]`` (rare: e.g. a very
+            negative noisy ``did_not_vote``) gets the clamped rate as its
+            interval. Shares get theirs the same way, among ``voted``. The
+            intervals hold for each group separately, not simultaneously: of
+            many groups, about ``1 - level`` of them miss.
+            :func:`rollcall_client.intervals.turnout_table` is this step on
+            its own.
+
+            What it does not cover: only the privacy noise of this release
+            is accounted for. It says nothing about errors in the file itself
+            or its ingest (voters purged since the election are not in the
+            file at all, so the rate is that of today's registrants on the
+            election day; their county, party and age are those of today's
+            file, not of election day; history lines that matched no voter;
+            methods recorded wrongly), and nothing about sampling: the file is
+            a census of itself, not a sample of a population.
+
+        Raises:
+            InvalidQuery: unknown dataset or election (``unknown_dimension``;
+                the message lists the dataset's elections), and everything
+                :meth:`count` raises.
+            ValueError: the election's own dimension in ``by`` or ``where``;
+                ``level`` outside ``(0, 1)``; ``draws`` below 100.
+        """
+        if not 0 < level < 1:
+            raise ValueError(f"level must be between 0 and 1, not {level}")
+        if isinstance(draws, bool) or not isinstance(draws, int) or draws < 100:
+            raise ValueError(f"draws must be an integer ≥ 100, not {draws!r}")
+        election = str(election)
+        dim = election if election.startswith(_VOTE_PREFIX) else _VOTE_PREFIX + election
+        ds = self.dataset(dataset)
+        if dim not in ds.dimensions:
+            known = self.elections(dataset)
+            raise InvalidQuery(
+                "unknown_dimension",
+                f"dataset {dataset!r} has no election {election!r} (no dimension {dim!r}); "
+                f"its elections: {known or 'none (no voting history ingested)'}",
+                None,
+            )
+        by_l = _normalise_by(by)
+        where_d = _normalise_where(where)
+        if dim in by_l:
+            raise ValueError(f"{dim!r} is the election itself: leave it out of `by`")
+        if dim in where_d:
+            raise ValueError(
+                f"{dim!r} is the election itself: a filter on it would make the rate "
+                "meaningless; leave it out of `where`"
+            )
+        cats = list(ds.dimensions[dim].values)
+        for need in (DID_NOT_VOTE, NOT_REGISTERED):
+            if need not in cats:
+                raise ServerError(
+                    "unexpected_response", f"{dim!r} has no {need!r} value: {cats}", None
+                )
+
+        cells = self.count(dataset, by=[*by_l, dim], where=where_d, epsilon=epsilon)
+        attrs = dict(cells.attrs)
+        scale = attrs.get("noise_scale")
+        if scale is None or not math.isfinite(scale) or scale < 0:
+            raise ServerError("unexpected_response", f"no usable noise_scale: {scale!r}", None)
+
+        # One row per group (public order), one column per category of the election.
+        if by_l:
+            wide = cells.pivot(index=by_l, columns=dim, values="count")
+        else:
+            wide = cells.set_index(dim)["count"].to_frame().T.reset_index(drop=True)
+        missing = [c for c in cats if c not in wide.columns]
+        if missing or wide.isna().any().any():
+            raise ServerError(
+                "unexpected_response",
+                f"the answer lacks cells of {dim!r} (categories {missing or 'partly'})",
+                None,
+            )
+        wide = wide.reindex(columns=cats)
+        wide.columns = pd.Index([str(c) for c in wide.columns])
+        used_seed = seed if seed is not None else seed_for(attrs.get("release_id"))
+        table = turnout_table(
+            wide.astype("int64"),
+            float(scale),
+            methods=methods,
+            level=level,
+            draws=draws,
+            seed=used_seed,
+        )
+
+        if by_l:
+            groups = wide.index.to_frame(index=False)
+            for col in by_l:
+                if isinstance(cells[col].dtype, pd.CategoricalDtype):
+                    groups[col] = pd.Categorical(
+                        groups[col].astype("object"),
+                        categories=cells[col].cat.categories,
+                        ordered=True,
+                    )
+            out = pd.concat([groups, table.reset_index(drop=True)], axis=1)
+        else:
+            out = table.reset_index(drop=True)
+        if labels:
+            _insert_labels(out, ds, by_l)
+        out.attrs.update(attrs)
+        out.attrs.update(
+            {
+                "by": by_l,
+                "where": where_d,
+                "query_by": [*by_l, dim],
+                "election": dim[len(_VOTE_PREFIX):],
+                "dimension": dim,
+                "methods": [c for c in cats if c not in (DID_NOT_VOTE, NOT_REGISTERED)],
+                "level": level,
+                "draws": draws,
+                "seed": used_seed,
+                "interval": "test inversion, Monte Carlo of the discrete Laplace noise",
+            }
+        )
+        return out
