@@ -8,9 +8,19 @@ end::
         Client(srv.url, srv.tokens["alice"]).budget()
 
 It makes an NC dataset with the project's one fixture command
-(``scripts/fixture``: ``rollcall synth`` then ``rollcall ingest``), writes a config with fresh random tokens (only their
-SHA-256 goes into the file), starts ``rollcall serve`` on a free loopback port,
+(``scripts/fixture``: ``rollcall synth`` then ``rollcall ingest``), writes a
+config with fresh random tokens (only their SHA-256 goes into the file),
+starts ``rollcall serve`` on a free loopback port,
 waits for ``/healthz`` and stops the server on exit.
+
+With ``history=True`` synth also writes NC voting history for its default
+elections (2016-2024, :data:`DEFAULT_ELECTIONS`), the config configures them
+as ``[[dataset.election]]`` and the ingest joins the history
+(``rollcall ingest --config ... --history ...``), so the server answers
+``vote_<id>`` dimensions; ``DemoServer.truth`` is synth's ground truth.
+``aliases`` serve the same data under more names (one ``[[population]]``,
+each name with its own per-query cap), e.g. an exact-ish dataset with a
+large ``max_epsilon_per_query`` for tests that compare answers with the truth.
 """
 
 from __future__ import annotations
@@ -36,7 +46,50 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "lib"))
 import fixture  # noqa: E402  (scripts/lib/fixture.py: the shared fixture commands)
 
-__all__ = ["Analyst", "DemoServer", "find_binary", "demo_server", "hash_token", "repo_root"]
+__all__ = [
+    "DEFAULT_ELECTIONS",
+    "Alias",
+    "Analyst",
+    "DemoServer",
+    "Election",
+    "demo_server",
+    "find_binary",
+    "hash_token",
+    "repo_root",
+]
+
+
+@dataclass(frozen=True)
+class Election:
+    """One ``[[dataset.election]]``: id (the dimension is ``vote_<id>``), date, type."""
+
+    id: str
+    date: str
+    type: str
+
+
+#: ``rollcall synth --default-elections`` (``synth::default_elections()``): the
+#: elections its history files hold, and so the ones the demo config configures.
+DEFAULT_ELECTIONS = (
+    Election("2016g", "2016-11-08", "general"),
+    Election("2018g", "2018-11-06", "general"),
+    Election("2020p", "2020-03-03", "primary"),
+    Election("2020g", "2020-11-03", "general"),
+    Election("2022p", "2022-05-17", "primary"),
+    Election("2022g", "2022-11-08", "general"),
+    Election("2024p", "2024-03-05", "primary"),
+    Election("2024g", "2024-11-05", "general"),
+)
+
+
+@dataclass(frozen=True)
+class Alias:
+    """The demo dataset served under another name too (the same voters: one
+    population), with its own caps."""
+
+    name: str
+    max_epsilon_per_query: float
+    epsilon_total: float
 
 
 @dataclass
@@ -58,6 +111,10 @@ class DemoServer:
     config: Path
     log: Path
     process: subprocess.Popen[bytes]
+    #: synth's ground truth of the dataset (``scripts/fixture``'s ``truth``).
+    truth: Path | None = None
+    #: The voting-history file ingested (``history=True``), else ``None``.
+    history: Path | None = None
 
     def log_text(self) -> str:
         """Everything the server has logged so far."""
@@ -127,8 +184,15 @@ def write_config(
     epsilon_total: float = 100.0,
     max_epsilon_per_query: float = 1.0,
     extra_server: str = "",
+    elections: Sequence[Election] = (),
+    aliases: Sequence[Alias] = (),
 ) -> None:
-    """Write a server config in the shape of ``config/rollcall.toml``."""
+    """Write a server config in the shape of ``config/rollcall.toml``.
+
+    With ``aliases``, ``dataset`` and every alias are one ``[[population]]``
+    (``<dataset>-voters``, capped at the sum of their totals), each with its
+    own ``epsilon_total``.
+    """
     lines = [
         "[server]",
         f"listen = {_toml_str(listen)}",
@@ -137,16 +201,34 @@ def write_config(
     ]
     if extra_server:
         lines.append(extra_server.strip())
-    lines += [
-        "",
-        "[[dataset]]",
-        f"name = {_toml_str(dataset)}",
-        f"layout = {_toml_str(layout)}",
-        f"as_of = {_toml_str(as_of)}",
-        "age_bands = [18, 25, 35, 45, 55, 65, 75]",
-        f"epsilon_total = {float(epsilon_total)!r}",
-        f"max_epsilon_per_query = {float(max_epsilon_per_query)!r}",
-    ]
+    population = f"{dataset}-voters" if aliases else None
+    if population:
+        total = float(epsilon_total) + sum(float(a.epsilon_total) for a in aliases)
+        lines += ["", "[[population]]", f"name = {_toml_str(population)}",
+                  f"epsilon_total = {total!r}"]
+    entries = [(dataset, float(max_epsilon_per_query), float(epsilon_total))]
+    entries += [(a.name, float(a.max_epsilon_per_query), float(a.epsilon_total)) for a in aliases]
+    for name, max_eps, total in entries:
+        lines += [
+            "",
+            "[[dataset]]",
+            f"name = {_toml_str(name)}",
+            f"layout = {_toml_str(layout)}",
+            f"as_of = {_toml_str(as_of)}",
+            "age_bands = [18, 25, 35, 45, 55, 65, 75]",
+            f"epsilon_total = {total!r}",
+            f"max_epsilon_per_query = {max_eps!r}",
+        ]
+        if population:
+            lines.append(f"population = {_toml_str(population)}")
+        for e in elections:
+            lines += [
+                "",
+                "[[dataset.election]]",
+                f"id = {_toml_str(e.id)}",
+                f"date = {_toml_str(e.date)}",
+                f"type = {_toml_str(e.type)}",
+            ]
     for a in analysts:
         budgets = ", ".join(f"{k} = {float(v)!r}" for k, v in a.epsilon.items())
         lines += [
@@ -159,10 +241,50 @@ def write_config(
     path.write_text("\n".join(lines) + "\n")
 
 
-def prepare_data(binary: Path, workdir: Path, *, rows: int, seed: int, dataset: str = "nc") -> Path:
-    """An NC dataset of ``rows`` synthetic voters (``scripts/fixture``); returns
-    the data directory."""
-    return fixture.dataset(binary, rows, workdir, seed=seed, dataset=dataset)
+def prepare_data(
+    binary: Path,
+    workdir: Path,
+    *,
+    rows: int,
+    seed: int,
+    dataset: str = "nc",
+    history: bool = False,
+) -> dict[str, Path | None]:
+    """An NC dataset of ``rows`` synthetic voters (``scripts/fixture``), with
+    the voting history of :data:`DEFAULT_ELECTIONS` when ``history``.
+
+    Returns ``scripts/fixture``'s paths: ``data_dir`` (holding
+    ``workdir/data/<dataset>``), ``truth``, ``source`` and ``history``.
+    With history the ingest runs with ``--config workdir/ingest.toml``: the
+    dataset and its elections, nothing else (no tokens), so the same
+    arguments find the ingest already made.
+    """
+    kw: dict[str, object] = {"seed": seed, "dataset": dataset}
+    if history:
+        ingest_config = workdir / "ingest.toml"
+        write_config(
+            ingest_config,
+            listen="127.0.0.1:0",
+            data_dir=workdir / "data",
+            ledger=workdir / "ledger.sqlite",
+            analysts=[],
+            dataset=dataset,
+            elections=DEFAULT_ELECTIONS,
+        )
+        kw.update(history=True, config=ingest_config)
+    paths = fixture.run(binary, rows, workdir, **kw)
+    return {k: (Path(v) if v else None) for k, v in paths.items()}
+
+
+def add_aliases(data_dir: Path, dataset: str, aliases: Sequence[Alias]) -> None:
+    """Serve ``data_dir/dataset`` under each alias's name too (a relative symlink)."""
+    for a in aliases:
+        link = data_dir / a.name
+        if link.is_symlink() or link.exists():
+            if link.is_symlink() and os.readlink(link) == dataset:
+                continue
+            raise FileExistsError(f"{link} exists and is not a link to {dataset}")
+        link.symlink_to(dataset, target_is_directory=True)
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -210,15 +332,25 @@ def demo_server(
     max_epsilon_per_query: float = 1.0,
     extra_server: str = "",
     startup_timeout: float = 60.0,
+    history: bool = False,
+    aliases: Sequence[Alias] = (),
 ) -> Iterator[DemoServer]:
-    """Run a rollcall server on synthetic NC data for the duration of the block."""
+    """Run a rollcall server on synthetic NC data for the duration of the block.
+
+    ``history``: with voting history for :data:`DEFAULT_ELECTIONS` (the
+    dataset's ``vote_<id>`` dimensions). ``aliases``: the same data under more
+    dataset names (see :class:`Alias`).
+    """
     binary = binary or find_binary()
     own_tmp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="rollcall-demo-")) if workdir is None else Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
     proc: subprocess.Popen[bytes] | None = None
     try:
-        data = prepare_data(binary, work, rows=rows, seed=seed)
+        paths = prepare_data(binary, work, rows=rows, seed=seed, history=history)
+        data = paths["data_dir"]
+        assert data is not None
+        add_aliases(data, "nc", aliases)
         config = work / "rollcall.toml"
         log = work / "server.log"
         port = free_port()
@@ -231,6 +363,8 @@ def demo_server(
             epsilon_total=epsilon_total,
             max_epsilon_per_query=max_epsilon_per_query,
             extra_server=extra_server,
+            elections=DEFAULT_ELECTIONS if history else (),
+            aliases=aliases,
         )
         url = f"http://127.0.0.1:{port}"
         with log.open("wb") as logf:
@@ -250,6 +384,8 @@ def demo_server(
             config=config,
             log=log,
             process=proc,
+            truth=paths["truth"],
+            history=paths["history"],
         )
     finally:
         if proc is not None:

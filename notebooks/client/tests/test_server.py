@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 import math
+from collections import Counter
+from collections.abc import Mapping
 
 import httpx
 import pandas as pd
@@ -309,3 +312,189 @@ def test_error_codes_match_the_openapi_schema(server: DemoServer) -> None:
     )
     detail = schema["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
     assert detail["$ref"] == "#/components/schemas/ErrorCode", detail
+
+
+# -- turnout (voting history) --------------------------------------------------------
+
+#: Every category a vote dimension can have, in rollcall's global order: the
+#: truth's `votes` arrays hold indices into this list.
+VOTE_CATEGORIES = ["did_not_vote", "not_registered", "election_day", "early", "mail",
+                   "provisional", "other", "voted_method_unknown"]
+ELECTIONS = ["2016g", "2018g", "2020p", "2020g", "2022p", "2022g", "2024p", "2024g"]
+#: Far above anything an analyst would use: the noise is then 0 in almost every
+#: cell (P(|noise| ≥ 1) ≈ 2·e^-20 per cell), and the tests allow ±1 per cell.
+HUGE_EPSILON = 20.0
+
+
+@pytest.fixture(scope="session")
+def truth(server: DemoServer) -> dict:
+    assert server.truth is not None and server.truth.exists(), server.truth
+    return json.loads(server.truth.read_text())
+
+
+def _age_band(birth_year: int | None) -> str:
+    if birth_year is None:
+        return "unknown"
+    age = 2026 - birth_year  # the harness's as_of is 2026-06-30
+    if age < 18:
+        return "<18"
+    edges = [18, 25, 35, 45, 55, 65, 75]
+    lo = max(e for e in edges if e <= age)
+    return "75+" if lo == 75 else f"{lo}-{edges[edges.index(lo) + 1] - 1}"
+
+
+def _truth_cells(truth: dict, election: str, key) -> dict[tuple, Counter]:
+    """Truth counts per group (``key(row)``) and category of ``election``,
+    from the rows' ``votes`` arrays."""
+    e = ELECTIONS.index(election)
+    out: dict[tuple, Counter] = {}
+    for row in truth["rows"]:
+        out.setdefault(key(row), Counter())[VOTE_CATEGORIES[row["votes"][e]]] += row["count"]
+    return out
+
+
+def _registered_voted(cats: Mapping[str, int]) -> tuple[int, int]:
+    registered = sum(n for c, n in cats.items() if c != "not_registered")
+    return registered, registered - cats.get("did_not_vote", 0)
+
+
+def test_elections_are_dimensions(alice: Client) -> None:
+    assert alice.elections("nc") == ELECTIONS
+    values = alice.dataset("nc")["vote_2024g"].values
+    assert values[:2] == ("did_not_vote", "not_registered")
+    assert set(values) <= set(VOTE_CATEGORIES)
+    assert {"election_day", "early", "mail"} <= set(values)
+
+
+def test_truth_agrees_with_itself(truth: dict) -> None:
+    """The truth's rows, totals and counties say the same (else the tests
+    below would compare with a moving target)."""
+    assert [e["id"] for e in truth["history"]["elections"]] == ELECTIONS
+    for e in truth["history"]["elections"]:
+        from_rows = _truth_cells(truth, e["id"], lambda r: ())[()]
+        assert {c: n for c, n in from_rows.items() if n} == {
+            c: n for c, n in e["categories"].items() if n}
+        by_county = _truth_cells(truth, e["id"], lambda r: r["county"])
+        assert {k: dict(v) for k, v in by_county.items()} == e["by_county"]
+
+
+def test_turnout_total_matches_the_truth(dora: Client, truth: dict) -> None:
+    t = dora.turnout("nc_exact", "2024g", epsilon=HUGE_EPSILON)
+    assert len(t) == 1
+    cats = next(e for e in truth["history"]["elections"] if e["id"] == "2024g")["categories"]
+    registered, voted = _registered_voted(cats)
+    n = len(t.attrs["methods"]) + 1  # cells summed into `registered`
+    assert abs(int(t["registered"].iloc[0]) - registered) <= n
+    assert abs(int(t["voted"].iloc[0]) - voted) <= n - 1
+    assert t["rate"].iloc[0] == pytest.approx(voted / registered, abs=1e-3)
+    slack = 2 / registered  # a cell 1 off (rare at this ε)
+    assert t["rate_low"].iloc[0] - slack <= voted / registered <= t["rate_high"].iloc[0] + slack
+    assert 0.3 < voted / registered < 0.9, "synth's 2024 general turnout looks unrealistic"
+    assert t.attrs["dimension"] == "vote_2024g" and t.attrs["query_by"] == ["vote_2024g"]
+
+
+def test_turnout_cells_by_county_match_the_truth(dora: Client, truth: dict) -> None:
+    cells = dora.count("nc_exact", by=["county", "vote_2024g"], epsilon=HUGE_EPSILON)
+    by_county = next(e for e in truth["history"]["elections"]
+                     if e["id"] == "2024g")["by_county"]
+    assert len(cells) == 100 * len(dora.dataset("nc_exact")["vote_2024g"])
+    worst = max(abs(int(n) - by_county.get(county, {}).get(vote, 0))
+                for county, vote, n in zip(cells["county"], cells["vote_2024g"], cells["count"],
+                                           strict=True))
+    assert worst <= 1, f"a cell is {worst} off the truth at ε = {HUGE_EPSILON}"
+    # turnout of the same release (stored: free) adds those cells up
+    t = dora.turnout("nc_exact", "2024g", by="county", epsilon=HUGE_EPSILON, methods=True)
+    assert t.attrs["cached"] is True and t.attrs["epsilon_spent"] == 0
+    assert list(t["county"]) == list(dora.dataset("nc_exact")["county"].values)
+    for r in t.itertuples():
+        registered, voted = _registered_voted(by_county.get(r.county, {}))
+        assert abs(r.registered - registered) <= 7 and abs(r.voted - voted) <= 6, r.county
+        if voted > 0:
+            shares = [getattr(r, f"share_{m}") for m in t.attrs["methods"]]
+            assert sum(shares) == pytest.approx(1.0, abs=1e-9), r.county
+            # a cell 1 off (rare at this ε) moves a share by about 1/voted
+            truth_mail = by_county[r.county].get("mail", 0) / voted
+            slack = 2 / voted
+            assert r.share_mail_low - slack <= truth_mail <= r.share_mail_high + slack, r.county
+
+
+@pytest.mark.parametrize(
+    ("by", "key"),
+    [
+        (["age_band", "party"], lambda r: (_age_band(r["birth_year"]), r["party"])),
+        (["vote_2020g"], lambda r: (VOTE_CATEGORIES[r["votes"][ELECTIONS.index("2020g")]],)),
+    ],
+)
+def test_turnout_by_groups_matches_the_truth(dora: Client, truth: dict, by, key) -> None:
+    """Age bands and parties from the voter file, and another election, against
+    the rows' `votes` arrays."""
+    t = dora.turnout("nc_exact", "2024g", by=by, epsilon=HUGE_EPSILON)
+    want = _truth_cells(truth, "2024g", key)
+    n = len(t.attrs["methods"]) + 1
+    seen = set()
+    for r in t.itertuples(index=False):
+        group = tuple(str(getattr(r, b)) for b in by)
+        seen.add(group)
+        registered, voted = _registered_voted(want.get(group, {}))
+        assert abs(r.registered - registered) <= n, group
+        assert abs(r.voted - voted) <= n - 1, group
+        if registered > 0:
+            slack = 2 / registered  # a cell 1 off (rare at this ε)
+            assert r.rate_low - slack <= voted / registered <= r.rate_high + slack, group
+    assert set(want) <= seen, set(want) - seen
+    if by == ["vote_2020g"]:
+        rates = t.set_index("vote_2020g")["rate"]
+        assert rates["election_day"] > rates["did_not_vote"], "voters vote again"
+
+
+def test_turnout_costs_its_epsilon_once(alice: Client) -> None:
+    spent = lambda: alice.budget().set_index("dataset").loc["nc", "spent"]  # noqa: E731
+    before = spent()
+    t = alice.turnout("nc", "2020g", by=["party"], epsilon=0.3, labels=True)
+    assert t.attrs["epsilon_spent"] == pytest.approx(0.3, abs=1e-9)
+    assert spent() == pytest.approx(before + 0.3, abs=1e-9)
+    assert list(t.columns[:2]) == ["party", "party_label"]
+    assert list(t["party"]) == list(alice.dataset("nc")["party"].values)
+    assert {"registered", "voted", "rate", "rate_low", "rate_high"} <= set(t.columns)
+    assert t.attrs["cells"] == len(t) * len(alice.dataset("nc")["vote_2020g"])
+    # a repeat is the stored release: free, and the same intervals
+    again = alice.turnout("nc", "2020g", by=["party"], epsilon=0.3, labels=True)
+    assert again.attrs["cached"] is True and again.attrs["epsilon_spent"] == 0
+    assert spent() == pytest.approx(before + 0.3, abs=1e-9)
+    pd.testing.assert_frame_equal(t, again)
+
+
+def test_turnout_intervals_at_an_ordinary_epsilon(alice: Client) -> None:
+    t = alice.turnout("nc", "vote_2024g", by=["county"], where={"status": ["A"]},
+                      epsilon=0.5, methods=True)
+    assert len(t) == 100
+    ok = t["registered"] > 0
+    assert (t.loc[ok, "rate_low"] <= t.loc[ok, "rate"]).all()
+    assert (t.loc[ok, "rate"] <= t.loc[ok, "rate_high"]).all()
+    assert ((t["rate_low"] >= 0) & (t["rate_high"] <= 1)).all()
+    # bigger counties, narrower intervals
+    width = t["rate_high"] - t["rate_low"]
+    big, small = t["registered"].nlargest(10).index, t["registered"].nsmallest(10).index
+    assert width[big].mean() < width[small].mean()
+    # method shares of the big counties add up to about 1
+    shares = t.loc[big, [f"share_{m}" for m in t.attrs["methods"]]].sum(axis=1)
+    assert (shares - 1).abs().max() < 0.05, shares
+
+
+def test_turnout_unknown_election(alice: Client) -> None:
+    before = alice.budget()
+    with pytest.raises(InvalidQuery) as e:
+        alice.turnout("nc", "1999g", by=["county"], epsilon=0.1)
+    assert e.value.code == "unknown_dimension"
+    assert "2024g" in e.value.message
+    with pytest.raises(InvalidQuery):
+        alice.turnout("texas", "2024g", epsilon=0.1)
+    # the server says the same of the dimension itself
+    with pytest.raises(InvalidQuery) as e:
+        alice.count("nc", by=["vote_1999g"], epsilon=0.1)
+    assert e.value.code == "unknown_dimension"
+    with pytest.raises(ValueError, match="election itself"):
+        alice.turnout("nc", "2024g", by=["vote_2024g"], epsilon=0.1)
+    with pytest.raises(ValueError, match="election itself"):
+        alice.turnout("nc", "2024g", where={"vote_2024g": ["mail"]}, epsilon=0.1)
+    pd.testing.assert_frame_equal(alice.budget(), before)
