@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::AtomicU8;
 use std::time::{Duration, Instant};
@@ -233,6 +234,8 @@ fn dedup_and_join(
         .open(&rejects_path)
         .map_err(|e| IngestError::io(&rejects_path, e))?;
     let mut rejects = std::io::BufWriter::new(rejects);
+    // The same columns as rejects.tsv, the third naming a layout key.
+    writeln!(rejects, "file\tline\tkey\treason").map_err(|e| IngestError::io(&rejects_path, e))?;
     let spilled = crate::history::read(layout, &opts.history_files, dir, &mut rejects)?;
     rejects
         .into_inner()

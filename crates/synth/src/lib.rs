@@ -66,7 +66,9 @@
 //! `did_not_vote` when it has only such lines; with no line (OH: an empty
 //! cell) `not_registered` when its usable registration date is after the
 //! election, else `did_not_vote` (a null, unparseable or out-of-range date
-//! counts as registered). `unknown_methods` counts winning cells only.
+//! counts as registered). `unknown_methods` counts the kept voters' winning
+//! cells of a history file, and every accepted line's cells of in-file
+//! history (before de-duplication, as ingest counts them).
 //!
 //! It returns the [`GroundTruth`]: what a correct ingest must produce from the
 //! file. The truth is computed from what the generator chose, by the ingestion
@@ -846,6 +848,8 @@ impl<'a> Gen<'a> {
                         self.book(&v, true);
                         recent[at] = v;
                         last = Some(at);
+                    } else {
+                        self.count_dropped_cells(&v);
                     }
                 }
                 Kind::BadCounty(true) => {

@@ -138,6 +138,8 @@ type Written = (Option<Vec<u8>>, i32, TruthRow, Vec<Vec<u8>>);
 /// voters, the ids of every accepted line, the header names.
 struct Voters {
     written: Vec<Written>,
+    /// The fields of accepted lines dropped as duplicates.
+    dropped: Vec<Vec<Vec<u8>>>,
     accepted: HashSet<Vec<u8>>,
     names: Vec<String>,
 }
@@ -374,6 +376,13 @@ fn read_back_voters(layout: &Layout, bytes: &[u8], cy: i16) -> (GroundTruth, Vot
     let rows_read = (lines.len() - first) as u64;
     let voters = Voters {
         written: seen,
+        dropped: {
+            let kept_lines: HashSet<usize> = written.iter().copied().collect();
+            (0..kept.len())
+                .filter(|i| !kept_lines.contains(i))
+                .map(|i| kept[i].4.clone())
+                .collect()
+        },
         accepted: kept.iter().filter_map(|k| k.0.clone()).collect(),
         names: names.clone(),
     };
@@ -1388,6 +1397,15 @@ fn read_history(
                         truth.unknown_methods += u64::from(unknown);
                         cat
                     };
+                }
+            }
+            // Ingest counts unknown cells before de-duplication.
+            for fields in &v.dropped {
+                for e in 0..elections.len() {
+                    let cell = trim(&fields[col_of[e].expect("a column per election")]);
+                    if !cell.is_empty() {
+                        truth.unknown_methods += u64::from(read_method(h, cell).1);
+                    }
                 }
             }
         }

@@ -99,6 +99,17 @@ impl Gen<'_> {
         }
     }
 
+    /// Counts the unknown election cells of an accepted line that is not
+    /// booked (a duplicate that loses), for in-file history only.
+    pub(crate) fn count_dropped_cells(&mut self, v: &Voter) {
+        if let Some(h) = self.hist.as_mut().filter(|h| h.file.is_none()) {
+            let unknown = (0..h.elections.len())
+                .filter(|&e| v.hist[e] != NO_LINE && h.spell[usize::from(v.hist[e])].unknown)
+                .count();
+            h.unknown_methods += unknown as u64;
+        }
+    }
+
     /// Adds (`add`) or removes a written voter to or from the truth.
     pub(crate) fn book(&mut self, v: &Voter, add: bool) {
         let cy = self.opts.current_year;
@@ -134,12 +145,15 @@ impl Gen<'_> {
             for e in 0..h.elections.len() {
                 key.set_vote(e, h.category(v.hist[e], e, rank));
                 let s = v.hist[e];
+                // In-file history counts every accepted line's unknown cells,
+                // kept or dropped as a duplicate (as ingest does, before
+                // de-duplication); a history file, the kept voters' only.
                 if s != NO_LINE && h.spell[usize::from(s)].unknown {
-                    h.unknown_methods = if add {
-                        h.unknown_methods + 1
-                    } else {
-                        h.unknown_methods - 1
-                    };
+                    if add {
+                        h.unknown_methods += 1;
+                    } else if h.file.is_some() {
+                        h.unknown_methods -= 1;
+                    }
                 }
             }
         }

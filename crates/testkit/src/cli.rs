@@ -97,6 +97,9 @@ pub struct TruthRow {
     pub values: BTreeMap<String, Option<String>>,
     /// How many voters have exactly these values.
     pub count: u64,
+    /// Per election of the truth's `history` (in its order): the category
+    /// of these voters, an index into [`layout::CATEGORIES`].
+    pub votes: Vec<u8>,
 }
 
 /// A dataset made by `rollcall synth` and `rollcall ingest`.
@@ -207,7 +210,8 @@ impl Fixture {
     }
 
     /// Exact counts by `dims` (output column names; `age_band` derived with
-    /// [`age_band`]) over the truth rows passing `keep`.
+    /// [`age_band`]; `vote_<id>` the category name in election `id`) over
+    /// the truth rows passing `keep`.
     pub fn counts(
         &self,
         dims: &[&str],
@@ -219,6 +223,7 @@ impl Fixture {
                 .iter()
                 .map(|d| match *d {
                     "age_band" => age_band(row.values["birth_year"].as_deref()),
+                    vote if vote.starts_with(layout::VOTE_PREFIX) => self.vote(row, vote).into(),
                     other => row.values[other]
                         .clone()
                         .unwrap_or_else(|| "unknown".into()),
@@ -227,6 +232,22 @@ impl Fixture {
             *out.entry(key).or_insert(0) += row.count;
         }
         out
+    }
+}
+
+impl Fixture {
+    /// The category name of `row`'s voters in the election of dimension
+    /// `vote_<id>`.
+    pub fn vote(&self, row: &TruthRow, dimension: &str) -> &'static str {
+        let id = &dimension[layout::VOTE_PREFIX.len()..];
+        let elections = self.truth_json["history"]["elections"]
+            .as_array()
+            .expect("a truth with voting history");
+        let i = elections
+            .iter()
+            .position(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("no election {id:?} in the truth"));
+        layout::CATEGORIES[usize::from(row.votes[i])].0
     }
 }
 
@@ -289,7 +310,7 @@ pub fn ingest(layout: &str, dataset: &str, data_dir: &Path, files: &[&Path]) {
     run_ok(&args);
 }
 
-fn truth_rows(json: &Value) -> Vec<TruthRow> {
+pub(crate) fn truth_rows(json: &Value) -> Vec<TruthRow> {
     json["rows"]
         .as_array()
         .expect("truth has rows")
@@ -298,7 +319,7 @@ fn truth_rows(json: &Value) -> Vec<TruthRow> {
             let obj = r.as_object().unwrap();
             let values = obj
                 .iter()
-                .filter(|(k, _)| k.as_str() != "count")
+                .filter(|(k, _)| !matches!(k.as_str(), "count" | "votes"))
                 .map(|(k, v)| {
                     let s = match v {
                         Value::Null => None,
@@ -308,9 +329,22 @@ fn truth_rows(json: &Value) -> Vec<TruthRow> {
                     (k.clone(), s)
                 })
                 .collect();
+            let votes = obj
+                .get("votes")
+                .and_then(Value::as_array)
+                .map_or_else(Vec::new, |v| {
+                    v.iter()
+                        .map(|c| {
+                            c.as_u64()
+                                .and_then(|c| u8::try_from(c).ok())
+                                .expect("a category index")
+                        })
+                        .collect()
+                });
             TruthRow {
                 values,
                 count: obj["count"].as_u64().unwrap(),
+                votes,
             }
         })
         .collect()

@@ -70,6 +70,8 @@ pub struct DatasetSection {
     pub population: Option<String>,
     /// `share_releases` (omitted when `None`).
     pub share_releases: Option<bool>,
+    /// `[[dataset.election]]`s: `(id, date, type)`.
+    pub elections: Vec<(String, String, String)>,
 }
 
 impl DatasetSection {
@@ -85,6 +87,7 @@ impl DatasetSection {
             max_epsilon_per_query: 1.0,
             population: None,
             share_releases: None,
+            elections: Vec::new(),
         }
     }
 
@@ -125,6 +128,13 @@ impl DatasetSection {
         self
     }
 
+    /// A `[[dataset.election]]`: `id`, `date` (`YYYY-MM-DD`), `type`.
+    pub fn election(mut self, id: &str, date: &str, kind: &str) -> Self {
+        self.elections
+            .push((id.to_owned(), date.to_owned(), kind.to_owned()));
+        self
+    }
+
     fn write(&self, out: &mut String) {
         let _ = write!(
             out,
@@ -140,6 +150,13 @@ impl DatasetSection {
         }
         if let Some(s) = self.share_releases {
             let _ = writeln!(out, "share_releases = {s}");
+        }
+        // After every key of the dataset: a table header ends them.
+        for (id, date, kind) in &self.elections {
+            let _ = write!(
+                out,
+                "[[dataset.election]]\nid = {id:?}\ndate = {date:?}\ntype = {kind:?}\n"
+            );
         }
         out.push('\n');
     }
@@ -294,7 +311,9 @@ mod tests {
             .dataset(
                 DatasetSection::nc("nc_b")
                     .population("nc-voters")
-                    .as_of("2025-06-30"),
+                    .as_of("2025-06-30")
+                    .election("2024g", "2024-11-05", "general")
+                    .election("2024p", "2024-03-05", "primary"),
             )
             .analyst(&alice)
             .to_toml();
@@ -304,5 +323,14 @@ mod tests {
         assert_eq!(c.population_of(&c.datasets[1]).members, ["nc", "nc_b"]);
         assert!(!c.datasets[0].share_releases);
         assert_eq!(c.analysts[0].epsilon.len(), 2);
+        let ids: Vec<&str> = c.datasets[1]
+            .elections
+            .iter()
+            .map(|e| e.id.as_str())
+            .collect();
+        assert_eq!(
+            (c.datasets[0].elections.len(), ids),
+            (0, vec!["2024g", "2024p"])
+        );
     }
 }

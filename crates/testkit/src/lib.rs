@@ -8,6 +8,8 @@
 //!   hand-written TOML;
 //! - [`server`]: a real `rollcall serve` process on a free port ([`Server`]),
 //!   and [`spawn_app`], the same app in process on a real socket on port 0;
+//! - [`history`]: datasets with voting history and their truth
+//!   ([`HistoryFixture`]);
 //! - [`http`]: a small HTTP/1.1 client, enough for every test (methods,
 //!   headers, bodies, chunked bodies, timeouts);
 //! - [`parquet`]: a dataset folder read back as rows;
@@ -16,6 +18,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod history;
 pub mod http;
 pub mod parquet;
 pub mod postgres;
@@ -24,6 +27,7 @@ pub mod server;
 pub use cli::{Fixture, TruthRow, bin, env_usize, repo_root, run, run_ok};
 pub use cli::{FixtureSpec, age_band, ingest, ingest_nc, scratch, synth};
 pub use config::{ConfigBuilder, DatasetSection, TestAnalyst, hash_token};
+pub use history::HistoryFixture;
 pub use parquet::{Tuple, multiset, read_dataset};
 pub use server::{
     Answer, App, DatasetSettings, ROWS, SEED, Server, Speak, chunked, domains, nc_config, nc_data,
