@@ -2,7 +2,8 @@
 """Execute the research notebooks against a demo rollcall server; write HTML.
 
 Called by ``scripts/run-notebooks`` (which prepares the venv and the binary).
-Starts a server on synthetic NC data with two analysts:
+Starts a server on synthetic NC data, with synth's voting history for its
+default elections 2016-2024 (notebook 4 asks for turnout), and two analysts:
 
 - ``analyst`` (ε 3.0 on ``nc``): ``ROLLCALL_TOKEN``, used by every notebook;
 - ``intern`` (ε 0.25 on ``nc``): ``ROLLCALL_INTERN_TOKEN``, whose budget
@@ -62,9 +63,11 @@ def server_env(args: argparse.Namespace) -> Iterator[None]:
         epsilon_total=20.0,
         max_epsilon_per_query=1.0,
         workdir=Path(args.workdir) if args.workdir else None,
+        history=True,
     ) as srv:
         print(
-            f"run-notebooks: {binary} serving {args.rows:,} synthetic NC voters at {srv.url} "
+            f"run-notebooks: {binary} serving {args.rows:,} synthetic NC voters (with voting "
+            f"history) at {srv.url} "
             f"(ready in {time.monotonic() - t0:.1f}s, work dir {srv.workdir})",
             flush=True,
         )
