@@ -570,8 +570,9 @@ width falls like 1/registered — the normal approximation of the ratio's noise,
 with the discrete Laplace variance of each summed cell, is drawn for
 comparison — and for groups of a few dozen voters it approaches the whole
 [0, 1] range (above the dashed line: there the approximation no longer holds,
-and the interval's coverage comes from the simulated noise itself): the release says almost nothing about them, which is the
-privacy guarantee working as intended.
+and the interval's coverage comes from the simulated noise itself): the
+release says almost nothing about them, which is the privacy guarantee
+working as intended.
 """),
     code("""
 SMALL = list(mix.nsmallest(20, "registered")["county"])
