@@ -422,6 +422,24 @@ impl Layout {
                 format!("at most {MAX_ELECTIONS} elections per dataset"),
             ));
         }
+        let in_file = matches!(
+            self.history.as_ref().map(|h| &h.source),
+            Some(HistorySource::Columns(_))
+        );
+        // In-file votes ride in the row's code slots after the coded
+        // dimensions (ingest's `Row::codes`): only so many fit.
+        let room = MAX_CODED.saturating_sub(self.coded.len());
+        if in_file && elections.len() > room {
+            return Err((
+                room,
+                format!(
+                    "layout `{}` keeps voting history in the voter file's columns, which share \
+                     {MAX_CODED} code slots with its {} coded dimensions: at most {room} elections",
+                    self.name,
+                    self.coded.len()
+                ),
+            ));
+        }
         for (i, e) in elections.iter().enumerate() {
             if let Some(j) = elections[..i].iter().position(|o| o.id == e.id) {
                 return Err((i, format!("id `{}` is also election {j}'s", e.id)));
@@ -632,6 +650,29 @@ mod tests {
             assert_eq!(layout.name, name);
             assert!(!layout.county.counties.is_empty());
         }
+    }
+
+    #[test]
+    fn in_file_elections_fit_the_rows_code_slots() {
+        let oh = Layout::resolve("oh").unwrap();
+        let room = MAX_CODED - oh.coded.len();
+        let elections = |n: usize| -> Vec<Election> {
+            (0..n)
+                .map(|i| Election::new(&format!("e{i}"), &format!("20{:02}-11-05", i), "general"))
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let fits = oh.clone().with_elections(elections(room)).unwrap();
+        assert_eq!(fits.elections.len(), room);
+        let (at, message) = oh.with_elections(elections(room + 1)).unwrap_err();
+        assert_eq!(at, room);
+        assert!(
+            message.contains(&format!("at most {room} elections")),
+            "{message}"
+        );
+        // A separate history file has no such limit below MAX_ELECTIONS.
+        let nc = Layout::resolve("nc").unwrap();
+        assert!(nc.with_elections(elections(room + 1)).is_ok());
     }
 
     #[test]
