@@ -1,6 +1,7 @@
 """`scripts/demo --check`: starts `rollcall serve`, asks the README's query
-over HTTP as the demo analyst, checks the answer's shape, and stops the
-server. Exits non-zero, with the server's log, when any step fails."""
+and a turnout query (`vote_2024g`, from the ingested voting history) over
+HTTP as the demo analyst, checks the answers' shape, and stops the server.
+Exits non-zero, with the server's log, when any step fails."""
 
 import json
 import subprocess
@@ -12,6 +13,12 @@ QUERY = {
     "dataset": "nc",
     "group_by": ["county", "age_band"],
     "filter": {"status": ["A"], "party": ["DEM", "REP"]},
+    "epsilon": 0.5,
+}
+TURNOUT = {
+    "dataset": "nc",
+    "group_by": ["age_band", "vote_2024g"],
+    "filter": {"party": ["DEM", "REP", "UNA"]},
     "epsilon": 0.5,
 }
 
@@ -61,6 +68,19 @@ def main(binary: str, config: str, token: str) -> int:
         expected = public_cells(call(base, token, "/v1/datasets"), QUERY["group_by"])
         if len(cells) != expected:
             print(f"demo check: expected {expected} cells, got {len(cells)}", file=sys.stderr)
+            return 1
+        # Turnout: the history was ingested with the config's elections.
+        body = call(base, token, "/v1/query", TURNOUT)
+        cells = body["rows"]
+        expected = public_cells(call(base, token, "/v1/datasets"), TURNOUT["group_by"])
+        voted = sum(r["count"] for r in cells
+                    if r["vote_2024g"] not in ("did_not_vote", "not_registered"))
+        registered = sum(r["count"] for r in cells if r["vote_2024g"] != "not_registered")
+        print(f"demo check: turnout {len(cells)} noisy cells, 2024 general: {voted} of "
+              f"{registered} registered voted (noisy), ε spent {body['epsilon_spent']}")
+        if len(cells) != expected or not 0 < voted < registered:
+            print(f"demo check: turnout: expected {expected} cells and 0 < voted < registered, "
+                  f"got {len(cells)} cells, {voted} of {registered}", file=sys.stderr)
             return 1
         return 0
     finally:
