@@ -320,6 +320,8 @@ fn compile<'a>(
         while let [rest @ .., b'\n' | b'\r'] = line {
             line = rest;
         }
+        // A UTF-8 BOM, skipped as before a voter file's header.
+        line = line.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(line);
         let mut names = Vec::new();
         let mut scratch = Vec::new();
         let _ = split::split_line(line, format.delimiter, format.quoting, |_, span| {
