@@ -312,35 +312,30 @@ fn a_history_file_of_the_wrong_layout_fails_naming_the_key() {
     let nc = HistoryFixture::synth(&dir.path().join("nc"), "nc", 500, 21);
     let fl = HistoryFixture::synth(&dir.path().join("fl"), "fl", 500, 22);
     nc.ingest();
-    let before = std::fs::read_to_string(nc.dataset_dir().join("manifest.json")).unwrap();
+    fl.ingest();
+    assert_refused(&nc, &fl.history.clone().unwrap());
+    assert_refused(&fl, &nc.history.clone().unwrap());
+}
 
-    let fl_history = fl.history.clone().unwrap();
-    let out = nc.ingest_with(Some(&[&fl_history]));
+/// Ingesting `target`'s voters with the history file `foreign` fails naming
+/// a `history.` key, quotes nothing of the file, and leaves the dataset as
+/// it was.
+fn assert_refused(target: &HistoryFixture, foreign: &Path) {
+    let manifest = || std::fs::read_to_string(target.dataset_dir().join("manifest.json")).unwrap();
+    let before = manifest();
+    let out = target.ingest_with(Some(&[foreign]));
     let stderr = String::from_utf8_lossy(&out.stderr);
+    let name = target.dataset;
     assert!(
         !out.status.success(),
-        "NC ingest of FL history succeeded:\n{stderr}"
+        "{name} ingest of {foreign:?} succeeded:\n{stderr}"
     );
     assert!(
         stderr.contains("history."),
         "names the layout key: {stderr}"
     );
-    let after = std::fs::read_to_string(nc.dataset_dir().join("manifest.json")).unwrap();
-    assert_eq!(before, after, "the earlier dataset stands");
-    assert_no_content_of(&fl_history, &stderr);
-
-    let nc_history = nc.history.clone().unwrap();
-    let out = fl.ingest_with(Some(&[&nc_history]));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "FL ingest of NC history succeeded:\n{stderr}"
-    );
-    assert!(
-        stderr.contains("history."),
-        "names the layout key: {stderr}"
-    );
-    assert_no_content_of(&nc_history, &stderr);
+    assert_eq!(before, manifest(), "{name}: the earlier dataset stands");
+    assert_no_content_of(foreign, &stderr);
 }
 
 /// No field of `file` longer than 6 bytes (ids, dates, descriptions)
@@ -374,4 +369,56 @@ fn history_ingest_is_deterministic() {
     f.ingest();
     assert_eq!(multiset(read_dataset(&f.dataset_dir()).1), first);
     assert_eq!(f.manifest()["history"], manifest["history"]);
+}
+
+/// An election added to the config after an ingest is not answered (the
+/// data holds no column for it) until the next ingest stores it; one
+/// removed is no longer answered, though the data still holds it.
+#[test]
+fn an_election_added_to_the_config_is_answered_after_the_next_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = HistoryFixture::synth(dir.path(), "fl", 800, 41);
+    f.config_with(&["2020g"]);
+    f.ingest();
+    f.config_with(&["2020g", "2024g"]);
+    let ask = |server: &Server, dim: &str| {
+        server.query(
+            &f.analyst.token,
+            &json!({"dataset": "fl", "group_by": [dim], "epsilon": 1e6}),
+        )
+    };
+    let server = start(&f.config);
+    let a = ask(&server, "vote_2024g");
+    assert_eq!(
+        (a.status, a.code()),
+        (400, "unknown_dimension"),
+        "{}",
+        a.text
+    );
+    assert_eq!(ask(&server, "vote_2020g").status, 200);
+    let log = server.kill();
+    assert!(
+        log.contains("2024g") && log.contains("re-ingest"),
+        "the log says why 2024g is missing: {log}"
+    );
+
+    f.ingest();
+    let server = start(&f.config);
+    let got = rows(&ask(&server, "vote_2024g"), &["vote_2024g"]);
+    assert_cells(
+        "2024g after ingest",
+        &got,
+        &f.fixture.counts(&["vote_2024g"], |_| true),
+    );
+    drop(server);
+
+    f.config_with(&["2024g"]);
+    let server = start(&f.config);
+    let a = ask(&server, "vote_2020g");
+    assert_eq!(
+        (a.status, a.code()),
+        (400, "unknown_dimension"),
+        "{}",
+        a.text
+    );
 }

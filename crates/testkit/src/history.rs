@@ -49,21 +49,8 @@ impl HistoryFixture {
         run_ok(&args);
         let truth_json: Value =
             serde_json::from_str(&std::fs::read_to_string(&truth).unwrap()).unwrap();
-        let analyst = TestAnalyst::on("alice", &[(layout, 1e8)]);
-        let mut dataset = DatasetSection::nc(layout)
-            .layout(layout)
-            .epsilon_total(Some(1e8))
-            .max_epsilon_per_query(1e6);
-        for e in truth_json["history"]["elections"].as_array().unwrap() {
-            let field = |k: &str| e[k].as_str().unwrap().to_owned();
-            dataset = dataset.election(&field("id"), &field("date"), &field("kind"));
-        }
         let data_dir = root.join("data");
-        let config = ConfigBuilder::new(&data_dir, &root.join("ledger.sqlite"))
-            .dataset(dataset)
-            .analyst(&analyst)
-            .write(root);
-        HistoryFixture {
+        let mut f = HistoryFixture {
             fixture: Fixture {
                 data_dir,
                 source: voters,
@@ -71,10 +58,37 @@ impl HistoryFixture {
                 truth_json,
             },
             dataset: layout,
-            config,
+            config: root.join("rollcall.toml"),
             history: (!in_file).then_some(history_path),
-            analyst,
+            analyst: TestAnalyst::on("alice", &[(layout, 1e8)]),
+        };
+        let ids = f.election_ids();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        f.config = f.config_with(&ids);
+        f
+    }
+
+    /// Rewrites [`HistoryFixture::config`] to configure only the truth's
+    /// elections `ids`, in that order; returns its path.
+    pub fn config_with(&self, ids: &[&str]) -> PathBuf {
+        let mut dataset = DatasetSection::nc(self.dataset)
+            .layout(self.dataset)
+            .epsilon_total(Some(1e8))
+            .max_epsilon_per_query(1e6);
+        let elections = self.truth()["elections"].as_array().unwrap();
+        for id in ids {
+            let e = elections
+                .iter()
+                .find(|e| e["id"] == *id)
+                .unwrap_or_else(|| panic!("no election {id:?} in the truth"));
+            let field = |k: &str| e[k].as_str().unwrap().to_owned();
+            dataset = dataset.election(&field("id"), &field("date"), &field("kind"));
         }
+        let root = self.fixture.data_dir.parent().expect("root/data");
+        ConfigBuilder::new(&self.fixture.data_dir, &root.join("ledger.sqlite"))
+            .dataset(dataset)
+            .analyst(&self.analyst)
+            .write(root)
     }
 
     /// `rollcall ingest --config CONFIG --dataset NAME VOTERS [--history
