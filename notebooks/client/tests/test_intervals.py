@@ -157,9 +157,9 @@ def test_rate_interval_covers_the_true_rate(scale: float) -> None:
     out = turnout_table(counts, scale, draws=1000, seed=11)
     hit = covered(out, rates, "rate")
     per_group = hit.reshape(len(GROUPS), trials).mean(axis=1)
-    # about 2.5 standard errors below 95% at 600 trials, per group
-    assert per_group.min() >= 0.93, dict(zip(GROUPS, per_group.round(3), strict=True))
-    assert hit.mean() >= 0.945, hit.mean()
+    # per group, about 3.5 standard errors below 95% at 600 trials; all groups together
+    assert per_group.min() >= 0.92, dict(zip(GROUPS, per_group.round(3), strict=True))
+    assert hit.mean() >= 0.95, hit.mean()
     assert (out["rate_low"] <= out["rate"].fillna(out["rate_low"])).all()
     assert (out["rate"].fillna(out["rate_high"]) <= out["rate_high"]).all()
 
@@ -171,8 +171,8 @@ def test_share_interval_covers_the_true_share() -> None:
     out = turnout_table(counts, scale, methods=True, draws=1000, seed=13)
     hit = covered(out, shares, "share_election_day")
     per_group = hit.reshape(len(groups), trials).mean(axis=1)
-    assert per_group.min() >= 0.93, dict(zip(groups, per_group.round(3), strict=True))
-    assert hit.mean() >= 0.945
+    assert per_group.min() >= 0.92, dict(zip(groups, per_group.round(3), strict=True))
+    assert hit.mean() >= 0.95, hit.mean()
 
 
 def test_coverage_check_catches_a_wrong_noise_scale() -> None:

@@ -605,7 +605,8 @@ class Client:
         and adds its cells up per group of ``by``. Every voter is in exactly
         one cell (storage is one row per voter, one category per election),
         so it costs ``epsilon`` like any other query, and repeating it is free
-        (the stored release, with the same intervals).
+        (the stored release, with the same intervals). What it would cost, for
+        free: ``cost(dataset, by=[*by, "vote_<election>"], where=..., epsilon=...)``.
 
         Args:
             dataset: dataset name, e.g. ``"nc"``.
@@ -745,6 +746,13 @@ class Client:
                 "unexpected_response",
                 f"the answer lacks cells of {dim!r} (categories {missing or 'partly'})",
                 None,
+            )
+        extra = [str(c) for c in wide.columns if c not in cats]
+        if extra:
+            # a category the dataset's public values do not list: its voters
+            # would silently fall out of `registered`
+            raise ServerError(
+                "unexpected_response", f"the answer has unknown values of {dim!r}: {extra}", None
             )
         wide = wide.reindex(columns=cats)
         wide.columns = pd.Index([str(c) for c in wide.columns])
