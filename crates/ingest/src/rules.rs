@@ -622,7 +622,7 @@ impl Rules {
         if let Some(h) = &self.history {
             for (k, v) in self.votes.iter().enumerate() {
                 let raw = trim(split::field(line, spans[v.slot], scratch));
-                let category = if raw.is_empty() && rank > v.date {
+                let category = if layout::History::is_blank(raw) && rank > v.date {
                     layout::NOT_REGISTERED
                 } else {
                     let (c, known) = h.method(raw);

@@ -220,6 +220,13 @@ impl History {
         used.into_iter().collect()
     }
 
+    /// Whether a raw cell is blank as [`History::method`] trims it (spaces,
+    /// tabs, CR): a blank cell of a voter registered after the election
+    /// is `not_registered`, not the layout's `blank`.
+    pub fn is_blank(raw: &[u8]) -> bool {
+        trim(raw).is_empty()
+    }
+
     /// The category of a raw method value (trimmed here), and whether it
     /// was in the table (blank counts as known).
     pub fn method(&self, raw: &[u8]) -> (u8, bool) {
@@ -573,6 +580,8 @@ mod tests {
         assert_eq!(h.method(b" x "), (7, true));
         assert_eq!(h.method(b""), (DID_NOT_VOTE, true));
         assert_eq!(h.method(b"Q"), (7, false));
+        assert!(History::is_blank(b" \r\t") && History::is_blank(b""));
+        assert!(!History::is_blank(b"X\r"));
     }
 
     #[test]
