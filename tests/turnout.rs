@@ -422,3 +422,35 @@ fn an_election_added_to_the_config_is_answered_after_the_next_ingest() {
         a.text
     );
 }
+
+/// A re-ingest with another history file (same voters) is another data
+/// version: a stored turnout answer of the old history is not served again.
+#[test]
+fn another_history_file_is_another_data_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = HistoryFixture::synth(dir.path(), "fl", 800, 51);
+    f.ingest();
+    let query = json!({"dataset": "fl", "group_by": ["vote_2024g"], "epsilon": 1e6});
+    let ask = || {
+        let server = start(&f.config);
+        let a = server.query(&f.analyst.token, &query);
+        assert_eq!(a.status, 200, "{}", a.text);
+        a.body["cached"].as_bool().unwrap()
+    };
+    assert!(!ask(), "a first answer is a new release");
+    assert!(ask(), "the same data answers from the store");
+
+    // The same voters with half of their history.
+    let history = f.history.clone().unwrap();
+    let text = std::fs::read(&history).unwrap();
+    let half: Vec<&[u8]> = text.split_inclusive(|&b| b == b'\n').step_by(2).collect();
+    let halved = dir.path().join("fl-history-halved.txt");
+    std::fs::write(&halved, half.concat()).unwrap();
+    let out = f.ingest_with(Some(&[&halved]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!ask(), "another history is another version");
+}

@@ -271,8 +271,9 @@ impl Dataset {
     }
 
     /// What the data is, for the key of a stored release: a digest of the
-    /// manifest's source file hashes, Parquet schema, layout digest and
-    /// reference year. A re-ingest of other files, or with another layout,
+    /// manifest's source file hashes, Parquet schema, layout digest,
+    /// reference year, and stored elections and history file hashes. A
+    /// re-ingest of other files, or with another layout,
     /// is another version; the same files ingested the same way are the same.
     pub fn version(&self) -> &str {
         &self.version
@@ -380,6 +381,16 @@ fn describe(manifest: Option<&Manifest>) -> (String, Vec<String>) {
     }
     for s in &sources {
         put(s);
+    }
+    // History files change turnout answers without changing the voters:
+    // another history (or the same id on another date) is another version.
+    if let Some(history) = &m.history {
+        for e in &history.elections {
+            put(&format!("election:{}:{}:{}", e.id, e.date, e.kind));
+        }
+        for s in &history.sources {
+            put(&format!("history:{}", s.sha256));
+        }
     }
     let hex: String = h.finalize()[..16]
         .iter()
