@@ -863,10 +863,8 @@ fn oh_cell(lcg: &mut Lcg) -> (Vec<u8>, Option<(u8, bool)>) {
         b"X", b"x", b" X ", b"D", b"R", b"L", b"G", b"C", b"E", b"N", b"S", b"\"X\"", b"\"r\"",
         b"X\r", b"\"X \"",
     ];
-    // Not a lone CR: `Rules::apply` tests blankness before trimming CR, so
-    // that cell of a voter registered later reads `did_not_vote`, not
-    // `not_registered` (reported; add `b"\r"` here once it is fixed).
-    let blank: [&[u8]; 5] = [b"", b"  ", b"\t", b"\"\"", b"\" \""];
+    // A lone CR is blank too (`History::is_blank`), for not_registered.
+    let blank: [&[u8]; 6] = [b"", b"  ", b"\t", b"\"\"", b"\" \"", b"\r"];
     let unknown: [&[u8]; 10] = [
         b"Q",
         b"VOTED",
