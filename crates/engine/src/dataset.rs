@@ -103,8 +103,8 @@ impl std::fmt::Debug for Dataset {
 /// and the server's state (whether the levels are built), never from data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CountSource {
-    /// The pre-aggregated level keeping the first `n` dimensions of the
-    /// level order.
+    /// The pre-aggregated level at this index of the dataset's levels
+    /// (smallest domain product first; see the `rollup` module).
     Level(usize),
     /// Every row.
     Rows,
@@ -297,13 +297,13 @@ impl Dataset {
     }
 
     /// The smallest built level keeping every dimension in `needed` (a
-    /// `Dim::bit` set), with the number of dimensions it keeps.
+    /// `Dim::bit` set), with its index among the levels.
     pub(crate) fn level_for(&self, needed: u64) -> Option<(usize, &Rollup)> {
         self.rollups
             .get()?
             .iter()
-            .find(|l| l.covers(needed))
-            .map(|l| (l.dims.count_ones() as usize, l))
+            .enumerate()
+            .find(|(_, l)| l.covers(needed))
     }
 
     /// Builds the pre-aggregated levels that make most counts independent of

@@ -10,6 +10,12 @@
 //! and status needs level 4, at most 100 × 9 × 9 × 6 entries whatever the
 //! number of voters.
 //!
+//! Each configured election's `vote_<id>` dimension leads a chain of its
+//! own (the election, then the same order), so turnout by county and age
+//! band counts over a level too; every chain's levels are kept by the same
+//! rule, and a query counts over the level of smallest domain product that
+//! covers it.
+//!
 //! Levels are built by one sort of a packed key per row (first dimension in
 //! the highest bits), then each shorter level by merging runs of the longer
 //! one. Which levels are kept depends on **public information only**: a
@@ -106,22 +112,61 @@ pub(crate) fn kept_levels(domains: &Domains, order: &[Dim], max_cells: u64) -> u
 }
 
 /// The dimensions of [`ORDER`] this dataset has, in that order, then its
-/// own dimensions in canonical order.
+/// own dimensions in canonical order; elections' `vote_<id>` dimensions
+/// lead chains of their own ([`chains`]).
 pub(crate) fn order(domains: &Domains) -> Vec<Dim> {
     let standard = ORDER.iter().filter_map(|n| domains.by_name(n));
     let own = domains
         .dims()
         .iter()
-        .filter(|d| !ORDER.contains(&d.name.as_str()));
+        .filter(|d| !ORDER.contains(&d.name.as_str()) && !is_vote(&d.name));
     standard.chain(own).map(|d| d.dim).collect()
 }
 
-/// Builds the levels whose domain product is at most `max_cells`. Returns
-/// nothing if the packed key would not fit in 64 bits (very large custom
-/// code tables) or a weight in 32.
+fn is_vote(name: &str) -> bool {
+    name.starts_with(layout::VOTE_PREFIX)
+}
+
+/// The orders levels are built along: [`order`], and for each election the
+/// same order behind its `vote_<id>` dimension, so that turnout by county
+/// and age band counts over a level as registration by them does. One
+/// election per chain: queries crossing two elections scan the rows.
+pub(crate) fn chains(domains: &Domains) -> Vec<Vec<Dim>> {
+    let main = order(domains);
+    let votes = domains.dims().iter().filter(|d| is_vote(&d.name));
+    let per_election = votes.map(|v| std::iter::once(v.dim).chain(main.iter().copied()).collect());
+    std::iter::once(main.clone()).chain(per_election).collect()
+}
+
+/// The product of the domain sizes of a level's dimensions: public, so
+/// ordering levels by it keeps the choice of level independent of the data.
+fn domain_product(domains: &Domains, dims: u64) -> u64 {
+    domains
+        .dims()
+        .iter()
+        .filter(|d| dims & d.dim.bit() != 0)
+        .fold(1u64, |p, d| {
+            p.saturating_mul(domains.domain_len(d.dim) as u64)
+        })
+}
+
+/// Builds the levels of every chain whose domain product is at most
+/// `max_cells`, smallest domain product first: the first level that covers
+/// a query is the cheapest.
 pub(crate) fn build(ds: &Dataset, max_cells: u64) -> Vec<Rollup> {
+    let mut levels: Vec<Rollup> = chains(&ds.domains)
+        .into_iter()
+        .flat_map(|chain| build_chain(ds, chain, max_cells))
+        .collect();
+    levels.sort_by_key(|l| (domain_product(&ds.domains, l.dims), l.dims.count_ones()));
+    levels
+}
+
+/// The levels of one chain (prefixes of `order`). Returns nothing if the
+/// packed key would not fit in 64 bits (very large custom code tables) or
+/// a weight in 32.
+fn build_chain(ds: &Dataset, mut order: Vec<Dim>, max_cells: u64) -> Vec<Rollup> {
     let domains = &ds.domains;
-    let mut order = order(domains);
     order.truncate(kept_levels(domains, &order, max_cells));
     let bits: Vec<u32> = order
         .iter()
@@ -177,8 +222,6 @@ pub(crate) fn build(ds: &Dataset, max_cells: u64) -> Vec<Rollup> {
         }
         levels.push(decode(domains, &order[..kept], &shifts, &bits, &level));
     }
-    // Smallest first: the first level that covers a query is the cheapest.
-    levels.reverse();
     levels
 }
 

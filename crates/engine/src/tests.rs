@@ -931,8 +931,74 @@ fn rollups_count_like_the_rows() {
         rolled
             .source_for(&query(&[dim("county"), dim("age_band")], &[]))
             .unwrap(),
-        CountSource::Level(2)
+        // After county alone: the second smallest level.
+        CountSource::Level(1)
     );
+}
+
+/// Each election leads a chain of levels of its own, so turnout by county
+/// and age band counts over a level like registration by them, with the
+/// counts of a scan; two elections crossed still scan.
+#[test]
+fn each_election_has_levels_of_its_own() {
+    let elections = ["2020g", "2024g"]
+        .iter()
+        .zip(["2020-11-03", "2024-11-05"])
+        .map(|(id, date)| layout::Election::new(id, date, "general").unwrap())
+        .collect();
+    let layout = Layout::resolve("nc")
+        .unwrap()
+        .with_elections(elections)
+        .unwrap();
+    let domains = Arc::new(Domains::new(&layout, &spec()).unwrap());
+    let d = |name: &str| domains.by_name(name).unwrap().dim;
+    let mut g = Lcg(11);
+    let columns: Vec<(Dim, Vec<u16>)> = domains
+        .dims()
+        .iter()
+        .map(|dd| {
+            let spread = (dd.values.len() as u64).min(12);
+            (
+                dd.dim,
+                (0..50_000).map(|_| (g.next() % spread) as u16).collect(),
+            )
+        })
+        .collect();
+    let scan = Dataset::from_codes(domains.clone(), columns.clone()).unwrap();
+    let rolled = Dataset::from_codes(domains.clone(), columns).unwrap();
+    rolled.build_rollups();
+    let (v20, v24) = (d("vote_2020g"), d("vote_2024g"));
+    let turnout = query(
+        &[d("county"), d("age_band"), v24],
+        &[(d("party"), &["DEM"])],
+    );
+    let registration = query(&[d("county"), d("age_band"), d("status")], &[]);
+    for q in [&turnout, &registration] {
+        assert!(
+            matches!(rolled.source_for(q).unwrap(), CountSource::Level(_)),
+            "{q:?}"
+        );
+    }
+    let crossed = query(&[v20], &[(v24, &["did_not_vote"])]);
+    assert_eq!(rolled.source_for(&crossed).unwrap(), CountSource::Rows);
+    for q in [
+        &turnout,
+        &registration,
+        &crossed,
+        &query(&[v20, d("gender")], &[]),
+    ] {
+        assert_eq!(
+            rolled.count_cells(q).unwrap(),
+            scan.count_cells(q).unwrap(),
+            "{q:?}"
+        );
+    }
+    // Registration still counts over the main chain's level, the smaller.
+    let levels = rolled.rollups.get().unwrap();
+    let CountSource::Level(i) = rolled.source_for(&registration).unwrap() else {
+        unreachable!()
+    };
+    assert_eq!(levels[i].dims & (v20.bit() | v24.bit()), 0);
 }
 
 /// Which levels exist, and so which rows a query counts over (and how long
