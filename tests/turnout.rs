@@ -387,14 +387,17 @@ fn an_election_added_to_the_config_is_answered_after_the_next_ingest() {
             &json!({"dataset": "fl", "group_by": [dim], "epsilon": 1e6}),
         )
     };
+    let unknown = |server: &Server, dim: &str| {
+        let a = ask(server, dim);
+        assert_eq!(
+            (a.status, a.code()),
+            (400, "unknown_dimension"),
+            "{dim}: {}",
+            a.text
+        );
+    };
     let server = start(&f.config);
-    let a = ask(&server, "vote_2024g");
-    assert_eq!(
-        (a.status, a.code()),
-        (400, "unknown_dimension"),
-        "{}",
-        a.text
-    );
+    unknown(&server, "vote_2024g");
     assert_eq!(ask(&server, "vote_2020g").status, 200);
     let log = server.kill();
     assert!(
@@ -413,14 +416,7 @@ fn an_election_added_to_the_config_is_answered_after_the_next_ingest() {
     drop(server);
 
     f.config_with(&["2024g"]);
-    let server = start(&f.config);
-    let a = ask(&server, "vote_2020g");
-    assert_eq!(
-        (a.status, a.code()),
-        (400, "unknown_dimension"),
-        "{}",
-        a.text
-    );
+    unknown(&start(&f.config), "vote_2020g");
 }
 
 /// A re-ingest with another history file (same voters) is another data
