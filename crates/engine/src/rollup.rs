@@ -134,8 +134,11 @@ fn is_vote(name: &str) -> bool {
 pub(crate) fn chains(domains: &Domains) -> Vec<Vec<Dim>> {
     let main = order(domains);
     let votes = domains.dims().iter().filter(|d| is_vote(&d.name));
-    let per_election = votes.map(|v| std::iter::once(v.dim).chain(main.iter().copied()).collect());
-    std::iter::once(main.clone()).chain(per_election).collect()
+    let mut chains: Vec<Vec<Dim>> = votes
+        .map(|v| std::iter::once(v.dim).chain(main.iter().copied()).collect())
+        .collect();
+    chains.insert(0, main);
+    chains
 }
 
 /// The product of the domain sizes of a level's dimensions: public, so
@@ -158,7 +161,7 @@ pub(crate) fn build(ds: &Dataset, max_cells: u64) -> Vec<Rollup> {
         .into_iter()
         .flat_map(|chain| build_chain(ds, chain, max_cells))
         .collect();
-    levels.sort_by_key(|l| (domain_product(&ds.domains, l.dims), l.dims.count_ones()));
+    levels.sort_by_cached_key(|l| (domain_product(&ds.domains, l.dims), l.dims.count_ones()));
     levels
 }
 
